@@ -1,0 +1,3 @@
+from telex.cli import main
+
+raise SystemExit(main())

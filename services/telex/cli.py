@@ -1,0 +1,169 @@
+"""The ``telex`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from telex import __version__
+from telex.config import Config, ConfigError, load
+from telex.log import configure, get_logger
+
+log = get_logger("telex")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telex",
+        description="Live news pages in, a clean real-time wire out (Kafka, WebSocket, webhooks).",
+    )
+    parser.add_argument("--version", action="version", version=f"telex {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML config file (or TELEX_CONFIG)")
+    common.add_argument(
+        "--bootstrap",
+        metavar="SERVERS",
+        help="Kafka bootstrap servers (or TELEX_KAFKA_BOOTSTRAP); none starts the embedded broker",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run everything in one process: broker, replay, poller, processor, gateway",
+        description="Run the whole pipeline in one process. Without --bootstrap it starts the "
+        "embedded broker and replays the seed live blog.",
+    )
+    run.add_argument("--no-replay", action="store_true", help="do not start the replay source")
+    for role, text in (
+        ("poller", "poll the configured sources into the raw topic"),
+        ("processor", "normalise and dedup raw updates onto the wire"),
+        ("gateway", "serve the wire over WebSocket, and the dashboard"),
+    ):
+        sub.add_parser(role, parents=[common], help=text, description=text.capitalize() + ".")
+    sub.add_parser(
+        "broker",
+        parents=[common],
+        help="run only the embedded Kafka broker and print its address",
+        description="Run the embedded in-memory broker (Tansu) until interrupted.",
+    )
+    replay = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="serve the seed live blog as a growing live page",
+        description="Serve the seed live blog on loopback, revealing one entry every "
+        "TELEX_REPLAY_INTERVAL seconds.",
+    )
+    replay.add_argument("--port", type=int, default=None, help="port (default: [replay] port)")
+    tail = sub.add_parser(
+        "tail",
+        parents=[common],
+        help="print the live wire in the terminal",
+        description="Connect to a gateway's /v1/stream and print one line per event.",
+    )
+    tail.add_argument("--url", default=None, help="gateway URL (default: from [http] config)")
+    tail.add_argument("--json", action="store_true", help="print whole events as JSON lines")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    environ = dict(os.environ)
+    if getattr(args, "bootstrap", None):
+        environ["TELEX_KAFKA_BOOTSTRAP"] = args.bootstrap
+    return load(getattr(args, "config", None), environ)
+
+
+async def _broker(config: Config) -> None:
+    from telex.bus import EmbeddedBroker
+    from telex.runtime import install_stop_handlers
+
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    broker = EmbeddedBroker()
+    await broker.start(config.kafka.embedded_start_timeout_s)
+    print(f"embedded Kafka broker on {broker.bootstrap} (in memory); Ctrl-C to stop", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await broker.stop()
+
+
+async def _replay(config: Config, port: int | None) -> None:
+    from telex.replay.server import PAGE_PATH, create_app
+    from telex.runtime import install_stop_handlers, serve_http
+
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    app = create_app(config.replay.interval)
+    async with serve_http(
+        app, config.replay.host, config.replay.port if port is None else port
+    ) as url:
+        print(f"replaying the seed live blog at {url}{PAGE_PATH}", flush=True)
+        await stop.wait()
+
+
+async def _tail(url: str, as_json: bool) -> None:
+    import websockets
+
+    ws_url = url.replace("http", "ws", 1).rstrip("/") + "/v1/stream"
+    async for connection in websockets.connect(ws_url):
+        try:
+            async for message in connection:
+                frame = orjson.loads(message)
+                if frame.get("type") != "event":
+                    print(f"# {message!s}", file=sys.stderr)
+                    continue
+                event = frame["event"]
+                if as_json:
+                    print(orjson.dumps(event).decode(), flush=True)
+                    continue
+                data = event["data"]
+                text = " ".join((data.get("title") or data.get("text") or "").split())
+                print(
+                    f"{data.get('published') or '-'}  {data['source_id']}  {text[:100]}", flush=True
+                )
+        except websockets.ConnectionClosed:
+            print("# connection closed, reconnecting", file=sys.stderr)
+            continue
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``telex`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        print(f"telex: {exc}", file=sys.stderr)
+        return 2
+    configure(config.log.level, config.log.format)
+
+    from telex.bus import BrokerError
+    from telex.runtime import ROLES, serve_until_stopped
+
+    try:
+        if args.command == "run":
+            asyncio.run(serve_until_stopped(config, ROLES, replay=not args.no_replay))
+        elif args.command in ROLES:
+            asyncio.run(serve_until_stopped(config, (args.command,), replay=False))
+        elif args.command == "broker":
+            asyncio.run(_broker(config))
+        elif args.command == "replay":
+            asyncio.run(_replay(config, args.port))
+        elif args.command == "tail":
+            url = args.url or f"http://{config.http.host}:{config.http.port}"
+            asyncio.run(_tail(url, args.json))
+    except BrokerError as exc:
+        print(f"telex: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass  # Ctrl-C during start-up, before the stop handlers were installed.
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The gateway: the wire fanned out to WebSocket subscribers and the dashboard."""

@@ -1,0 +1,92 @@
+"""The HTTP surface of a telex process: health, metrics, the dashboard and each service's routes.
+
+Every service process gets ``/healthz``, ``/readyz`` and ``/metrics``; ``telex run`` mounts the
+routes of all the services it runs in one app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from importlib import resources
+from typing import Protocol
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import telex
+
+
+class Component(Protocol):
+    """A running part of telex that can say whether it is ready."""
+
+    @property
+    def ready(self) -> bool: ...
+
+
+def create_app(
+    components: dict[str, Component],
+    routers: Iterable[APIRouter] = (),
+    dashboard: bool = False,
+) -> FastAPI:
+    """The FastAPI app for a process running ``components``."""
+    app = FastAPI(title="telex", version=telex.__version__, docs_url="/docs")
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Ready: every component is connected and has what it needs to work."""
+        states = {name: c.ready for name, c in components.items()}
+        ok = all(states.values())
+        body = {"status": "ready" if ok else "not ready", "components": states}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+
+    if dashboard:
+        web = resources.files("telex") / "web"
+        with resources.as_file(web) as web_dir:
+            app.mount("/static", StaticFiles(directory=web_dir), name="static")
+            index = web_dir / "index.html"
+
+        @app.get("/", include_in_schema=False)
+        async def home() -> FileResponse:
+            return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+class Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to telex, so several can share a loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+def server(app: object, host: str, port: int) -> Server:
+    """A uvicorn server for ``app`` that telex starts and stops itself."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=3,
+    )
+    return Server(config)

@@ -1,0 +1,55 @@
+"""Every Prometheus metric telex exports, in one place so the catalogue cannot drift.
+
+Conventions: ``telex_`` prefix, base units (seconds, bytes), ``_total`` for counters, label
+values from small fixed sets (never a URL, an id or free text).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+# Poller
+POLLS = Counter(
+    "telex_poller_polls_total",
+    "Source polls by outcome (ok, not_modified, error).",
+    ["outcome"],
+)
+ENTRIES_PRODUCED = Counter(
+    "telex_poller_updates_produced_total",
+    "Raw updates produced to the raw topic, by kind (new, changed, deleted).",
+    ["kind"],
+)
+SOURCES = Gauge("telex_poller_sources", "Sources this poller process is polling.")
+
+# Processor
+RAW_CONSUMED = Counter("telex_processor_records_consumed_total", "Raw records consumed.")
+EVENTS_PRODUCED = Counter(
+    "telex_processor_events_produced_total", "Events produced to the wire, by type.", ["type"]
+)
+DUPLICATES = Counter(
+    "telex_processor_duplicates_dropped_total", "Raw updates dropped as exact duplicates."
+)
+DLQ = Counter(
+    "telex_dlq_records_total", "Records sent to the dead-letter topic, by stage.", ["stage"]
+)
+
+# Gateway
+CONNECTIONS = Gauge("telex_gateway_connections", "Open WebSocket connections.")
+WIRE_CONSUMED = Counter("telex_gateway_events_consumed_total", "Wire events read by this gateway.")
+DELIVERED = Counter(
+    "telex_gateway_frames_sent_total",
+    "Event frames written to subscribers, by transport.",
+    ["transport"],
+)
+SLOW_DISCONNECTS = Counter(
+    "telex_gateway_slow_disconnects_total", "Connections closed because they could not keep up."
+)
+END_TO_END = Histogram(
+    "telex_end_to_end_latency_seconds",
+    "Time from an update first seen by the poller to its frame sent by the gateway.",
+    buckets=_LATENCY_BUCKETS,
+)

@@ -1,0 +1,1 @@
+"""The notifier: newsroom alerts as signed webhooks (see issue 6)."""

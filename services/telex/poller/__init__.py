@@ -1,0 +1,1 @@
+"""The poller: watches sources and puts each new or changed entry on the raw topic."""

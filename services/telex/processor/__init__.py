@@ -1,0 +1,1 @@
+"""The processor: raw updates in, normalised, deduplicated CloudEvents out."""

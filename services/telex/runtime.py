@@ -1,0 +1,158 @@
+"""Start the parts of telex a process runs, in order, and stop them in reverse.
+
+``telex run`` runs every role in one process; ``telex poller|processor|gateway`` run one role
+each. Either way the process gets the same HTTP surface (health, readiness, metrics) and the
+same shutdown: SIGINT/SIGTERM set a stop event, and everything started is stopped in reverse
+order and awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+
+from telex import bus as kafka
+from telex.config import Config, SourceConfig
+from telex.gateway.service import Gateway
+from telex.http import Component, create_app, server
+from telex.log import get_logger
+from telex.poller.service import Poller
+from telex.processor.service import Processor
+from telex.replay.server import PAGE_PATH
+from telex.replay.server import create_app as create_replay_app
+
+log = get_logger(__name__)
+
+ROLES = ("poller", "processor", "gateway")
+REPLAY_SOURCE_ID = "replay"
+
+
+@dataclass
+class Running:
+    """What a started process exposes, for the banner and for tests."""
+
+    bootstrap: str
+    http_url: str | None = None
+    replay_url: str | None = None
+    components: dict[str, Component] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: object, host: str, port: int) -> AsyncIterator[str]:
+    srv = server(app, host, port)
+    task = asyncio.create_task(srv.serve(), name=f"http:{port}")
+    try:
+        while not srv.started:
+            if task.done():
+                task.result()  # raises the bind error, for instance.
+                raise RuntimeError(f"HTTP server on {host}:{port} stopped at start-up")
+            await asyncio.sleep(0.02)
+        bound = srv.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound}"
+    finally:
+        srv.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _lifecycle(
+    stack: contextlib.AsyncExitStack,
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+) -> None:
+    stack.push_async_callback(stop)
+    await start()
+
+
+@contextlib.asynccontextmanager
+async def started(
+    config: Config, roles: tuple[str, ...] = ROLES, replay: bool = True
+) -> AsyncIterator[Running]:
+    """Start the broker (if embedded), topics, the replay source and ``roles``."""
+    async with contextlib.AsyncExitStack() as stack:
+        if config.kafka.embedded:
+            broker = kafka.EmbeddedBroker()
+            await _lifecycle(
+                stack,
+                lambda: broker.start(config.kafka.embedded_start_timeout_s),
+                broker.stop,
+            )
+            bootstrap = broker.bootstrap
+            log.info(
+                "kafka.embedded",
+                bootstrap=bootstrap,
+                note="in-memory broker; set TELEX_KAFKA_BOOTSTRAP for a real cluster",
+            )
+        else:
+            bootstrap = config.kafka.bootstrap
+            await kafka.wait_for_broker(bootstrap, timeout=config.kafka.embedded_start_timeout_s)
+            log.info("kafka.external", bootstrap=bootstrap)
+        await kafka.ensure_topics(
+            bootstrap, kafka.required_topics(config.topics), config.topics.replication_factor
+        )
+        running = Running(bootstrap=bootstrap)
+        bus = kafka.Bus(config, bootstrap)
+        sources = list(config.sources)
+
+        if replay and config.replay.enabled and "poller" in roles:
+            replay_app = create_replay_app(config.replay.interval)
+            base = await stack.enter_async_context(
+                serve_http(replay_app, config.replay.host, config.replay.port)
+            )
+            running.replay_url = base + PAGE_PATH
+            sources.append(SourceConfig(id=REPLAY_SOURCE_ID, url=running.replay_url))
+            log.info("replay.started", url=running.replay_url, interval=config.replay.interval)
+
+        routers: list[APIRouter] = []
+        if "processor" in roles:
+            processor = Processor(config, bus)
+            await _lifecycle(stack, processor.start, processor.stop)
+            running.components["processor"] = processor
+        if "poller" in roles:
+            poller = Poller(config, bus, sources)
+            await _lifecycle(stack, poller.start, poller.stop)
+            running.components["poller"] = poller
+        if "gateway" in roles:
+            gateway = Gateway(config, bus)
+            await _lifecycle(stack, gateway.start, gateway.stop)
+            running.components["gateway"] = gateway
+            routers.append(gateway.router)
+
+        app = create_app(running.components, routers, dashboard="gateway" in roles)
+        running.http_url = await stack.enter_async_context(
+            serve_http(app, config.http.host, config.http.port)
+        )
+        yield running
+        log.info("telex.stopping")
+
+
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_until_stopped(config: Config, roles: tuple[str, ...], replay: bool = True) -> None:
+    """Run ``roles`` until SIGINT or SIGTERM, printing where to look."""
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    async with started(config, roles, replay) as running:
+        url = running.http_url
+        lines = [f"telex is running ({', '.join(roles)}) on Kafka {running.bootstrap}"]
+        if "gateway" in roles:
+            lines.append(f"  dashboard   {url}/")
+            lines.append(f"  live stream {url.replace('http', 'ws', 1) if url else ''}/v1/stream")
+        lines.append(f"  metrics     {url}/metrics")
+        if running.replay_url:
+            lines.append(f"  replaying   {running.replay_url}")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), file=sys.stdout, flush=True)
+        log.info("telex.started", http=url, roles=",".join(roles))
+        await stop.wait()
+    log.info("telex.stopped")

@@ -1,0 +1,205 @@
+"""Resolve the times live pages write ("10:46 GMT", "10.46am ET", "2 hours ago", ISO strings,
+epoch numbers) to UTC, against the page's date and time zone.
+
+Live blogs rarely put a date next to each entry; the page carries it once ("18 January 2024").
+A time of day is resolved on that date in the zone the string names (or the page's zone), and
+without a page date on the day that makes it most recent without lying in the future.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+# Abbreviations that name a fixed offset.
+_FIXED: dict[str, float] = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "BST": 1, "IST": 5.5, "CET": 1, "CEST": 2,
+    "EET": 2, "EEST": 3, "MSK": 3, "WEST": 1, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5,
+    "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10,
+    "JST": 9, "KST": 9, "HKT": 8, "SGT": 8, "AEST": 10, "AEDT": 11, "ACST": 9.5,
+    "AWST": 8, "NZST": 12, "NZDT": 13, "SAST": 2, "WAT": 1, "EAT": 3, "GST": 4, "PKT": 5,
+}  # fmt: skip
+# Abbreviations that name a region whose offset depends on the date (daylight saving).
+_REGIONAL: dict[str, str] = {
+    "ET": "America/New_York", "CT": "America/Chicago", "MT": "America/Denver",
+    "PT": "America/Los_Angeles", "UK": "Europe/London", "CEMT": "Europe/Berlin",
+    "AET": "Australia/Sydney",
+}  # fmt: skip
+
+_MONTH_NAMES = (
+    "jan january", "feb february", "mar march", "apr april", "may", "jun june", "jul july",
+    "aug august", "sep sept september", "oct october", "nov november", "dec december",
+)  # fmt: skip
+_MONTHS = {name: i + 1 for i, names in enumerate(_MONTH_NAMES) for name in names.split()}
+
+_ZONE_NAMES = "|".join(sorted((*_FIXED, *_REGIONAL), key=len, reverse=True))
+_CLOCK = re.compile(
+    r"(?<![\d:.])(?P<h>[01]?\d|2[0-3])[:.h](?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?"
+    r"\s*(?P<ampm>[ap]\.?\s?m\.?)?"
+    rf"(?:\s*(?P<zone>(?:{_ZONE_NAMES})\b|[+-]\d\d:?\d\d\b))?",
+    re.IGNORECASE,
+)
+_CLOCK_AMPM_ONLY = re.compile(
+    r"(?<![\d:.])(?P<h>1[0-2]|0?[1-9])\s*(?P<ampm>[ap]\.?\s?m\.?)"
+    rf"(?:\s*(?P<zone>(?:{_ZONE_NAMES})\b))?",
+    re.IGNORECASE,
+)
+_RELATIVE = re.compile(
+    r"(?P<n>\d+|an?|one)\s*(?P<unit>s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|"
+    r"d|days?|w|weeks?)\s+ago\b",
+    re.IGNORECASE,
+)
+_DATE_DMY = re.compile(
+    r"\b(?P<d>[0-3]?\d)(?:st|nd|rd|th)?\s+(?P<mon>[A-Za-z]{3,9})\.?,?\s+(?P<y>\d{4})\b"
+)
+_DATE_MDY = re.compile(
+    r"\b(?P<mon>[A-Za-z]{3,9})\.?\s+(?P<d>[0-3]?\d)(?:st|nd|rd|th)?,?\s+(?P<y>\d{4})\b"
+)
+_DATE_ISO = re.compile(r"\b(?P<y>\d{4})-(?P<mo>[01]\d)-(?P<d>[0-3]\d)\b")
+_EPOCH = re.compile(r"^\s*\d{9,13}(?:\.\d+)?\s*$")
+
+
+def zone_for(name: str | None) -> tzinfo | None:
+    """A tzinfo for an abbreviation ("GMT", "ET"), an offset ("+03:00") or an IANA name."""
+    if not name:
+        return None
+    key = name.strip()
+    upper = key.upper()
+    if upper in _FIXED:
+        return timezone(timedelta(hours=_FIXED[upper]), upper)
+    if upper in _REGIONAL:
+        return ZoneInfo(_REGIONAL[upper])
+    match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", key)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        return ZoneInfo(key)
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def parse_date(text: str) -> date | None:
+    """The first calendar date written in ``text`` ("18 January 2024", "2024-01-18", ...)."""
+    match = _DATE_ISO.search(text)
+    if match:
+        try:
+            return date(int(match["y"]), int(match["mo"]), int(match["d"]))
+        except ValueError:
+            pass
+    for pattern in (_DATE_DMY, _DATE_MDY):
+        for match in pattern.finditer(text):
+            month = _MONTHS.get(match["mon"].lower())
+            if month is None:
+                continue
+            try:
+                return date(int(match["y"]), month, int(match["d"]))
+            except ValueError:
+                continue
+    return None
+
+
+def _from_iso(text: str) -> datetime | None:
+    candidate = text.strip()
+    if not re.match(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d", candidate):
+        return None
+    try:
+        return datetime.fromisoformat(candidate.replace("z", "Z"))
+    except ValueError:
+        return None
+
+
+def _most_recent(clock: datetime, now: datetime) -> datetime:
+    # A bare time of day belongs to the latest day on which it is not in the future
+    # (a few minutes of clock skew allowed).
+    while clock > now + timedelta(minutes=10):
+        clock -= timedelta(days=1)
+    return clock
+
+
+def resolve(
+    raw: str | float | int | None,
+    *,
+    page_date: date | None = None,
+    page_tz: str | tzinfo | None = None,
+    now: datetime | None = None,
+) -> datetime | None:
+    """Resolve a time as written on a page to an aware UTC datetime, or ``None``.
+
+    ``page_tz`` is used when the string names no zone (UTC when absent too). ``now`` is for
+    relative times and for bare times of day on pages without a date.
+    """
+    if raw is None:
+        return None
+    now = now or datetime.now(UTC)
+    default_tz = page_tz if isinstance(page_tz, tzinfo) else (zone_for(page_tz) or UTC)
+
+    if isinstance(raw, int | float) or (isinstance(raw, str) and _EPOCH.match(raw)):
+        value = float(raw)
+        if value > 1e11:  # milliseconds
+            value /= 1000
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    text = str(raw).strip()
+    if not text:
+        return None
+
+    iso = _from_iso(text)
+    if iso is not None:
+        return (iso if iso.tzinfo else iso.replace(tzinfo=default_tz)).astimezone(UTC)
+
+    lowered = text.lower()
+    if lowered in ("just now", "now", "moments ago"):
+        return now.astimezone(UTC)
+    rel = _RELATIVE.search(text)
+    if rel:
+        n = 1 if rel["n"].lower() in ("a", "an", "one") else int(rel["n"])
+        unit = rel["unit"].lower()[0]
+        if unit == "m" and rel["unit"].lower().startswith("mo"):
+            return None
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+        return (now - timedelta(seconds=n * seconds)).astimezone(UTC)
+
+    clock = _CLOCK.search(text) or _CLOCK_AMPM_ONLY.search(text)
+    if clock is None:
+        only_date = parse_date(text)
+        if only_date is None:
+            return None
+        return datetime(
+            only_date.year, only_date.month, only_date.day, tzinfo=default_tz
+        ).astimezone(UTC)
+    hour = int(clock["h"])
+    minute = int(clock.groupdict().get("m") or 0)
+    second = int(clock.groupdict().get("s") or 0)
+    ampm = (clock["ampm"] or "").lower().replace(".", "").replace(" ", "")
+    if ampm == "pm" and hour < 12:
+        hour += 12
+    elif ampm == "am" and hour == 12:
+        hour = 0
+    tz = zone_for(clock["zone"]) if clock["zone"] else default_tz
+    tz = tz or default_tz
+    on_date = parse_date(text) or page_date
+    if "yesterday" in lowered:
+        on_date = (now.astimezone(tz) - timedelta(days=1)).date()
+    if on_date is not None:
+        local = datetime(on_date.year, on_date.month, on_date.day, hour, minute, second, tzinfo=tz)
+        return local.astimezone(UTC)
+    today = now.astimezone(tz).date()
+    local = datetime(today.year, today.month, today.day, hour, minute, second, tzinfo=tz)
+    return _most_recent(local, now).astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2024-01-18T10:46:00Z``: ISO 8601 in UTC, with milliseconds only when present."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_from_ms(ms: int) -> str:
+    """Unix milliseconds as UTC ISO 8601."""
+    return iso_utc(datetime.fromtimestamp(ms / 1000, UTC))
