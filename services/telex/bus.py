@@ -96,6 +96,10 @@ class EmbeddedBroker:
             raise BrokerError(f"cannot run the embedded broker {binary}: {exc}") from exc
         try:
             await wait_for_broker(self.bootstrap, timeout=timeout, proc=self._proc)
+        except BrokerError as exc:
+            said = " | ".join(self.log_tail(5).split("\n")).strip(" |")
+            await self.stop()
+            raise BrokerError(f"{exc}; {binary} said: {said or '(nothing)'}") from None
         except BaseException:
             await self.stop()
             raise

@@ -1,0 +1,45 @@
+"""telex.bus against the real embedded broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from telex.bus import BrokerError, EmbeddedBroker, TopicSpec, ensure_topics
+from telex.config import Config
+
+
+async def test_topic_bootstrap_is_idempotent(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    name = config_factory(broker.bootstrap).topics.raw + ".bootstrap"
+    specs = [TopicSpec(name, 3), TopicSpec(name + ".compact", 1, compact=True)]
+    assert await ensure_topics(broker.bootstrap, specs) == [name, name + ".compact"]
+    assert await ensure_topics(broker.bootstrap, specs) == []
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([name])
+        assert len(described[0]["partitions"]) == 3
+    finally:
+        await admin.close()
+
+
+async def test_missing_broker_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALF_TANSU_BIN", "/nonexistent/tansu")
+    with pytest.raises(BrokerError, match="cannot find the embedded Kafka broker"):
+        await EmbeddedBroker().start(timeout=5)
+
+
+async def test_broker_that_dies_at_start_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "tansu"
+    fake.write_text("#!/bin/sh\necho 'no such listener' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
+    with pytest.raises(BrokerError, match="exited with status 3.*no such listener"):
+        await EmbeddedBroker().start(timeout=5)
