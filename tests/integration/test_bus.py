@@ -41,5 +41,5 @@ async def test_broker_that_dies_at_start_is_a_clear_error(
     fake.write_text("#!/bin/sh\necho 'no such listener' >&2\nexit 3\n")
     fake.chmod(0o755)
     monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
-    with pytest.raises(BrokerError, match="exited with status 3.*no such listener"):
+    with pytest.raises(BrokerError, match=r"exited with status 3.*no such listener"):
         await EmbeddedBroker().start(timeout=5)
