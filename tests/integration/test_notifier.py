@@ -6,9 +6,14 @@ Signatures are checked with the independent ``standardwebhooks`` library, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,14 +22,16 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import metrics
-from telex.bus import EmbeddedBroker
-from telex.config import Config
+from telex.bus import EmbeddedBroker, free_port
+from telex.config import Config, load
 from telex.notifier.service import Notifier
 from telex.runtime import started
 
 from ..conftest import make_config
 from .test_pipeline import read_topic, wait_for
 from .webhook_receivers import Received, produce, receiving, wire_event
+
+TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 def notifier_env(**extra: Any) -> dict[str, Any]:
@@ -394,3 +401,174 @@ async def test_default_config_refuses_private_targets(
             assert error["field"] == "url"
             assert kind in error["message"], (url, error)
             assert "allow_networks" in error["message"]
+
+
+async def test_continuous_failure_disables_and_resume_resets(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    config = config_factory(
+        broker.bootstrap,
+        **notifier_env(
+            TELEX_NOTIFIER_RETRY_SCHEDULE="0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
+            TELEX_NOTIFIER_DISABLE_AFTER="0.5",
+        ),
+    )
+    healthy = False
+
+    async def answer(_: int, __: Received) -> tuple[int, dict[str, str]]:
+        return (200, {}) if healthy else (500, {})
+
+    src = source()
+    async with (
+        started(config, roles=("notifier",)) as running,
+        httpx.AsyncClient(base_url=str(running.http_url)) as http,
+        receiving(answer) as receiver,
+    ):
+        notifier = running.components["notifier"]
+        assert isinstance(notifier, Notifier)
+        e = Env(config, running.bootstrap, http, notifier)
+        sub = await e.subscribe(receiver.url, filter={"sources": [src]})
+        await e.send(wire_event(src, "Failing for a while."))
+        async with asyncio.timeout(30):
+            while (got := (await http.get(f"/v1/webhooks/{sub['id']}")).json())[
+                "state"
+            ] != "disabled":
+                await asyncio.sleep(0.05)
+        assert got["state_reason"].startswith("failing continuously since")
+        assert got["health"]["consecutive_failures"] >= 2
+        # Disabled before the schedule ran out: fewer attempts than the schedule allows.
+        assert 2 <= len(receiver.requests) < 9
+        attempts = await e.wait_attempts(sub["id"], len(receiver.requests))
+        assert attempts[0]["next"] == "dead"
+
+        healthy = True
+        assert (await http.post(f"/v1/webhooks/{sub['id']}/resume")).json()["state"] == "active"
+        await e.send(wire_event(src, "Back again."))
+        await receiver.wait_for(len(receiver.requests) + 1)
+        async with asyncio.timeout(30):
+            while (await http.get(f"/v1/webhooks/{sub['id']}")).json()["health"][
+                "failing_since_ms"
+            ] is not None:
+                await asyncio.sleep(0.05)
+
+
+async def test_killed_notifier_delivers_pending_retries_after_restart(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    port = free_port()
+    n = uuid.uuid4().hex[:8]
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TELEX_")},
+        **notifier_env(TELEX_NOTIFIER_RETRY_SCHEDULE="3"),
+        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TELEX_KAFKA_IDEMPOTENCE": "off",
+        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "TELEX_TOPICS_RAW": f"k{n}.raw",
+        "TELEX_TOPICS_WIRE": f"k{n}.wire",
+        "TELEX_TOPICS_DLQ": f"k{n}.dlq",
+        "TELEX_HTTP_PORT": str(port),
+    }
+    config = load(None, environ)
+    base = f"http://127.0.0.1:{port}"
+
+    async def answer(n: int, _: Received) -> tuple[int, dict[str, str]]:
+        return (503, {}) if n == 1 else (200, {})
+
+    async def start(name: str) -> asyncio.subprocess.Process:
+        log = (tmp_path / f"{name}.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            TELEX, "notifier", env=environ, stdout=asyncio.subprocess.DEVNULL, stderr=log
+        )
+        async with asyncio.timeout(60), httpx.AsyncClient(base_url=base) as http:
+            while True:
+                assert proc.returncode is None, (tmp_path / f"{name}.log").read_text()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        return proc
+                await asyncio.sleep(0.1)
+
+    src = source()
+    first = await start("first")
+    second = None
+    try:
+        async with receiving(answer) as receiver, httpx.AsyncClient(base_url=base) as http:
+            created = await http.post(
+                "/v1/webhooks", json={"url": receiver.url, "filter": {"sources": [src]}}
+            )
+            sub = created.json()
+            event = wire_event(src, "Delivered despite a crash.")
+            await produce(broker.bootstrap, config.topics.wire, event)
+            await receiver.wait_for(1)
+            # Once attempt 1 is logged its retry is on the retry topic: kill the process now,
+            # well before the retry is due.
+            async with asyncio.timeout(30):
+                while not (await http.get(f"/v1/webhooks/{sub['id']}/attempts")).json()["attempts"]:
+                    await asyncio.sleep(0.02)
+            first.kill()
+            await first.wait()
+            assert len(receiver.requests) == 1
+
+            second = await start("second")
+            requests = await receiver.wait_for(2, timeout=60)
+            assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
+            assert verify(sub["secret"], requests[1])["id"] == event["id"]
+            await asyncio.sleep(1.0)
+            assert len(receiver.requests) == 2  # the wire record read again is not re-sent
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
+                async with asyncio.timeout(15):
+                    await proc.wait()
+
+
+async def test_webhooks_cli_drives_the_api(env: Env) -> None:
+    base = str(env.http.base_url).rstrip("/")
+
+    async def telex(*args: str) -> tuple[int, Any]:
+        proc = await asyncio.create_subprocess_exec(
+            TELEX,
+            "webhooks",
+            "--url",
+            base,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        text = (out or err).decode()
+        try:
+            return proc.returncode or 0, orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return proc.returncode or 0, text
+
+    async with receiving() as receiver:
+        code, created = await telex(
+            "create", receiver.url, "--term", "NATO", "--source", "bbc", "--rate-limit", "5"
+        )
+        assert code == 0, created
+        sub_id = created["id"]
+        assert created["filter"] == {"sources": ["bbc"], "terms": ["NATO"]}
+        assert created["rate_limit"] == 5
+        code, listed = await telex("list")
+        assert sub_id in {w["id"] for w in listed["webhooks"]}
+        code, paused = await telex("pause", sub_id)
+        assert paused["state"] == "paused"
+        code, resumed = await telex("resume", sub_id)
+        assert resumed["state"] == "active"
+        code, tested = await telex("test", sub_id)
+        assert tested["outcome"] == "success"
+        assert verify(created["secret"], receiver.requests[-1])["type"] == "telex.webhook.test"
+        code, rotated = await telex("rotate-secret", sub_id, "--grace", "60")
+        assert rotated["secret"].startswith("whsec_")
+        code, updated = await telex("update", sub_id, "--tag", "ukraine")
+        assert updated["filter"] == {"tags": ["ukraine"]}
+        code, attempts = await telex("attempts", sub_id)
+        assert attempts["attempts"][0]["webhook_id"] == tested["webhook_id"]
+        code, _ = await telex("delete", sub_id)
+        assert code == 0
+        code, missing = await telex("get", sub_id)
+        assert code == 1 and missing["error"]["field"] == "id"
+        code, refused = await telex("create", "http://10.0.0.1/hook")
+        assert code == 1 and refused["error"]["field"] == "url"
