@@ -21,6 +21,7 @@ Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error"
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 USER_AGENT = "telex-webhooks/0.1"
 MAX_ERROR_CHARS = 300
+MAX_BODY_READ = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,17 @@ async def attempt(
         for _ in range(max_redirects + 1):
             await check_url(target, allowed)
             request = client.build_request("POST", target, content=body, headers=headers)
-            # The receiver's body is never read: only its status and headers matter.
             response = await client.send(request, stream=True)
-            await response.aclose()
+            try:
+                answer = await _read_capped(response)
+            finally:
+                await response.aclose()
             location = response.headers.get("location")
             if response.status_code in _REDIRECTS and location:
                 # A webhook is a POST whatever the code: re-send the same signed body.
                 target = urljoin(target, location)
                 continue
-            return _classify(response, time.perf_counter() - started)
+            return _classify(response, answer, time.perf_counter() - started)
         return Result(
             "http_error",
             response.status_code,
@@ -107,16 +110,32 @@ async def attempt(
         return Result("connection_error", None, time.perf_counter() - started, _short(exc))
 
 
-def _classify(response: httpx.Response, latency: float) -> Result:
+async def _read_capped(response: httpx.Response) -> bytes:
+    """Up to ``MAX_BODY_READ`` bytes of the answer.
+
+    Reading a short answer to its end lets the connection go back to the pool (an unread one
+    is closed); a receiver that streams megabytes is cut off instead of read.
+    """
+    data = b""
+    async for chunk in response.aiter_raw():
+        data += chunk
+        if len(data) > MAX_BODY_READ:
+            break
+    return data
+
+
+def _classify(response: httpx.Response, answer: bytes, latency: float) -> Result:
     status = response.status_code
     if 200 <= status < 300:
         return Result("success", status, latency)
+    text = " ".join(answer[:200].decode("utf-8", "replace").split())
+    detail = f"HTTP {status}" + (f": {text}" if text else "")
     if status == 410:
-        return Result("gone", status, latency, "410 Gone")
+        return Result("gone", status, latency, detail)
     retry_after = None
     if status in (429, 503):
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-    return Result("http_error", status, latency, f"HTTP {status}", retry_after)
+    return Result("http_error", status, latency, detail[:MAX_ERROR_CHARS], retry_after)
 
 
 def _short(exc: BaseException, fallback: str = "") -> str:

@@ -19,6 +19,7 @@ import contextlib
 import heapq
 import itertools
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -191,22 +192,41 @@ class RateLimiter:
 
 
 class Endpoint:
-    """A subscription's bounded queue and its workers."""
+    """A subscription's bounded queue, its workers and its own connection pool.
+
+    A pool per endpoint rather than one shared pool: a slow receiver cannot take connections
+    from the others, and httpx's pool gets slow when one pool holds hundreds of connections to
+    many hosts (measured for bench/notifier_deliveries.py).
+    """
 
     def __init__(
         self,
         sub_id: str,
         max_queued: int,
         workers: int,
-        run: Callable[[Job], Awaitable[None]],
+        timeout: float,
+        tls: ssl.SSLContext,
+        run: Callable[[Endpoint, Job], Awaitable[None]],
     ) -> None:
         self.sub_id = sub_id
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queued)
         self.limiter = RateLimiter()
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+            follow_redirects=False,
+            trust_env=False,
+            verify=tls,
+        )
         self._run = run
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"webhook:{sub_id}:{i}") for i in range(workers)
-        ]
+        self._tasks: list[asyncio.Task[None]] = []
+        self.grow(workers)
+
+    def grow(self, workers: int) -> None:
+        """Run at least ``workers`` workers (fewer take effect at the next start)."""
+        while len(self._tasks) < workers:
+            name = f"webhook:{self.sub_id}:{len(self._tasks)}"
+            self._tasks.append(asyncio.create_task(self._work(), name=name))
 
     def offer(self, job: Job) -> bool:
         """Queue ``job``; ``False`` when the queue is full."""
@@ -222,7 +242,7 @@ class Endpoint:
             job = await self.queue.get()
             metrics.WEBHOOK_QUEUED.dec()
             try:
-                await self._run(job)
+                await self._run(self, job)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -237,6 +257,7 @@ class Endpoint:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.client.aclose()
         metrics.WEBHOOK_QUEUED.dec(self.queue.qsize())
 
 
@@ -269,7 +290,6 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self.attempts = AttemptLog(self.settings.topic_attempts, self.settings.attempts_kept)
         self.store.on_change = self._subscription_changed
         self.producer: AIOKafkaProducer | None = None
-        self.client: httpx.AsyncClient | None = None
         self._clients: list[AIOKafkaConsumer] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._tracker = OffsetTracker()
@@ -282,6 +302,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assigned = False
         self._paused = False
         self._loaded = asyncio.Event()
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def ready(self) -> bool:
@@ -292,15 +313,11 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def start(self) -> None:
         """Load subscriptions and the attempts log, then start delivering."""
+        # One TLS context for every endpoint's client: loading the CA bundle takes ~70 ms of
+        # CPU, too much to pay per endpoint on the event loop.
+        self._tls = await asyncio.to_thread(httpx.create_ssl_context)
         self.producer = self.bus.producer()
         await self.producer.start()
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.timeout, pool=None),
-            limits=limits,
-            follow_redirects=False,
-            trust_env=False,
-        )
         store_reader = self.bus.consumer(group_id=None)
         attempts_reader = self.bus.consumer(group_id=None)
         self._clients = [store_reader, attempts_reader]
@@ -340,9 +357,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         for consumer in self._clients:
             await stop_quietly(consumer)
         await stop_quietly(self.producer)
-        if self.client is not None:
-            await self.client.aclose()
-        self._consumer = self.producer = self.client = None
+        self._consumer = self.producer = None
         self._clients = []
         metrics.WEBHOOK_PENDING_RETRIES.set(0)
 
@@ -476,13 +491,25 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         if endpoint is None:
             sub = self.store.get(sub_id)
             workers = (sub.max_in_flight if sub else None) or self.settings.max_in_flight
-            endpoint = Endpoint(sub_id, self.settings.max_queued, workers, self._run)
+            assert self._tls is not None
+            endpoint = Endpoint(
+                sub_id,
+                self.settings.max_queued,
+                workers,
+                self.settings.timeout,
+                self._tls,
+                self._run,
+            )
             self._endpoints[sub_id] = endpoint
         return endpoint
 
     def _subscription_changed(self, sub: Subscription | None, sub_id: str) -> None:
         if sub is None:
             self.attempts.forget(sub_id)
+            return
+        endpoint = self._endpoints.get(sub_id)
+        if endpoint is not None and sub.max_in_flight:
+            endpoint.grow(sub.max_in_flight)
 
     async def submit(self, job: Job) -> None:
         """Queue a first attempt; a full endpoint queue spills it to the retry topic."""
@@ -491,9 +518,8 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._schedule(job, due_ms=now_ms(), reason="overflow")
         job.release()
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, endpoint: Endpoint, job: Job) -> None:
         """One attempt of ``job``, then its hand-off: done, retry or dead letter."""
-        assert self.client is not None
         sub = self.store.get(job.sub_id)
         if sub is None:
             job.release()  # deleted: nothing to deliver to.
@@ -506,12 +532,10 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             metrics.WEBHOOK_SKIPPED.inc()
             job.release()
             return
-        endpoint = self._endpoints.get(job.sub_id)
-        if endpoint is not None:
-            await endpoint.limiter.wait(sub.rate_limit)
+        await endpoint.limiter.wait(sub.rate_limit)
         at = now_ms()
         result = await delivery.attempt(
-            self.client,
+            endpoint.client,
             sub.url,
             job.body,
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, job.body),
@@ -646,7 +670,6 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def send_test(self, sub: Subscription) -> tuple[str, delivery.Result]:
         """Deliver a test event now, once, without retries; the attempt is logged."""
-        assert self.client is not None
         at = now_ms()
         event_id = f"test_{at}_{self._rng.getrandbits(32):08x}"
         event = {
@@ -662,7 +685,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         body = orjson.dumps(event)
         job = Job(sub.id, make_webhook_id(event_id, sub.id), event_id, body)
         result = await delivery.attempt(
-            self.client,
+            self._endpoint(sub.id).client,
             sub.url,
             body,
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, body),
