@@ -189,7 +189,12 @@ async def run(args: argparse.Namespace) -> None:
             f"{args.runs} runs, in-flight {args.in_flight}/endpoint, {os.cpu_count()} CPUs"
         )
         print(f"notifier median {med:,.0f} deliveries/s; httpx baseline median {base:,.0f}/s;")
-        print(f"ratio notifier/baseline {med / base:.2f}; failed attempts {failed}")
+        ratios = [r / b for r, b in zip(rates, base_rates, strict=True)]
+        print(
+            f"ratio of medians {med / base:.2f}; median of per-run ratios "
+            f"{statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}); "
+            f"failed attempts {failed}"
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             receivers.terminate()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from telex.config import Config, load
 from telex.notifier.service import Notifier
 from telex.runtime import started
 
-from ..conftest import make_config
+from ..conftest import make_config, schema_validator
 from .test_pipeline import read_topic, wait_for
 from .webhook_receivers import Received, produce, receiving, wire_event
 
@@ -131,6 +132,17 @@ async def test_matching_events_arrive_signed_and_others_do_not(env: Env) -> None
         # Nothing else arrives: the non-matching events were never delivered.
         await asyncio.sleep(0.5)
         assert len(receiver.requests) == 2
+
+    # What the notifier put on Kafka matches the published schemas.
+    attempt_schema = schema_validator("webhook-attempt.schema.json")
+    for record in await read_topic(env.bootstrap, env.config.notifier.topic_attempts):
+        attempt_schema.validate(orjson.loads(record.value))
+    subscription_schema = schema_validator("webhook-subscription.schema.json")
+    stored = await read_topic(env.bootstrap, env.config.notifier.topic_webhooks)
+    assert any(r.key == sub["id"].encode() for r in stored)
+    for record in stored:
+        if record.value is not None:
+            subscription_schema.validate(orjson.loads(record.value))
 
 
 async def test_receiver_failing_three_times_gets_same_webhook_id_on_fourth(env: Env) -> None:
@@ -572,3 +584,14 @@ async def test_webhooks_cli_drives_the_api(env: Env) -> None:
         assert code == 1 and missing["error"]["field"] == "id"
         code, refused = await telex("create", "http://10.0.0.1/hook")
         assert code == 1 and refused["error"]["field"] == "url"
+
+
+async def test_rate_limit_spaces_deliveries(env: Env) -> None:
+    src = source()
+    async with receiving() as receiver:
+        await env.subscribe(receiver.url, filter={"sources": [src]}, rate_limit=10)
+        await env.send(*(wire_event(src, f"Burst {i}.") for i in range(5)))
+        requests = await receiver.wait_for(5)
+        gaps = [b.at - a.at for a, b in itertools.pairwise(requests)]
+        # 10 per second: at least ~0.1 s apart (a little slack for the receiver's clock).
+        assert all(gap >= 0.09 for gap in gaps), gaps

@@ -241,14 +241,26 @@ class Endpoint:
         while True:
             job = await self.queue.get()
             metrics.WEBHOOK_QUEUED.dec()
-            try:
-                await self._run(self, job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A Kafka error while handing off: the job stays unreleased, its offset
-                # uncommitted, and a restart or rebalance redoes it.
-                log.exception("notifier.job_failed", subscription=self.sub_id)
+            backoff = 0.5
+            while True:
+                try:
+                    await self._run(self, job)
+                    break
+                except KafkaError as exc:
+                    # The hand-off (attempt record, retry or dead letter) was not acknowledged:
+                    # do the job again once Kafka answers. The receiver may see this attempt
+                    # twice, with the same webhook-id; nothing is lost.
+                    log.warning(
+                        "notifier.handoff_failed", subscription=self.sub_id, error=repr(exc)
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                except Exception:
+                    # A bug, not a transient failure: say so loudly and move on rather than
+                    # hold the partition's commits forever.
+                    log.exception("notifier.job_failed", subscription=self.sub_id)
+                    job.release()
+                    break
 
     async def stop(self) -> None:
         """Cancel the workers; queued jobs stay uncommitted and are redone by the next owner."""
@@ -403,6 +415,27 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             except KafkaError as exc:
                 log.warning("notifier.consume_failed", error=repr(exc))
                 await asyncio.sleep(1.0)
+                await self._rewind(consumer)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """After a failed batch, start again from the committed offsets.
+
+        Part of the batch may not have been dispatched; re-reading it is safe because the
+        attempts log skips whatever was already delivered.
+        """
+        try:
+            for tp in sorted(consumer.assignment()):
+                self._tracker.forget(tp)
+                self._tracker.assign(tp)
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            self._heap.clear()  # every entry came from the retry topic, read again now.
+            metrics.WEBHOOK_PENDING_RETRIES.set(0)
+        except KafkaError as exc:
+            log.warning("notifier.rewind_failed", error=repr(exc))
 
     async def _on_wire(self, tp: TopicPartition, record: Any) -> None:
         try:
@@ -550,8 +583,9 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         if not result.ok:
             verdict, next_due = await self._after_failure(sub, job, result, at)
         pending.append(self._record_attempt(sub.id, job, result, at, verdict, next_due))
-        self.attempts.mark_done(job.webhook_id, job.attempt)
         await asyncio.gather(*pending)
+        # Only once the hand-off is acknowledged: a failed one is redone, not skipped.
+        self.attempts.mark_done(job.webhook_id, job.attempt)
         job.release()
 
     async def _after_failure(
