@@ -173,7 +173,10 @@ class NotifierConfig(_Section):
         description="Deliveries queued per endpoint before they spill to the retry topic.",
     )
     max_pending_retries: int = Field(
-        100_000, ge=1, description="Retries held in memory before the retry topic is paused."
+        20_000,
+        ge=1,
+        description="Retries read from the retry topic and held in memory until due (each "
+        "holds its event body); beyond this the retry topic is paused.",
     )
     disable_after: float = Field(
         5 * 24 * 3600.0,

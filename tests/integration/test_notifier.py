@@ -382,6 +382,8 @@ async def test_subscription_api_validates_and_manages(env: Env) -> None:
             verify(rotated["secret"], request)
 
         assert (await http.delete(f"/v1/webhooks/{sub_id}")).status_code == 204
+        # Its endpoint (workers and connection pool) goes away with it.
+        await wait_for(lambda: sub_id not in env.notifier._endpoints)
         missing = await http.get(f"/v1/webhooks/{sub_id}")
         assert missing.status_code == 404 and missing.json()["error"]["field"] == "id"
 

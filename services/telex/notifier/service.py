@@ -220,6 +220,7 @@ class Endpoint:
         )
         self._run = run
         self._tasks: list[asyncio.Task[None]] = []
+        self.busy = 0
         self.grow(workers)
 
     def grow(self, workers: int) -> None:
@@ -241,26 +242,37 @@ class Endpoint:
         while True:
             job = await self.queue.get()
             metrics.WEBHOOK_QUEUED.dec()
-            backoff = 0.5
-            while True:
-                try:
-                    await self._run(self, job)
-                    break
-                except KafkaError as exc:
-                    # The hand-off (attempt record, retry or dead letter) was not acknowledged:
-                    # do the job again once Kafka answers. The receiver may see this attempt
-                    # twice, with the same webhook-id; nothing is lost.
-                    log.warning(
-                        "notifier.handoff_failed", subscription=self.sub_id, error=repr(exc)
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                except Exception:
-                    # A bug, not a transient failure: say so loudly and move on rather than
-                    # hold the partition's commits forever.
-                    log.exception("notifier.job_failed", subscription=self.sub_id)
-                    job.release()
-                    break
+            self.busy += 1
+            try:
+                await self._handle(job)
+            finally:
+                self.busy -= 1
+
+    async def _handle(self, job: Job) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._run(self, job)
+                break
+            except KafkaError as exc:
+                # The hand-off (attempt record, retry or dead letter) was not acknowledged:
+                # do the job again once Kafka answers. The receiver may see this attempt
+                # twice, with the same webhook-id; nothing is lost.
+                log.warning("notifier.handoff_failed", subscription=self.sub_id, error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except Exception:
+                # A bug, not a transient failure: say so loudly and move on rather than
+                # hold the partition's commits forever.
+                log.exception("notifier.job_failed", subscription=self.sub_id)
+                job.release()
+                break
+
+    async def retire(self) -> None:
+        """Stop once the queue is drained and no attempt is running (subscription deleted)."""
+        while self.queue.qsize() or self.busy:
+            await asyncio.sleep(0.1)
+        await self.stop()
 
     async def stop(self) -> None:
         """Cancel the workers; queued jobs stay uncommitted and are redone by the next owner."""
@@ -315,6 +327,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._paused = False
         self._loaded = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -360,6 +373,10 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for task in list(self._retiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for endpoint in self._endpoints.values():
             await endpoint.stop()
         self._endpoints.clear()
@@ -510,6 +527,9 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             heapq.heappop(self._heap)
             if not self._tracker.owned(tp):
                 continue
+            if self.store.get(job.sub_id) is None:
+                job.release()  # subscription deleted since.
+                continue
             endpoint = self._endpoint(job.sub_id)
             if not endpoint.offer(job):
                 # The endpoint is saturated: try again shortly, without stalling the others.
@@ -539,6 +559,11 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
     def _subscription_changed(self, sub: Subscription | None, sub_id: str) -> None:
         if sub is None:
             self.attempts.forget(sub_id)
+            retired = self._endpoints.pop(sub_id, None)
+            if retired is not None:
+                task = asyncio.create_task(retired.retire(), name=f"retire:{sub_id}")
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
             return
         endpoint = self._endpoints.get(sub_id)
         if endpoint is not None and sub.max_in_flight:
