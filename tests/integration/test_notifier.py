@@ -122,6 +122,7 @@ async def test_matching_events_arrive_signed_and_others_do_not(env: Env) -> None
         assert by_id[match["id"]] == match  # the CloudEvent itself is the body
         for r in requests:
             assert r.headers["content-type"] == "application/json"
+            assert r.headers["host"] == receiver.url.split("/")[2]
             assert r.headers["webhook-id"].startswith("msg_")
         # A tampered body or another secret fails verification.
         with pytest.raises(WebhookVerificationError):

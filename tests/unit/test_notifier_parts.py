@@ -21,6 +21,7 @@ from telex.notifier.ssrf import (
     check_url,
     check_url_syntax,
     parse_networks,
+    pinned_url,
 )
 
 
@@ -166,3 +167,29 @@ def test_offsets_commit_below_the_oldest_unfinished_delivery() -> None:
     tracker.forget(tp)
     late()
     assert tracker.commits() == {} and not tracker.owned(tp)
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "expected"),
+    [
+        (
+            "https://alerts.example.org/hook?x=1",
+            "93.184.216.34",
+            ("https://93.184.216.34/hook?x=1", "alerts.example.org", "alerts.example.org"),
+        ),
+        (
+            "http://alerts.example.org:8080/a/b",
+            "2606:2800:220:1::1",
+            ("http://[2606:2800:220:1::1]:8080/a/b", "alerts.example.org:8080", None),
+        ),
+        (
+            "https://93.184.216.34:8443/",
+            "93.184.216.34",
+            ("https://93.184.216.34:8443/", "93.184.216.34:8443", None),
+        ),
+    ],
+)
+def test_deliveries_connect_to_the_checked_address(
+    url: str, address: str, expected: tuple[str, str, str | None]
+) -> None:
+    assert pinned_url(url, ipaddress.ip_address(address)) == expected

@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 import httpx
 
 from telex.notifier.signing import sign
-from telex.notifier.ssrf import IPNetwork, TargetRefused, check_url
+from telex.notifier.ssrf import IPAddress, IPNetwork, TargetRefused, check_url, pinned_url
 
 Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error", "refused"]
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -82,13 +82,8 @@ async def attempt(
     target = url
     try:
         for _ in range(max_redirects + 1):
-            await check_url(target, allowed)
-            request = client.build_request("POST", target, content=body, headers=headers)
-            response = await client.send(request, stream=True)
-            try:
-                answer = await _read_capped(response)
-            finally:
-                await response.aclose()
+            addresses = await check_url(target, allowed)
+            response, answer = await _post_pinned(client, target, addresses, body, headers)
             location = response.headers.get("location")
             if response.status_code in _REDIRECTS and location:
                 # A webhook is a POST whatever the code: re-send the same signed body.
@@ -108,6 +103,36 @@ async def attempt(
         return Result("timeout", None, time.perf_counter() - started, _short(exc, "timed out"))
     except (httpx.HTTPError, OSError) as exc:
         return Result("connection_error", None, time.perf_counter() - started, _short(exc))
+
+
+async def _post_pinned(
+    client: httpx.AsyncClient,
+    url: str,
+    addresses: list[IPAddress],
+    body: bytes,
+    headers: dict[str, str],
+) -> tuple[httpx.Response, bytes]:
+    """POST to the checked addresses in turn (the next only when connecting fails)."""
+    for i, address in enumerate(addresses):
+        pinned, host, sni = pinned_url(url, address)
+        request = client.build_request(
+            "POST",
+            pinned,
+            content=body,
+            headers={**headers, "host": host},
+            extensions={"sni_hostname": sni} if sni else None,
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.ConnectError:
+            if i == len(addresses) - 1:
+                raise
+            continue
+        try:
+            return response, await _read_capped(response)
+        finally:
+            await response.aclose()
+    raise httpx.ConnectError(f"no address to connect to for {url}")
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -3,10 +3,8 @@
 The check runs on the addresses a host name resolves to, at subscription time and before every
 request and every redirect hop, so a public name that resolves (or is re-pointed) to an internal
 address is refused. Operators can allow networks explicitly (``[notifier] allow_networks``).
-
-Known limit: the HTTP client resolves the name again when it connects, so a DNS server that
-answers differently within milliseconds (DNS rebinding) could slip past; pinning the connection
-to the checked address would close that.
+Deliveries then connect to the checked address itself (see :func:`pinned_url`), so a DNS answer
+that changes between the check and the connection (DNS rebinding) cannot redirect them.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,10 +84,11 @@ def check_url_syntax(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-async def check_url(url: str, allowed: tuple[IPNetwork, ...]) -> None:
+async def check_url(url: str, allowed: tuple[IPNetwork, ...]) -> list[IPAddress]:
     """Resolve the URL's host and refuse it if any address it resolves to is not allowed.
 
-    Every address counts, not only the first: the client may connect to any of them.
+    Every address counts, not only the first: a client may connect to any of them. Returns the
+    checked addresses, in the resolver's order of preference.
     """
     host, port = check_url_syntax(url)
     try:
@@ -98,14 +97,39 @@ async def check_url(url: str, allowed: tuple[IPNetwork, ...]) -> None:
         literal = None
     if literal is not None:
         check_address(literal, allowed)
-        return
+        return [literal]
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"host {host!r} does not resolve: {exc}") from None
-    if not infos:
-        raise TargetRefused(f"host {host!r} does not resolve")
+    addresses: list[IPAddress] = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         check_address(address, allowed)
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise TargetRefused(f"host {host!r} does not resolve")
+    return addresses
+
+
+def pinned_url(url: str, address: IPAddress) -> tuple[str, str, str | None]:
+    """``url`` with its host replaced by ``address``, the ``Host`` header it needs, and the
+    name to send as TLS SNI and verify the certificate against (``None`` for plain http or an
+    address literal)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc_host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = netloc_host + (f":{parts.port}" if parts.port is not None else "")
+    host_header = parts.netloc.rpartition("@")[2]
+    sni = host if parts.scheme == "https" and _is_name(host) else None
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), host_header, sni
+
+
+def _is_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
