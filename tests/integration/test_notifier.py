@@ -598,3 +598,51 @@ async def test_rate_limit_spaces_deliveries(env: Env) -> None:
         gaps = [b.at - a.at for a, b in itertools.pairwise(requests)]
         # 10 per second: at least ~0.1 s apart (a little slack for the receiver's clock).
         assert all(gap >= 0.09 for gap in gaps), gaps
+
+
+async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    config = config_factory(broker.bootstrap, **notifier_env())
+    sources = [source() for _ in range(6)]  # keys spread over the wire's partitions
+    async with (
+        started(config, roles=("notifier",)) as first,
+        started(config, roles=("notifier",)) as second,
+        receiving() as receiver,
+        httpx.AsyncClient(base_url=str(first.http_url)) as http_first,
+        httpx.AsyncClient(base_url=str(second.http_url)) as http_second,
+    ):
+        notifiers = [
+            n
+            for n in (first.components["notifier"], second.components["notifier"])
+            if isinstance(n, Notifier)
+        ]
+        assert len(notifiers) == 2
+
+        def assignments() -> list[set[Any]]:
+            return [set(n._consumer.assignment()) if n._consumer else set() for n in notifiers]
+
+        partitions = config.topics.partitions * 2  # wire + retry
+        await wait_for(
+            lambda: (
+                all(assignments())
+                and sum(len(a) for a in assignments()) == partitions
+                and not set.intersection(*assignments())
+            ),
+            timeout=60,
+        )
+        created = await http_first.post(
+            "/v1/webhooks", json={"url": receiver.url, "filter": {"sources": sources}}
+        )
+        sub = created.json()
+        # The other process learns the subscription from the compacted topic.
+        async with asyncio.timeout(30):
+            while (await http_second.get(f"/v1/webhooks/{sub['id']}")).status_code != 200:
+                await asyncio.sleep(0.05)
+        events = [wire_event(src, f"Update {i} from {src}.") for i in range(5) for src in sources]
+        await produce(broker.bootstrap, config.topics.wire, *events)
+        requests = await receiver.wait_for(len(events))
+        await asyncio.sleep(0.5)
+        ids = [r.headers["webhook-id"] for r in receiver.requests]
+        assert len(ids) == len(set(ids)) == len(events)
+        assert {verify(sub["secret"], r)["id"] for r in requests} == {e["id"] for e in events}
