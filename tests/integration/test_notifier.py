@@ -646,3 +646,40 @@ async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
         ids = [r.headers["webhook-id"] for r in receiver.requests]
         assert len(ids) == len(set(ids)) == len(events)
         assert {verify(sub["secret"], r)["id"] for r in requests} == {e["id"] for e in events}
+
+
+async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    env = notifier_env()
+    config = config_factory(broker.bootstrap, **env)
+    src = source()
+    skipped = metrics.WEBHOOK_SKIPPED._value.get()
+    async with receiving() as receiver:
+        async with (
+            started(config, roles=("notifier",)) as running,
+            httpx.AsyncClient(base_url=str(running.http_url)) as http,
+        ):
+            old = wire_event(src, "Said before anyone subscribed.")
+            await produce(broker.bootstrap, config.topics.wire, old)
+            await asyncio.sleep(0.1)
+            created = await http.post(
+                "/v1/webhooks", json={"url": receiver.url, "filter": {"sources": [src]}}
+            )
+            sub = created.json()
+            new = wire_event(src, "Said after.")
+            await produce(broker.bootstrap, config.topics.wire, new)
+            await receiver.wait_for(1)
+        # A notifier in a new consumer group reads the wire from its beginning: the old event
+        # predates the subscription and the new one was delivered already.
+        fresh = config_factory(
+            broker.bootstrap,
+            **{**env, "TELEX_NOTIFIER_GROUP_ID": env["TELEX_NOTIFIER_GROUP_ID"] + "b"},
+        )
+        fresh = fresh.model_copy(update={"topics": config.topics})
+        async with started(fresh, roles=("notifier",)) as running:
+            notifier = running.components["notifier"]
+            await wait_for(lambda: notifier.ready, timeout=60)
+            await wait_for(lambda: metrics.WEBHOOK_SKIPPED._value.get() > skipped, timeout=30)
+            await asyncio.sleep(0.5)
+        assert [verify(sub["secret"], r)["id"] for r in receiver.requests] == [new["id"]]

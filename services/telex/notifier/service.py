@@ -462,7 +462,14 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("notifier.wire.bad_record", partition=tp.partition, offset=record.offset)
             self._tracker.add(tp, record.offset, 0)
             return
-        matched = [e.sub for e in self.store.entries.values() if e.matcher.matches(event)]
+        # A subscription gets what reached the wire after it was created, never the retained
+        # history (a new consumer group starts at the beginning of the wire).
+        at = record.timestamp if record.timestamp is not None and record.timestamp > 0 else now_ms()
+        matched = [
+            e.sub
+            for e in self.store.entries.values()
+            if at >= e.sub.created_ms and e.matcher.matches(event)
+        ]
         release = self._tracker.add(tp, record.offset, len(matched))
         for sub in matched:
             job = Job(
