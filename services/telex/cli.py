@@ -145,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"telex: {exc}", file=sys.stderr)
         return 2
     configure(config.log.level, config.log.format)
+    if args.command == "webhooks":
+        # Before the imports below: a CLI call to the API need not load Kafka and the servers.
+        from telex.notifier.cli import run as run_webhooks
+
+        return run_webhooks(args, config)
 
     from telex.bus import BrokerError
     from telex.runtime import ROLES, serve_until_stopped
@@ -158,10 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_broker(config))
         elif args.command == "replay":
             asyncio.run(_replay(config, args.port))
-        elif args.command == "webhooks":
-            from telex.notifier.cli import run as run_webhooks
-
-            return run_webhooks(args, config)
         elif args.command == "tail":
             url = args.url or f"http://{config.http.host}:{config.http.port}"
             asyncio.run(_tail(url, args.json))

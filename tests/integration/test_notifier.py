@@ -49,6 +49,8 @@ def notifier_env(**extra: Any) -> dict[str, Any]:
         "TELEX_NOTIFIER_ALLOW_NETWORKS": "127.0.0.1/32",
         "TELEX_NOTIFIER_TIMEOUT": "20",
         "TELEX_NOTIFIER_MAX_IN_FLIGHT": "2",
+        # Small queues, so that bursts overflow to the retry topic and park there (tested too).
+        "TELEX_NOTIFIER_MAX_QUEUED": "5",
     }
     env.update(extra)
     return env
@@ -291,6 +293,7 @@ async def test_slow_receiver_does_not_delay_a_fast_one(env: Env) -> None:
         return 200, {}
 
     src = source()
+    overflowed = metrics.WEBHOOK_RETRIES.labels("overflow")._value.get()
     events = [wire_event(src, f"Update number {i}.") for i in range(20)]
     async with receiving(stuck) as slow, receiving() as fast:
         await env.subscribe(slow.url, filter={"sources": [src]})
@@ -303,6 +306,8 @@ async def test_slow_receiver_does_not_delay_a_fast_one(env: Env) -> None:
         release.set()
         await slow.wait_for(20)
         assert len({r.headers["webhook-id"] for r in slow.requests}) == 20
+        # What did not fit the slow endpoint's queue waited on the retry topic, lost nothing.
+        assert metrics.WEBHOOK_RETRIES.labels("overflow")._value.get() >= overflowed + 10
 
 
 async def test_redirect_to_a_refused_address_is_not_followed(env: Env) -> None:

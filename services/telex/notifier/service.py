@@ -21,6 +21,7 @@ import itertools
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,6 +222,9 @@ class Endpoint:
         self._run = run
         self._tasks: list[asyncio.Task[None]] = []
         self.busy = 0
+        # Due retries that found the queue full wait here, not in the timer heap, and move
+        # into the queue as workers free up.
+        self.parked: deque[Job] = deque()
         self.grow(workers)
 
     def grow(self, workers: int) -> None:
@@ -247,6 +251,8 @@ class Endpoint:
                 await self._handle(job)
             finally:
                 self.busy -= 1
+                while self.parked and self.offer(self.parked[0]):
+                    self.parked.popleft()
 
     async def _handle(self, job: Job) -> None:
         backoff = 0.5
@@ -270,7 +276,7 @@ class Endpoint:
 
     async def retire(self) -> None:
         """Stop once the queue is drained and no attempt is running (subscription deleted)."""
-        while self.queue.qsize() or self.busy:
+        while self.queue.qsize() or self.busy or self.parked:
             await asyncio.sleep(0.1)
         await self.stop()
 
@@ -497,10 +503,11 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         """Pause the retry topic while too many retries wait in memory."""
         limit = self.settings.max_pending_retries
         retry_tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.topic_retry]
-        if not self._paused and len(self._heap) >= limit:
+        held = len(self._heap) + sum(len(e.parked) for e in self._endpoints.values())
+        if not self._paused and held >= limit:
             consumer.pause(*retry_tps)
             self._paused = True
-        elif self._paused and len(self._heap) < limit // 2:
+        elif self._paused and held < limit // 2:
             consumer.resume(*retry_tps)
             self._paused = False
 
@@ -539,8 +546,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
                 continue
             endpoint = self._endpoint(job.sub_id)
             if not endpoint.offer(job):
-                # The endpoint is saturated: try again shortly, without stalling the others.
-                heapq.heappush(self._heap, (now_ms() + 200, next(self._seq), job, tp))
+                endpoint.parked.append(job)  # saturated: its workers take it when free.
             metrics.WEBHOOK_PENDING_RETRIES.set(len(self._heap))
             await asyncio.sleep(0)  # let workers start while many retries fall due.
 
