@@ -15,6 +15,7 @@ from telex.notifier.delivery import headers_for, parse_retry_after
 from telex.notifier.service import OffsetTracker, next_delay
 from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
 from telex.notifier.ssrf import (
+    ResolveCache,
     TargetRefused,
     blocked_reason,
     check_address,
@@ -193,3 +194,17 @@ def test_deliveries_connect_to_the_checked_address(
     url: str, address: str, expected: tuple[str, str, str | None]
 ) -> None:
     assert pinned_url(url, ipaddress.ip_address(address)) == expected
+
+
+async def test_resolved_addresses_are_cached_and_still_checked() -> None:
+    cache = ResolveCache(ttl=60)
+    loopback = parse_networks(["127.0.0.0/8", "::1/128"])
+    first = await check_url("http://localhost:8080/", loopback, cache)
+    assert cache.get("localhost", 8080) == first
+    assert await check_url("http://localhost:8080/x", loopback, cache) == first
+    # A caller with stricter rules is refused from the cache too.
+    with pytest.raises(TargetRefused, match="loopback"):
+        await check_url("http://localhost:8080/", (), cache)
+    expired = ResolveCache(ttl=0)
+    expired.put("localhost", 8080, first)
+    assert expired.get("localhost", 8080) is None

@@ -15,7 +15,14 @@ from urllib.parse import urljoin
 import httpx
 
 from telex.notifier.signing import sign
-from telex.notifier.ssrf import IPAddress, IPNetwork, TargetRefused, check_url, pinned_url
+from telex.notifier.ssrf import (
+    IPAddress,
+    IPNetwork,
+    ResolveCache,
+    TargetRefused,
+    check_url,
+    pinned_url,
+)
 
 Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error", "refused"]
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -76,13 +83,14 @@ async def attempt(
     *,
     allowed: tuple[IPNetwork, ...],
     max_redirects: int,
+    resolved: ResolveCache | None = None,
 ) -> Result:
     """POST ``body`` to ``url``; every hop's address is checked before it is called."""
     started = time.perf_counter()
     target = url
     try:
         for _ in range(max_redirects + 1):
-            addresses = await check_url(target, allowed)
+            addresses = await check_url(target, allowed, resolved)
             response, answer = await _post_pinned(client, target, addresses, body, headers)
             location = response.headers.get("location")
             if response.status_code in _REDIRECTS and location:

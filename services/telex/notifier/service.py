@@ -39,7 +39,7 @@ from telex.log import get_logger
 from telex.notifier import delivery
 from telex.notifier.attempts import AttemptLog
 from telex.notifier.signing import webhook_id as make_webhook_id
-from telex.notifier.ssrf import parse_networks
+from telex.notifier.ssrf import ResolveCache, parse_networks
 from telex.notifier.subscriptions import Subscription, SubscriptionStore
 
 log = get_logger(__name__)
@@ -334,6 +334,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loaded = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._resolved = ResolveCache(ttl=30.0)
 
     @property
     def ready(self) -> bool:
@@ -612,6 +613,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, job.body),
             allowed=self.allowed,
             max_redirects=self.settings.max_redirects,
+            resolved=self._resolved,
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
@@ -763,6 +765,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, body),
             allowed=self.allowed,
             max_redirects=self.settings.max_redirects,
+            resolved=self._resolved,
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         await self._record_attempt(sub.id, job, result, at, "none", None, test=True)

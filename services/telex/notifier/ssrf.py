@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -84,11 +85,39 @@ def check_url_syntax(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-async def check_url(url: str, allowed: tuple[IPNetwork, ...]) -> list[IPAddress]:
+class ResolveCache:
+    """Resolved addresses kept for a short time, so deliveries do not each ask the resolver.
+
+    Safe against rebinding because deliveries connect to the cached, checked address itself.
+    """
+
+    def __init__(self, ttl: float = 30.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[tuple[str, int], tuple[float, list[IPAddress]]] = {}
+
+    def get(self, host: str, port: int) -> list[IPAddress] | None:
+        """Fresh addresses of ``host``, or ``None``."""
+        entry = self._entries.get((host, port))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, host: str, port: int, addresses: list[IPAddress]) -> None:
+        """Remember ``addresses`` for ``ttl`` seconds."""
+        if len(self._entries) >= self.size:
+            self._entries.clear()  # crude, and rare: one resolution per host afterwards.
+        self._entries[(host, port)] = (time.monotonic() + self.ttl, addresses)
+
+
+async def check_url(
+    url: str, allowed: tuple[IPNetwork, ...], cache: ResolveCache | None = None
+) -> list[IPAddress]:
     """Resolve the URL's host and refuse it if any address it resolves to is not allowed.
 
     Every address counts, not only the first: a client may connect to any of them. Returns the
-    checked addresses, in the resolver's order of preference.
+    checked addresses, in the resolver's order of preference. Cached addresses are checked
+    again (the allowed networks may differ between callers).
     """
     host, port = check_url_syntax(url)
     try:
@@ -98,6 +127,11 @@ async def check_url(url: str, allowed: tuple[IPNetwork, ...]) -> list[IPAddress]
     if literal is not None:
         check_address(literal, allowed)
         return [literal]
+    cached = cache.get(host, port) if cache is not None else None
+    if cached is not None:
+        for address in cached:
+            check_address(address, allowed)
+        return cached
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -111,6 +145,8 @@ async def check_url(url: str, allowed: tuple[IPNetwork, ...]) -> list[IPAddress]
             addresses.append(address)
     if not addresses:
         raise TargetRefused(f"host {host!r} does not resolve")
+    if cache is not None:
+        cache.put(host, port, addresses)
     return addresses
 
 
