@@ -261,6 +261,8 @@ async def test_410_disables_and_later_events_are_kept_for_replay(env: Env) -> No
         assert reasons[later["id"]] == "disabled"
         assert len(receiver.requests) == 1  # never retried, never called while disabled
 
+        refused = await env.http.post(f"/v1/webhooks/{sub['id']}/replay", json={"since_ms": 0})
+        assert refused.status_code == 409 and refused.json()["error"]["field"] == "state"
         gone = False
         resumed = (await env.http.post(f"/v1/webhooks/{sub['id']}/resume")).json()
         assert resumed["state"] == "active"

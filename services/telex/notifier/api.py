@@ -306,8 +306,11 @@ class WebhooksApi:
             """Deliver dead letters again: one (``webhook_id``) or a range (``since_ms``,
             ``until_ms``, unix milliseconds of when they gave up)."""
             try:
-                api._get(sub_id)
+                sub = api._get(sub_id)
                 webhook_id, since, until = _replay_body(body)
+                if sub.state != "active":
+                    # It would only go back to the dead letters: say so instead.
+                    raise ApiError(409, f"subscription is {sub.state}; resume it first", "state")
             except ApiError as exc:
                 return exc.response()
             found = await api.notifier.dead_letters(sub_id, webhook_id, since, until)
