@@ -54,6 +54,12 @@ def make_config(bootstrap: str = "", **env: Any) -> Config:
         "TELEX_HTTP_PORT": "0",
         "TELEX_REPLAY_INTERVAL": "0",
         "TELEX_POLLER_INTERVAL": "0.5",
+        # Notifier
+        "TELEX_NOTIFIER_GROUP_ID": f"t{n}-notifier",
+        "TELEX_NOTIFIER_TOPIC_WEBHOOKS": f"t{n}.webhooks",
+        "TELEX_NOTIFIER_TOPIC_RETRY": f"t{n}.webhooks.retry",
+        "TELEX_NOTIFIER_TOPIC_DLQ": f"t{n}.webhooks.dlq",
+        "TELEX_NOTIFIER_TOPIC_ATTEMPTS": f"t{n}.webhooks.attempts",
     }
     environ.update({k: str(v) for k, v in env.items()})
     return load(None, environ)

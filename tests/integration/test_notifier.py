@@ -690,3 +690,34 @@ async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
             await wait_for(lambda: metrics.WEBHOOK_SKIPPED._value.get() > skipped, timeout=30)
             await asyncio.sleep(0.5)
         assert [verify(sub["secret"], r)["id"] for r in receiver.requests] == [new["id"]]
+
+
+async def test_the_seed_blog_arrives_as_webhooks_end_to_end(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    """replay page -> poller -> processor -> wire -> notifier -> a real receiver."""
+    env = notifier_env()
+    env.pop("TELEX_NOTIFIER_MAX_QUEUED")
+    config = config_factory(broker.bootstrap, **env)
+    async with receiving() as receiver:
+        # Subscribe first (the notifier alone), so that the whole blog is news to it.
+        async with (
+            started(config, roles=("notifier",)) as running,
+            httpx.AsyncClient(base_url=str(running.http_url)) as http,
+        ):
+            created = await http.post(
+                "/v1/webhooks",
+                json={"url": receiver.url, "filter": {"sources": ["replay"], "terms": ["NATO"]}},
+            )
+            sub = created.json()
+            everything = await http.post("/v1/webhooks", json={"url": receiver.url + "/all"})
+            assert everything.status_code == 201
+        async with started(config):
+            requests = await receiver.wait_for(11, timeout=90)
+            await asyncio.sleep(1.0)
+    mine = [verify(sub["secret"], r) for r in receiver.requests if r.path == "/hook"]
+    everything_events = [r for r in receiver.requests if r.path == "/hook/all"]
+    assert len(everything_events) == 10  # the ten entries of the seed blog, each once
+    assert mine, requests
+    assert all("NATO" in e["data"]["text"] for e in mine)
+    assert len(mine) < 10 and len({e["id"] for e in mine}) == len(mine)
