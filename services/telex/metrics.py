@@ -90,6 +90,11 @@ WEBHOOK_SKIPPED = Counter(
 WEBHOOK_PENDING_RETRIES = Gauge(
     "telex_notifier_pending_retries", "Retries read from the retry topic and not yet due."
 )
+WEBHOOK_SUBSCRIPTIONS = Gauge(
+    "telex_notifier_subscriptions",
+    "Webhook subscriptions by state (active, paused, disabled).",
+    ["state"],
+)
 WEBHOOK_QUEUED = Gauge(
     "telex_notifier_queued_deliveries", "Deliveries waiting in per-endpoint queues."
 )

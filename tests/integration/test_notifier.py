@@ -167,6 +167,11 @@ async def test_receiver_failing_three_times_gets_same_webhook_id_on_fourth(env: 
         assert [a["attempt"] for a in attempts] == [4, 3, 2, 1]  # newest first
         assert [a["outcome"] for a in attempts] == ["success"] + ["http_error"] * 3
         assert [a["next"] for a in attempts] == ["delivered"] + ["retry"] * 3
+        failed = await env.http.get(
+            f"/v1/webhooks/{sub['id']}/attempts",
+            params={"outcome": "http_error", "webhook_id": requests[0].headers["webhook-id"]},
+        )
+        assert [a["attempt"] for a in failed.json()["attempts"]] == [3, 2, 1]
         assert metrics.WEBHOOK_ATTEMPTS.labels("http_error")._value.get() >= before + 3
         await asyncio.sleep(0.3)
         assert len(receiver.requests) == 4
@@ -249,6 +254,7 @@ async def test_410_disables_and_later_events_are_kept_for_replay(env: Env) -> No
             while (got := await state())["state"] != "disabled":
                 await asyncio.sleep(0.05)
         assert "410" in got["state_reason"]
+        assert metrics.WEBHOOK_SUBSCRIPTIONS.labels("disabled")._value.get() >= 1
         later = wire_event(src, "Second update, while disabled.")
         await env.send(later)
         async with asyncio.timeout(30):

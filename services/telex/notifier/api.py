@@ -278,14 +278,25 @@ class WebhooksApi:
             )
 
         @r.get("/{sub_id}/attempts")
-        async def attempts(sub_id: str, limit: int = Query(100, ge=1, le=10_000)) -> Response:
-            """Recent delivery attempts, newest first."""
+        async def attempts(
+            sub_id: str,
+            limit: int = Query(100, ge=1, le=10_000),
+            webhook_id: str | None = None,
+            outcome: str | None = None,
+        ) -> Response:
+            """Recent delivery attempts, newest first (the last ``[notifier] attempts_kept``
+            per subscription), optionally of one delivery or one outcome."""
             try:
                 api._get(sub_id)
             except ApiError as exc:
                 return exc.response()
-            recent = list(api.notifier.attempts.recent.get(sub_id, ()))
-            return wrap({"attempts": recent[::-1][:limit]})
+            recent = [
+                a
+                for a in reversed(api.notifier.attempts.recent.get(sub_id, ()))
+                if (webhook_id is None or a["webhook_id"] == webhook_id)
+                and (outcome is None or a["outcome"] == outcome)
+            ]
+            return wrap({"attempts": recent[:limit]})
 
         @r.get("/{sub_id}/dead-letters")
         async def dead_letters(

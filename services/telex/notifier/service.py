@@ -571,6 +571,11 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         return endpoint
 
     def _subscription_changed(self, sub: Subscription | None, sub_id: str) -> None:
+        states = {"active": 0, "paused": 0, "disabled": 0}
+        for entry in self.store.entries.values():
+            states[entry.sub.state] += 1
+        for state, count in states.items():
+            metrics.WEBHOOK_SUBSCRIPTIONS.labels(state).set(count)
         if sub is None:
             self.attempts.forget(sub_id)
             retired = self._endpoints.pop(sub_id, None)
