@@ -141,6 +141,48 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+class WebhookConfig(_Section):
+    """A webhook subscription declared in the config file (created or updated at start-up)."""
+
+    name: str = Field(description="Stable name; the subscription id is derived from it.")
+    url: str
+    secret: str = Field(description="whsec_ + base64 of 24-64 bytes; give it to the receiver.")
+    filter: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    rate_limit: float | None = Field(None, gt=0, le=10_000)
+    max_in_flight: int | None = Field(None, ge=1, le=256)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _SOURCE_ID.match(value):
+            raise ValueError("must be 1-64 of a-z 0-9 . _ - and start with a letter or digit")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        from telex.notifier.signing import secret_key
+
+        secret_key(value)  # SecretError is a ValueError: pydantic reports it on this field.
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from telex.filters import Filter
+
+        Filter.parse(value)  # FilterError is a ValueError naming the filter's field.
+        return value
+
+
 class NotifierConfig(_Section):
     """Webhook delivery: subscriptions, retries, dead letters, and which networks may be hit."""
 
@@ -193,6 +235,11 @@ class NotifierConfig(_Section):
     )
     attempts_kept: int = Field(
         200, ge=1, le=100_000, description="Recent attempts kept per subscription for the API."
+    )
+    webhooks: tuple[WebhookConfig, ...] = Field(
+        (),
+        description="Subscriptions declared in the config file ([[notifier.webhooks]]); "
+        "created or brought up to date at start-up, never deleted (use the API for that).",
     )
 
     @field_validator("retry_schedule", "allow_networks", mode="before")
@@ -298,7 +345,9 @@ def _format_errors(exc: ValidationError, origin: Mapping[str, str], file: str | 
         path = ".".join(str(p) for p in err["loc"])
         where = origin.get(path) or (f"file {file}" if file else "defaults")
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        # Never echo a secret (webhook secrets) into a terminal or a log.
+        hidden = isinstance(value, dict) or "secret" in path
+        shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {path} from {where}: {err['msg']}{shown}")
     return "invalid configuration:\n" + "\n".join(lines)
 

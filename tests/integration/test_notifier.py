@@ -24,8 +24,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import metrics
 from telex.bus import EmbeddedBroker, free_port
-from telex.config import Config, load
-from telex.notifier.service import Notifier
+from telex.config import Config, WebhookConfig, load
+from telex.notifier.service import Notifier, declared_id
+from telex.notifier.signing import new_secret
 from telex.runtime import started
 
 from ..conftest import make_config, schema_validator
@@ -727,3 +728,46 @@ async def test_the_seed_blog_arrives_as_webhooks_end_to_end(
     assert mine, requests
     assert all("NATO" in e["data"]["text"] for e in mine)
     assert len(mine) < 10 and len({e["id"] for e in mine}) == len(mine)
+
+
+async def test_webhooks_declared_in_config_are_created_and_updated(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    base = config_factory(broker.bootstrap, **notifier_env())
+    src = source()
+    first_secret, second_secret = new_secret(), new_secret()
+
+    def with_webhook(url: str, secret: str, terms: list[str]) -> Config:
+        declared = WebhookConfig(
+            name="nato-desk", url=url, secret=secret, filter={"sources": [src], "terms": terms}
+        )
+        return base.model_copy(
+            update={"notifier": base.notifier.model_copy(update={"webhooks": (declared,)})}
+        )
+
+    async with receiving() as receiver:
+        config = with_webhook(receiver.url, first_secret, ["NATO"])
+        async with (
+            started(config, roles=("notifier",)) as running,
+            httpx.AsyncClient(base_url=str(running.http_url)) as http,
+        ):
+            listed = (await http.get("/v1/webhooks")).json()["webhooks"]
+            assert [w["id"] for w in listed] == [declared_id("nato-desk")]
+            event = wire_event(src, "NATO allies meet.")
+            await produce(broker.bootstrap, config.topics.wire, event)
+            (request,) = await receiver.wait_for(1)
+            assert verify(first_secret, request)["id"] == event["id"]
+        # Restarted with a new secret and filter: the same subscription, updated; the old
+        # secret still signs during the grace period.
+        config = with_webhook(receiver.url, second_secret, ["Kremlin"])
+        async with (
+            started(config, roles=("notifier",)) as running,
+            httpx.AsyncClient(base_url=str(running.http_url)) as http,
+        ):
+            got = (await http.get(f"/v1/webhooks/{declared_id('nato-desk')}")).json()
+            assert got["filter"]["terms"] == ["Kremlin"] and len(got["secrets"]) == 2
+            event = wire_event(src, "The Kremlin answered.")
+            await produce(broker.bootstrap, config.topics.wire, event)
+            requests = await receiver.wait_for(2)
+            assert verify(second_secret, requests[1])["id"] == event["id"]
+            assert verify(first_secret, requests[1])["id"] == event["id"]

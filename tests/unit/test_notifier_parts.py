@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
@@ -208,3 +209,36 @@ async def test_resolved_addresses_are_cached_and_still_checked() -> None:
     expired = ResolveCache(ttl=0)
     expired.put("localhost", 8080, first)
     assert expired.get("localhost", 8080) is None
+
+
+def test_declared_webhooks_are_validated_without_echoing_secrets(tmp_path: Path) -> None:
+    bad = "whsec_" + "QUJD"
+    file = tmp_path / "telex.toml"
+    file.write_text(
+        f"""
+[[notifier.webhooks]]
+name = "nato-desk"
+url = "https://alerts.example.org/telex"
+secret = "{bad}"
+filter = {{ terms = ["NATO"], types = ["bogus"] }}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load(file, {})
+    message = str(info.value)
+    assert "notifier.webhooks.0.secret" in message and "notifier.webhooks.0.filter" in message
+    assert bad not in message
+    good = new_secret()
+    file.write_text(
+        f"""
+[[notifier.webhooks]]
+name = "nato-desk"
+url = "https://alerts.example.org/telex"
+secret = "{good}"
+filter = {{ terms = ["NATO"] }}
+"""
+    )
+    declared = load(file, {}).notifier.webhooks
+    assert [(w.name, w.secret, w.filter) for w in declared] == [
+        ("nato-desk", good, {"terms": ["NATO"]})
+    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import heapq
 import itertools
 import random
@@ -35,12 +36,13 @@ from telex import metrics
 from telex.bus import Bus, TopicSpec, stop_quietly
 from telex.config import Config, NotifierConfig
 from telex.events import now_ms
+from telex.filters import Filter
 from telex.log import get_logger
 from telex.notifier import delivery
 from telex.notifier.attempts import AttemptLog
 from telex.notifier.signing import webhook_id as make_webhook_id
-from telex.notifier.ssrf import ResolveCache, parse_networks
-from telex.notifier.subscriptions import Subscription, SubscriptionStore
+from telex.notifier.ssrf import ResolveCache, TargetRefused, check_url, parse_networks
+from telex.notifier.subscriptions import Secret, Subscription, SubscriptionStore
 
 log = get_logger(__name__)
 
@@ -55,6 +57,11 @@ H_REASON = "telex-reason"
 H_STATUS = "telex-last-status"
 H_ERROR = "telex-last-error"
 H_DEAD = "telex-dead-ms"
+
+
+def declared_id(name: str) -> str:
+    """The subscription id of a webhook declared in the config file under ``name``."""
+    return "wh_" + hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
 
 
 def notifier_topics(config: Config) -> list[TopicSpec]:
@@ -363,6 +370,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         await asyncio.gather(
             self.store.start(store_reader, self.producer), self.attempts.start(attempts_reader)
         )
+        await self._apply_declared()
         self._loaded.set()
         self._tasks.append(asyncio.create_task(self._timer(), name="notifier-retry-timer"))
         log.info(
@@ -396,6 +404,60 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = self.producer = None
         self._clients = []
         metrics.WEBHOOK_PENDING_RETRIES.set(0)
+
+    async def _apply_declared(self) -> None:
+        """Create or update the subscriptions declared in ``[[notifier.webhooks]]``.
+
+        The id derives from the name, so every notifier process (and every restart) agrees on
+        it. A changed secret becomes the signing secret; the previous one keeps signing for
+        ``rotation_grace``. The state (paused, disabled) is left as the API or the notifier set
+        it. A URL refused by the SSRF rules stops the start with a message naming it.
+        """
+        for declared in self.settings.webhooks:
+            sub_id = declared_id(declared.name)
+            try:
+                await check_url(declared.url, self.allowed)
+            except TargetRefused as exc:
+                raise RuntimeError(f"[[notifier.webhooks]] {declared.name}: url {exc}") from None
+            fields: dict[str, Any] = {
+                "url": declared.url,
+                "filter": Filter.parse(declared.filter),
+                "description": declared.description,
+                "rate_limit": declared.rate_limit,
+                "max_in_flight": declared.max_in_flight,
+            }
+            now = now_ms()
+            current = self.store.get(sub_id)
+            if current is None:
+                await self.store.put(
+                    Subscription(
+                        id=sub_id,
+                        state_changed_ms=now,
+                        secrets=(Secret(secret=declared.secret, created_ms=now),),
+                        created_ms=now,
+                        updated_ms=now,
+                        **fields,
+                    )
+                )
+                log.info("notifier.declared.created", name=declared.name, subscription=sub_id)
+                continue
+            change = {k: v for k, v in fields.items() if getattr(current, k) != v}
+            if not current.secrets or current.secrets[0].secret != declared.secret:
+                expires = now + int(self.settings.rotation_grace * 1000)
+                kept = tuple(
+                    s.model_copy(update={"expires_ms": min(s.expires_ms or expires, expires)})
+                    for s in current.secrets
+                    if s.secret != declared.secret and (s.expires_ms is None or s.expires_ms > now)
+                )
+                change["secrets"] = (Secret(secret=declared.secret, created_ms=now), *kept)
+            if change:
+                await self.store.update(sub_id, lambda _, c=change: c)  # type: ignore[misc]
+                log.info(
+                    "notifier.declared.updated",
+                    name=declared.name,
+                    subscription=sub_id,
+                    fields=",".join(sorted(change)),
+                )
 
     # Rebalance listener ------------------------------------------------------------------
 
