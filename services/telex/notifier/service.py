@@ -372,6 +372,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         await self._apply_declared()
         self._loaded.set()
+        self._count_states()
         self._tasks.append(asyncio.create_task(self._timer(), name="notifier-retry-timer"))
         log.info(
             "notifier.started",
@@ -632,12 +633,16 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             self._endpoints[sub_id] = endpoint
         return endpoint
 
-    def _subscription_changed(self, sub: Subscription | None, sub_id: str) -> None:
+    def _count_states(self) -> None:
         states = {"active": 0, "paused": 0, "disabled": 0}
         for entry in self.store.entries.values():
             states[entry.sub.state] += 1
         for state, count in states.items():
             metrics.WEBHOOK_SUBSCRIPTIONS.labels(state).set(count)
+
+    def _subscription_changed(self, sub: Subscription | None, sub_id: str) -> None:
+        if self._loaded.is_set():  # while loading, once at the end instead of per record.
+            self._count_states()
         if sub is None:
             self.attempts.forget(sub_id)
             retired = self._endpoints.pop(sub_id, None)
@@ -684,13 +689,11 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
-        pending: list[Awaitable[Any]] = []
         next_due: int | None = None
         verdict = "delivered"
         if not result.ok:
             verdict, next_due = await self._after_failure(sub, job, result, at)
-        pending.append(self._record_attempt(sub.id, job, result, at, verdict, next_due))
-        await asyncio.gather(*pending)
+        await self._record_attempt(sub.id, job, result, at, verdict, next_due)
         # Only once the hand-off is acknowledged: a failed one is redone, not skipped.
         self.attempts.mark_done(job.webhook_id, job.attempt)
         job.release()
