@@ -162,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C during start-up, before the stop handlers were installed.
+    except BrokenPipeError:
+        # `telex tail | head`: the reader left. Point stdout at /dev/null so the interpreter's
+        # final flush does not complain again (the recipe from the Python docs on SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
