@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.telex-installed
 
-.PHONY: run test lint typecheck pytest setup clean
+.PHONY: run test lint typecheck pytest setup docs clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Regenerate the reference documents that tests check against the code.
+docs: $(STAMP)
+	$(BIN)/telex reference metrics > docs/metrics.md
+	$(BIN)/telex reference config > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--url", default=None, help="gateway URL (default: from [http] config)")
     tail.add_argument("--json", action="store_true", help="print whole events as JSON lines")
+    reference = sub.add_parser(
+        "reference",
+        help="print a reference document generated from the code (metrics, config)",
+        description="Print docs/metrics.md or docs/configuration.md as generated from the code.",
+    )
+    reference.add_argument("kind", choices=["metrics", "config"])
     return parser
 
 
@@ -135,6 +141,11 @@ async def _tail(url: str, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``telex`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "reference":
+        from telex.reference import config_markdown, metrics_markdown
+
+        print(metrics_markdown() if args.kind == "metrics" else config_markdown(), end="")
+        return 0
     try:
         config = _config(args)
     except ConfigError as exc:

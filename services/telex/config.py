@@ -34,16 +34,37 @@ class KafkaConfig(_Section):
     bootstrap: str = Field(
         "", description="Bootstrap servers (host:port,...). Empty: start the embedded broker."
     )
-    client_id: str = "telex"
+    client_id: str = Field(
+        "telex", description="Client id sent to Kafka (shows in broker logs and quotas)."
+    )
     idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Idempotent producer. auto: on for an external cluster, off for the "
         "embedded broker, which cannot do it.",
     )
-    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
-    heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
-    request_timeout_ms: int = Field(40_000, ge=1000, le=600_000)
-    embedded_start_timeout_s: float = Field(20.0, gt=0)
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1000,
+        le=300_000,
+        description="Consumer group session timeout; a member silent this long is replaced.",
+    )
+    heartbeat_interval_ms: int = Field(
+        3_000,
+        ge=100,
+        le=60_000,
+        description="Consumer heartbeat interval (capped at a third of the session timeout).",
+    )
+    request_timeout_ms: int = Field(
+        40_000,
+        ge=1000,
+        le=600_000,
+        description="Kafka request timeout (kept above half the session timeout).",
+    )
+    embedded_start_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds to wait for the broker (embedded or external) to answer at start-up.",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -54,27 +75,44 @@ class KafkaConfig(_Section):
 class TopicsConfig(_Section):
     """Topic names and partition counts (created at start-up when missing)."""
 
-    raw: str = "telex.updates.raw"
-    wire: str = "telex.updates"
-    dlq: str = "telex.dlq"
+    raw: str = Field(
+        "telex.updates.raw", description="Raw updates from the pollers, key = source id."
+    )
+    wire: str = Field(
+        "telex.updates", description="The wire: CloudEvents from the processors, key = source id."
+    )
+    dlq: str = Field(
+        "telex.dlq",
+        description="Dead letters: records that could not be processed, reason in headers.",
+    )
     # The wire mirrors the raw topic partition for partition (see processor), so one count
     # serves both.
-    partitions: int = Field(3, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1, le=16)
+    partitions: int = Field(
+        3,
+        ge=1,
+        le=1024,
+        description="Partitions of the raw topic and the wire (the processor's unit of scaling).",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Replication factor of topics telex creates (3 on a production cluster).",
+    )
 
 
 class HttpConfig(_Section):
     """The HTTP surface: API, WebSocket stream, dashboard, metrics."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a container).")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
 
 
 class ReplayConfig(_Section):
     """The built-in replay source serving the seed live blog."""
 
-    enabled: bool = True
-    host: str = "127.0.0.1"
+    enabled: bool = Field(True, description="Start the replay source with `telex run`.")
+    host: str = Field("127.0.0.1", description="Address the replay page listens on.")
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
     interval: float = Field(
         3.0, ge=0, description="Seconds between revealed entries; 0 reveals all at once."
@@ -84,10 +122,12 @@ class ReplayConfig(_Section):
 class SourceConfig(_Section):
     """One polled source."""
 
-    id: str
-    url: str
-    kind: Literal["html"] = "html"
-    interval: float | None = Field(None, gt=0)
+    id: str = Field(description="Stable id: 1-64 of a-z 0-9 . _ -; the Kafka key of its updates.")
+    url: str = Field(description="http:// or https:// URL of the page or feed.")
+    kind: Literal["html"] = Field("html", description="What the URL serves.")
+    interval: float | None = Field(
+        None, gt=0, description="Seconds between polls; default [poller] interval."
+    )
 
     @field_validator("id")
     @classmethod
@@ -108,16 +148,25 @@ class PollerConfig(_Section):
     """Polling behaviour shared by every source."""
 
     interval: float = Field(2.0, gt=0, description="Seconds between polls of one source.")
-    timeout: float = Field(20.0, gt=0)
-    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024)
-    user_agent: str = "telex/0.1 (+https://github.com/telex-news/telex)"
+    timeout: float = Field(20.0, gt=0, description="Seconds before a fetch is abandoned.")
+    max_body_bytes: int = Field(
+        15 * 1024 * 1024,
+        ge=1024,
+        description="Largest response body read; longer ones are an error.",
+    )
+    user_agent: str = Field(
+        "telex/0.1 (+https://github.com/telex-news/telex)",
+        description="User-Agent sent to sources.",
+    )
 
 
 class ProcessorConfig(_Section):
     """The enrich-and-dedup stage."""
 
-    group_id: str = "telex-processor"
-    max_batch: int = Field(500, ge=1, le=100_000)
+    group_id: str = Field("telex-processor", description="Consumer group of the processors.")
+    max_batch: int = Field(
+        500, ge=1, le=100_000, description="Most raw records processed and committed as one batch."
+    )
 
 
 class GatewayConfig(_Section):
@@ -134,8 +183,12 @@ class GatewayConfig(_Section):
 class LogConfig(_Section):
     """Logging."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise."
+    )
 
 
 class Config(BaseModel):
