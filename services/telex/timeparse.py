@@ -33,11 +33,13 @@ _MONTH_NAMES = (
 )  # fmt: skip
 _MONTHS = {name: i + 1 for i, names in enumerate(_MONTH_NAMES) for name in names.split()}
 
+# "GMT+3", "UTC-05:30": an offset written after a zone name.
+_GMT_OFFSET = r"(?:GMT|UTC)\s?[+-]\d{1,2}(?::?\d\d)?\b"
 _ZONE_NAMES = "|".join(sorted((*_FIXED, *_REGIONAL), key=len, reverse=True))
 _CLOCK = re.compile(
     r"(?<![\d:.])(?P<h>[01]?\d|2[0-3])[:.h](?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?"
     r"\s*(?P<ampm>[ap]\.?\s?m\.?)?"
-    rf"(?:\s*(?P<zone>(?:{_ZONE_NAMES})\b|[+-]\d\d:?\d\d\b))?",
+    rf"(?:\s*(?P<zone>{_GMT_OFFSET}|(?:{_ZONE_NAMES})\b|[+-]\d\d:?\d\d\b))?",
     re.IGNORECASE,
 )
 _CLOCK_AMPM_ONLY = re.compile(
@@ -70,6 +72,11 @@ def zone_for(name: str | None) -> tzinfo | None:
         return timezone(timedelta(hours=_FIXED[upper]), upper)
     if upper in _REGIONAL:
         return ZoneInfo(_REGIONAL[upper])
+    match = re.fullmatch(r"(?:GMT|UTC)\s?([+-])(\d{1,2})(?::?(\d\d))?", upper)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        minutes = int(match.group(2)) * 60 + int(match.group(3) or 0)
+        return timezone(sign * timedelta(minutes=minutes)) if minutes < 24 * 60 else None
     match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", key)
     if match:
         sign = 1 if match.group(1) == "+" else -1
