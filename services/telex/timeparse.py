@@ -168,7 +168,10 @@ def resolve(
         if unit == "m" and rel["unit"].lower().startswith("mo"):
             return None
         seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        return (now - timedelta(seconds=n * seconds)).astimezone(UTC)
+        # To the minute: "2 hours ago" is no more precise, and a stable value keeps re-polls
+        # from reporting a new time every few seconds.
+        moment = (now - timedelta(seconds=n * seconds)).astimezone(UTC)
+        return moment.replace(second=0, microsecond=0)
 
     clock = _CLOCK.search(text) or _CLOCK_AMPM_ONLY.search(text)
     if clock is None:
@@ -197,6 +200,14 @@ def resolve(
     today = now.astimezone(tz).date()
     local = datetime(today.year, today.month, today.day, hour, minute, second, tzinfo=tz)
     return _most_recent(local, now).astimezone(UTC)
+
+
+def is_relative(raw: str | None) -> bool:
+    """True for a time written relative to now ("2 hours ago", "just now")."""
+    if not raw:
+        return False
+    lowered = raw.strip().lower()
+    return lowered in ("just now", "now", "moments ago") or _RELATIVE.search(raw) is not None
 
 
 def iso_utc(moment: datetime) -> str:

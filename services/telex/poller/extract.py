@@ -23,7 +23,7 @@ from lxml import etree
 
 from telex.config import HtmlSelectors
 from telex.poller.selectors import compile_selector
-from telex.timeparse import iso_utc, parse_date, resolve
+from telex.timeparse import is_relative, iso_utc, parse_date, resolve
 
 # A node whose whole text is a time of day, optionally with a zone or am/pm; or a relative time.
 _TIME_TEXT = re.compile(
@@ -207,12 +207,36 @@ def _anchor_of(block: Any, time_node: Any) -> str | None:
     return None
 
 
+_DATA_IDS = ("data-id", "data-post-id", "data-entry-id", "data-update-id", "data-item-id")
+
+
+def _data_id(block: Any) -> str | None:
+    for name in _DATA_IDS:
+        value = block.get(name)
+        if value and value.strip():
+            return str(value.strip())
+    return None
+
+
+def _points_elsewhere(block: Any, doc_ids: set[str]) -> bool:
+    """A "key events" or pinned teaser: no id of its own, a link to an entry of this page."""
+    if block.get("id"):
+        return False
+    own = {el.get("id") for el in block.iter() if isinstance(el.tag, str) and el.get("id")}
+    for link in block.iter("a"):
+        href = link.get("href") or ""
+        if href.startswith("#") and href[1:] in doc_ids and href[1:] not in own:
+            return True
+    return False
+
+
 def _from_structure(
     doc: Any, base_url: str, page_date: date | None, page_tz: str | None, now: datetime
 ) -> list[Entry]:
     nodes = _time_nodes(doc)
     chosen = set(nodes)
     page_url = urldefrag(base_url)[0]
+    doc_ids = {str(el.get("id")) for el in doc.iter() if isinstance(el.tag, str) and el.get("id")}
     entries: list[Entry] = []
     seen_blocks: set[Any] = set()
     for node in nodes:
@@ -220,6 +244,8 @@ def _from_structure(
         if block in seen_blocks:
             continue
         seen_blocks.add(block)
+        if _points_elsewhere(block, doc_ids):
+            continue
         title, text, fragment = _block_content(block, node)
         if not text and not title:
             continue
@@ -229,9 +255,10 @@ def _from_structure(
         moment = resolve(time_raw, page_date=page_date, page_tz=page_tz, now=now)
         anchor = _anchor_of(block, node)
         url = f"{page_url}#{anchor}" if anchor else None
+        data_id = None if anchor else _data_id(block)
         entries.append(
             Entry(
-                entry_id=url or "",
+                entry_id=url or (f"{page_url}#{data_id}" if data_id else ""),
                 text=text,
                 title=title,
                 html=fragment or None,
@@ -267,8 +294,10 @@ def derived_id(entry: Entry) -> Entry:
     """
     if entry.entry_id:
         return entry
+    # A relative time ("2h ago") resolves differently at every poll: not part of an id.
+    stamp = "" if is_relative(entry.time_raw) else entry.published or entry.time_raw or ""
     words = " ".join(re.sub(r"[^\w\s]", " ", (entry.title or entry.text).casefold()).split()[:8])
-    return replace(entry, entry_id=f"derived:{entry.published or entry.time_raw or ''}:{words}")
+    return replace(entry, entry_id=f"derived:{stamp}:{words}")
 
 
 def _from_selectors(
