@@ -154,3 +154,13 @@ def test_selectors_override_the_generic_search() -> None:
         ("2024-01-18T07:46:00Z", "Not a title", "Body one"),
         ("2024-01-18T06:30:00Z", None, "Body two"),
     ]
+
+
+def test_time_next_to_text_without_space_is_not_swallowed() -> None:
+    # text_content() glues "10:46" to "Third." here; a word is not a time zone.
+    blocks = "".join(
+        f'<article id="p{n}"><span>{t}</span><p>{text}</p></article>'
+        for n, t, text in ((3, "10:46", "Third."), (2, "10:30", "Second."), (1, "10:00", "First."))
+    )
+    page = extract_html(f"<html><body><h1>L</h1><div>{blocks}</div></body></html>", "http://x/")
+    assert [e.text for e in page.entries] == ["Third.", "Second.", "First."]
