@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "TELEX_"
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -85,6 +92,10 @@ class TopicsConfig(_Section):
         "telex.dlq",
         description="Dead letters: records that could not be processed, reason in headers.",
     )
+    sources: str = Field("telex.sources", description="Compacted topic of source definitions.")
+    sources_partitions: int = Field(
+        12, ge=1, le=1024, description="Partitions of the sources topic: the unit pollers share."
+    )
     # The wire mirrors the raw topic partition for partition (see processor), so one count
     # serves both.
     partitions: int = Field(
@@ -119,15 +130,75 @@ class ReplayConfig(_Section):
     )
 
 
+class HtmlSelectors(_Section):
+    """Per-source override of the generic HTML extractor: CSS selectors, or XPath when they
+    start with ``/`` or ``./``. ``entry`` picks the entry blocks; the others apply inside one."""
+
+    entry: str = Field(min_length=1)
+    time: str | None = None
+    title: str | None = None
+    body: str | None = None
+
+    @field_validator("entry", "time", "title", "body")
+    @classmethod
+    def _check_selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            from telex.poller.selectors import compile_selector
+
+            compile_selector(value)  # raises ValueError naming what is wrong
+        return value
+
+
+class JsonMapping(_Section):
+    """Where a JSON API source keeps its entries: JMESPath expressions (jmespath.org).
+
+    ``items`` selects the list of entries from the document; the others apply to one entry.
+    """
+
+    items: str = Field(min_length=1)
+    id: str | None = None
+    time: str | None = None
+    title: str | None = None
+    body: str | None = None
+    url: str | None = None
+    html: str | None = None
+
+    @field_validator("items", "id", "time", "title", "body", "url", "html")
+    @classmethod
+    def _check_expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            import jmespath
+            from jmespath.exceptions import JMESPathError
+
+            try:
+                jmespath.compile(value)
+            except JMESPathError as exc:
+                raise ValueError(f"not a valid JMESPath expression: {exc}") from None
+        return value
+
+
+SourceKind = Literal["auto", "html", "feed", "rss", "atom", "jsonfeed", "json"]
+
+
 class SourceConfig(_Section):
     """One polled source."""
 
     id: str = Field(description="Stable id: 1-64 of a-z 0-9 . _ -; the Kafka key of its updates.")
     url: str = Field(description="http:// or https:// URL of the page or feed.")
-    kind: Literal["html"] = Field("html", description="What the URL serves.")
-    interval: float | None = Field(
-        None, gt=0, description="Seconds between polls; default [poller] interval."
+    kind: SourceKind = Field(
+        "auto",
+        description="auto detects from the response; html, feed (rss/atom), jsonfeed or json.",
     )
+    interval: float | None = Field(None, gt=0, description="Seconds; default [poller] interval.")
+    enabled: bool = True
+    timezone: str | None = Field(
+        None, description="Zone for times the page writes without one (IANA name or +03:00)."
+    )
+    report_deletions: bool = Field(
+        True, description="Report entries that vanish from the page as deleted."
+    )
+    selectors: HtmlSelectors | None = None
+    mapping: JsonMapping | None = None
 
     @field_validator("id")
     @classmethod
@@ -141,7 +212,24 @@ class SourceConfig(_Section):
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if len(value) > 2048:
+            raise ValueError("must be at most 2048 characters")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        from telex.timeparse import zone_for
+
+        if value is not None and zone_for(value) is None:
+            raise ValueError("unknown time zone (use an IANA name such as Europe/London)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> SourceConfig:
+        if self.kind == "json" and self.mapping is None:
+            raise ValueError("kind json needs a mapping (JMESPath expressions)")
+        return self
 
 
 class PollerConfig(_Section):
@@ -158,6 +246,50 @@ class PollerConfig(_Section):
         "telex/0.1 (+https://github.com/telex-news/telex)",
         description="User-Agent sent to sources.",
     )
+    # Poller: scheduling, politeness and the sources group (issue 3).
+    group_id: str = Field("telex-poller", description="Consumer group sharing the sources.")
+    jitter: float = Field(0.1, ge=0, le=0.5, description="Interval jitter, as a fraction.")
+    adaptive_min: float = Field(
+        0.5, gt=0, le=1, description="Fastest interval while publishing, times the interval."
+    )
+    adaptive_max: float = Field(
+        4.0, ge=1, le=100, description="Slowest interval once quiet, times the interval."
+    )
+    quiet_polls: int = Field(3, ge=1, description="Polls without news before slowing down.")
+    backoff_max: float = Field(900.0, gt=0, description="Longest wait after errors, seconds.")
+    max_wait: float = Field(
+        3600.0, gt=0, description="Cap on waits a server asks for (Retry-After, max-age)."
+    )
+    per_host: int = Field(4, ge=1, le=256, description="Concurrent requests per host.")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed per fetch.")
+    allow_private: bool = Field(
+        False, description="Allow private, loopback and link-local addresses (SSRF guard)."
+    )
+    allow_networks: tuple[str, ...] = Field(
+        (), description="Networks allowed despite the SSRF guard, e.g. 127.0.0.0/8."
+    )
+    max_entries: int = Field(
+        5000, ge=10, description="Entries remembered per source (content hashes)."
+    )
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+        return value
 
 
 class ProcessorConfig(_Section):

@@ -24,6 +24,65 @@ ENTRIES_PRODUCED = Counter(
     ["kind"],
 )
 SOURCES = Gauge("telex_poller_sources", "Sources this poller process is polling.")
+# Poller: politeness, errors and per-source status (issue 3). The per-source gauges carry the
+# source id: bounded by the number of configured sources, and removed when a source leaves
+# this poller (deleted, or handed to another poller by a rebalance).
+POLL_ERRORS = Counter(
+    "telex_poller_errors_total",
+    "Failed polls by reason (timeout, connect, dns, refused_address, too_large, redirects, "
+    "rate_limited, http_4xx, http_5xx, http_other, protocol, bad_url, extract, kafka, bug).",
+    ["reason"],
+)
+FETCH_SECONDS = Histogram(
+    "telex_poller_fetch_duration_seconds",
+    "Time to fetch one source (all redirects), successful or not.",
+    buckets=_LATENCY_BUCKETS,
+)
+EXTRACT_SECONDS = Histogram(
+    "telex_poller_extract_duration_seconds",
+    "Time to extract the entries of one fetched document.",
+    buckets=_LATENCY_BUCKETS,
+)
+SOURCE_LAST_POLL = Gauge(
+    "telex_poller_source_last_poll_timestamp_seconds", "When a source was last polled.", ["source"]
+)
+SOURCE_LAST_SUCCESS = Gauge(
+    "telex_poller_source_last_success_timestamp_seconds",
+    "When a poll of a source last succeeded (200 or 304).",
+    ["source"],
+)
+SOURCE_NEXT_POLL = Gauge(
+    "telex_poller_source_next_poll_timestamp_seconds", "When a source is polled next.", ["source"]
+)
+SOURCE_ERRORS = Gauge(
+    "telex_poller_source_consecutive_errors",
+    "Failed polls of a source in a row (0 when healthy).",
+    ["source"],
+)
+SOURCE_BACKOFF = Gauge(
+    "telex_poller_source_backoff_seconds",
+    "Current error backoff of a source (0 when healthy).",
+    ["source"],
+)
+SOURCE_ENTRIES = Gauge(
+    "telex_poller_source_entries_seen",
+    "Distinct entries this poller knows of a source.",
+    ["source"],
+)
+SOURCE_INTERVAL = Gauge(
+    "telex_poller_source_interval_seconds",
+    "Current adaptive polling interval of a source.",
+    ["source"],
+)
+PER_SOURCE_GAUGES = (
+    SOURCE_LAST_POLL,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_NEXT_POLL,
+    SOURCE_ERRORS,
+    SOURCE_BACKOFF,
+    SOURCE_ENTRIES,
+    SOURCE_INTERVAL,
+)
 
 # Processor
 RAW_CONSUMED = Counter("telex_processor_records_consumed_total", "Raw records consumed.")

@@ -99,6 +99,7 @@ async def started(
         running = Running(bootstrap=bootstrap)
         bus = kafka.Bus(config, bootstrap)
         sources = list(config.sources)
+        allow_origins: tuple[str, ...] = ()
 
         if replay and config.replay.enabled and "poller" in roles:
             replay_app = create_replay_app(config.replay.interval)
@@ -107,6 +108,8 @@ async def started(
             )
             running.replay_url = base + PAGE_PATH
             sources.append(SourceConfig(id=REPLAY_SOURCE_ID, url=running.replay_url))
+            # The poller refuses loopback targets by default (SSRF); our own replay is fine.
+            allow_origins = (base.removeprefix("http://"),)
             log.info("replay.started", url=running.replay_url, interval=config.replay.interval)
 
         routers: list[APIRouter] = []
@@ -115,9 +118,10 @@ async def started(
             await _lifecycle(stack, processor.start, processor.stop)
             running.components["processor"] = processor
         if "poller" in roles:
-            poller = Poller(config, bus, sources)
+            poller = Poller(config, bus, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
+            routers.append(poller.router)
         if "gateway" in roles:
             gateway = Gateway(config, bus)
             await _lifecycle(stack, gateway.start, gateway.stop)

@@ -33,11 +33,13 @@ _MONTH_NAMES = (
 )  # fmt: skip
 _MONTHS = {name: i + 1 for i, names in enumerate(_MONTH_NAMES) for name in names.split()}
 
+# "GMT+3", "UTC-05:30": an offset written after a zone name.
+_GMT_OFFSET = r"(?:GMT|UTC)\s?[+-]\d{1,2}(?::?\d\d)?\b"
 _ZONE_NAMES = "|".join(sorted((*_FIXED, *_REGIONAL), key=len, reverse=True))
 _CLOCK = re.compile(
     r"(?<![\d:.])(?P<h>[01]?\d|2[0-3])[:.h](?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?"
     r"\s*(?P<ampm>[ap]\.?\s?m\.?)?"
-    rf"(?:\s*(?P<zone>(?:{_ZONE_NAMES})\b|[+-]\d\d:?\d\d\b))?",
+    rf"(?:\s*(?P<zone>{_GMT_OFFSET}|(?:{_ZONE_NAMES})\b|[+-]\d\d:?\d\d\b))?",
     re.IGNORECASE,
 )
 _CLOCK_AMPM_ONLY = re.compile(
@@ -70,6 +72,11 @@ def zone_for(name: str | None) -> tzinfo | None:
         return timezone(timedelta(hours=_FIXED[upper]), upper)
     if upper in _REGIONAL:
         return ZoneInfo(_REGIONAL[upper])
+    match = re.fullmatch(r"(?:GMT|UTC)\s?([+-])(\d{1,2})(?::?(\d\d))?", upper)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        minutes = int(match.group(2)) * 60 + int(match.group(3) or 0)
+        return timezone(sign * timedelta(minutes=minutes)) if minutes < 24 * 60 else None
     match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", key)
     if match:
         sign = 1 if match.group(1) == "+" else -1
@@ -161,7 +168,10 @@ def resolve(
         if unit == "m" and rel["unit"].lower().startswith("mo"):
             return None
         seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        return (now - timedelta(seconds=n * seconds)).astimezone(UTC)
+        # To the minute: "2 hours ago" is no more precise, and a stable value keeps re-polls
+        # from reporting a new time every few seconds.
+        moment = (now - timedelta(seconds=n * seconds)).astimezone(UTC)
+        return moment.replace(second=0, microsecond=0)
 
     clock = _CLOCK.search(text) or _CLOCK_AMPM_ONLY.search(text)
     if clock is None:
@@ -190,6 +200,14 @@ def resolve(
     today = now.astimezone(tz).date()
     local = datetime(today.year, today.month, today.day, hour, minute, second, tzinfo=tz)
     return _most_recent(local, now).astimezone(UTC)
+
+
+def is_relative(raw: str | None) -> bool:
+    """True for a time written relative to now ("2 hours ago", "just now")."""
+    if not raw:
+        return False
+    lowered = raw.strip().lower()
+    return lowered in ("just now", "now", "moments ago") or _RELATIVE.search(raw) is not None
 
 
 def iso_utc(moment: datetime) -> str:

@@ -31,6 +31,7 @@ async def services(
     replay_port = free_port()
     toml = tmp_path / "telex.toml"
     toml.write_text(
+        '[poller]\nallow_networks = ["127.0.0.0/8"]\n'
         f'[[sources]]\nid = "replay"\n'
         f'url = "http://127.0.0.1:{replay_port}/live/lavrov-press-conference-2024"\n'
     )

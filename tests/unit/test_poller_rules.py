@@ -1,0 +1,166 @@
+"""The poller's rules that need no network: schedule, deletions, validation, headers, times."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import httpx
+import pytest
+
+from telex.config import HtmlSelectors, PollerConfig
+from telex.poller.extract import extract_html
+from telex.poller.fetch import freshness_seconds, retry_after_seconds
+from telex.poller.schedule import Cadence
+from telex.poller.service import vanished
+from telex.poller.sources import SourceError, decode_source, encode_source, validate_source
+from telex.timeparse import is_relative, iso_utc, resolve
+
+
+def cadence(base: float = 10.0, **settings: object) -> Cadence:
+    config = PollerConfig.model_validate({"jitter": 0, **settings})
+    return Cadence(base, config)
+
+
+def test_interval_tightens_while_publishing_and_relaxes_when_quiet() -> None:
+    c = cadence(adaptive_min=0.5, adaptive_max=4, quiet_polls=2)
+    assert c.after_success(changed=True) == 5.0
+    assert c.after_success(changed=True) == 5.0  # bounded below
+    assert c.after_success(changed=False) == 5.0  # one quiet poll is not yet quiet
+    delays = [c.after_success(changed=False) for _ in range(10)]
+    assert delays == sorted(delays) and delays[-1] == 40.0  # bounded above
+
+
+def test_errors_back_off_exponentially_and_never_stop() -> None:
+    c = cadence(backoff_max=60)
+    delays = [c.after_error() for _ in range(8)]
+    assert delays[:4] == [10.0, 20.0, 40.0, 60.0]
+    assert all(d == 60.0 for d in delays[4:])  # capped, still scheduled
+    assert c.consecutive_errors == 8 and c.backoff == 60.0
+    assert c.after_success(changed=False) == 10.0
+    assert c.consecutive_errors == 0 and c.backoff == 0.0
+
+
+def test_server_requests_are_honoured_but_capped() -> None:
+    c = cadence(max_wait=300)
+    assert c.after_error(retry_after=120) == 120.0
+    assert c.after_success(changed=True, asked=45) == 45.0  # max-age / <ttl>
+    assert c.after_success(changed=True, asked=86_400) == 300.0
+    assert c.after_success(changed=True, asked=1) == 5.0  # never faster than our own rhythm
+
+
+def test_jitter_stays_within_bounds() -> None:
+    c = Cadence(10.0, PollerConfig(jitter=0.2))
+    delays = {round(c.after_success(changed=False), 6) for _ in range(50)}
+    assert len(delays) > 1 and all(8.0 <= d <= 12.0 * 4 for d in delays)
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "expected"),
+    [
+        (["e5", "e4", "e3", "e2", "e1"], {"e6", "e5", "e4", "e2", "e1"}, ["e3"]),
+        (["e5", "e4", "e3", "e2", "e1"], {"e6", "e5", "e4", "e3"}, []),  # scrolled off the end
+        (["e1", "e2", "e3"], {"e2", "e3", "e4"}, []),  # forward page dropping its first
+        (["e1", "e2", "e3"], {"e3"}, []),  # too little left to say
+        ([], {"e1"}, []),
+    ],
+)
+def test_only_entries_inside_the_window_count_as_deleted(
+    previous: list[str], current: set[str], expected: list[str]
+) -> None:
+    assert vanished(previous, current) == expected
+
+
+def test_source_validation_names_each_bad_field() -> None:
+    with pytest.raises(SourceError) as info:
+        validate_source(
+            {
+                "id": "Bad Id",
+                "url": "ftp://x",
+                "interval": -1,
+                "timezone": "Mars/Olympus",
+                "mapping": {"items": "a[["},
+            }
+        )
+    fields = {e["field"] for e in info.value.errors}
+    assert fields >= {"id", "url", "interval", "timezone", "mapping.items"}
+    with pytest.raises(SourceError) as info:
+        validate_source({"id": "api", "url": "https://x.test/api", "kind": "json"})
+    assert "mapping" in str(info.value)
+    with pytest.raises(SourceError) as info:
+        validate_source({"id": "s", "url": "https://x.test/", "selectors": {"entry": "div[["}})
+    assert "selectors.entry" in {e["field"] for e in info.value.errors}
+
+
+def test_source_records_round_trip() -> None:
+    source = validate_source(
+        {"id": "bbc", "url": "https://bbc.test/live", "interval": 30, "timezone": "Europe/London"}
+    )
+    assert decode_source(encode_source(source)) == source
+    assert decode_source(None) is None
+    with pytest.raises(SourceError):
+        decode_source(b"{not json")
+
+
+def test_freshness_and_retry_after_headers() -> None:
+    assert freshness_seconds(httpx.Headers({"cache-control": "public, max-age=60"})) == 60
+    assert freshness_seconds(httpx.Headers({"cache-control": "max-age=60", "age": "20"})) == 40
+    assert freshness_seconds(httpx.Headers({"cache-control": "no-cache, max-age=60"})) is None
+    assert freshness_seconds(httpx.Headers({"expires": "0"})) is None
+    expires = httpx.Headers({"expires": "Thu, 01 Jan 2026 00:02:00 GMT"})
+    assert freshness_seconds(expires, now=1767225600.0) == 120
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds("Thu, 01 Jan 2026 00:01:00 GMT", now=1767225600.0) == 60
+    assert retry_after_seconds("soon") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("10:46 GMT+3", "2024-01-18T07:46:00Z"),
+        ("10:46 UTC-05:30", "2024-01-18T16:16:00Z"),
+        ("Thu, 18 Jan 2024 10:46:00 -0500", "2024-01-18T15:46:00Z"),
+        ("10.46am ET", "2024-01-18T15:46:00Z"),
+        ("10:46 BST", "2024-01-18T09:46:00Z"),
+        (1705574760, "2024-01-18T10:46:00Z"),
+        ("1705574760000", "2024-01-18T10:46:00Z"),
+    ],
+)
+def test_more_time_formats(raw: str | int, expected: str) -> None:
+    moment = resolve(raw, page_date=date(2024, 1, 18))
+    assert moment is not None and iso_utc(moment) == expected
+
+
+def test_relative_times_are_to_the_minute() -> None:
+    assert is_relative("2 hours ago") and is_relative("just now") and not is_relative("10:46")
+    from datetime import UTC, datetime
+
+    now = datetime(2024, 1, 18, 12, 0, 31, 500_000, tzinfo=UTC)
+    moment = resolve("5 min ago", now=now)
+    assert moment is not None and iso_utc(moment) == "2024-01-18T11:55:00Z"
+
+
+def test_selectors_override_the_generic_search() -> None:
+    html = """<html><body><h1>Live</h1><p>18 January 2024</p>
+      <div class="x" data-k="1"><b class="t">10:46</b><i>Not a title</i><em>Body one</em></div>
+      <div class="x" data-k="2"><b class="t">09:30</b><em>Body two</em></div>
+    </body></html>"""
+    page = extract_html(
+        html,
+        "http://x.test/live",
+        selectors=HtmlSelectors(entry="div.x", time="b.t", title="i", body="./em"),
+        page_tz="Europe/Moscow",
+    )
+    assert [(e.published, e.title, e.text) for e in page.entries] == [
+        ("2024-01-18T07:46:00Z", "Not a title", "Body one"),
+        ("2024-01-18T06:30:00Z", None, "Body two"),
+    ]
+
+
+def test_time_next_to_text_without_space_is_not_swallowed() -> None:
+    # text_content() glues "10:46" to "Third." here; a word is not a time zone.
+    blocks = "".join(
+        f'<article id="p{n}"><span>{t}</span><p>{text}</p></article>'
+        for n, t, text in ((3, "10:46", "Third."), (2, "10:30", "Second."), (1, "10:00", "First."))
+    )
+    page = extract_html(f"<html><body><h1>L</h1><div>{blocks}</div></body></html>", "http://x/")
+    assert [e.text for e in page.entries] == ["Third.", "Second.", "First."]
