@@ -131,7 +131,7 @@ def test_sentiment_is_bounded_and_english_only(seed: SeedBlog) -> None:
     enricher = SentimentEnricher()
     negative = Document(text=entry_text(seed, "10:43 GMT"), fields={"language": "en"})
     enricher.enrich(negative)
-    assert -1.0 <= negative.fields["sentiment"] < -0.5
+    assert -1.0 <= negative.fields["sentiment"] < -0.3
     positive = Document(text="We are sure that Eurasian countries are capable of handling this.")
     positive.fields["language"] = "en"
     enricher.enrich(positive)

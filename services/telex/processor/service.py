@@ -38,6 +38,9 @@ __all__ = ["Processor", "published_time"]
 # Wire records fetched by the tail but not yet folded into the story index: a bound on memory
 # (the tail waits when it is reached).
 _TAIL_QUEUE_BATCHES = 16
+# The consume loop goes round at least every 0.5 s plus one batch; this long without a round
+# means it is stuck.
+_STALLED_AFTER_S = 60.0
 
 
 class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -63,11 +66,17 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
+        self._last_progress = 0.0
 
     @property
     def ready(self) -> bool:
-        """True once partitions are assigned and their state restored."""
-        return self._assigned
+        """Partitions assigned and restored, and the consume loop went round recently.
+
+        A consumer can hang after a broker restart without an error (aiokafka#1154): readiness
+        comes from this process's own progress, not from the client's view of itself.
+        """
+        stalled = asyncio.get_running_loop().time() - self._last_progress > _STALLED_AFTER_S
+        return self._assigned and not stalled
 
     async def start(self) -> None:
         """Connect and start processing; joining the group continues in the background."""
@@ -132,6 +141,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             # The other partitions' stories must be known before this process links any.
             await self._sync_tail(since=started)
             self._assigned = True
+            self._last_progress = loop.time()
             self._gauge_state()
             metrics.RESTORE_SECONDS.observe(loop.time() - started)
             log.info(
@@ -230,6 +240,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                     if batch:
                         await self._handle(batch)
                 await self._gauge_lag()
+                self._last_progress = asyncio.get_running_loop().time()
             except KafkaError as exc:
                 log.warning("processor.batch_failed", error=repr(exc))
                 await self._rewind()
