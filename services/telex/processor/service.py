@@ -170,10 +170,24 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._tailer.seek_to_beginning(*tps)
                 while True:
                     round_started = loop.time()
-                    batch = await self._tailer.getmany(timeout_ms=200, max_records=2000)
+                    # This process's own partitions are indexed as their events are made (and
+                    # by the restore): the tail pauses them rather than read its own output,
+                    # and resumes a partition where it paused when the partition is revoked.
+                    owned = set(self._states)
+                    own = [tp for tp in tps if tp.partition in owned]
+                    others = [tp for tp in tps if tp.partition not in owned]
+                    self._tailer.pause(*own)
+                    self._tailer.resume(*others)
+                    batch = (
+                        await self._tailer.getmany(*others, timeout_ms=200, max_records=2000)
+                        if others
+                        else {}
+                    )
+                    if not others:
+                        await asyncio.sleep(0.2)
                     if batch:
                         await self._tail_queue.put(batch)
-                    if await self._tail_at_end(tps):
+                    if await self._tail_at_end(others):
                         self._tail_synced_at = round_started
             except KafkaError as exc:
                 log.warning("processor.tail_failed", error=repr(exc))

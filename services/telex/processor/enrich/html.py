@@ -62,7 +62,8 @@ def _http_url(candidate: str, base: str | None) -> str | None:
 def extract_links(html: str | None, text: str, base: str | None) -> list[str]:
     """The http(s) links of an update, absolute, each once, in order of appearance."""
     found: list[str] = []
-    if html and html.strip():
+    # Parsing costs more than sanitising: only when there is an anchor to read.
+    if html and "<a" in html.lower():
         try:
             root = lxml_html.fragment_fromstring(html, create_parent="div")
         except (ParserError, ValueError):
