@@ -292,6 +292,17 @@ class PollerConfig(_Section):
         return value
 
 
+# Processor -----------------------------------------------------------------------------------
+_ENRICHERS = ("html", "language", "entities", "watch", "quotes", "tags", "sentiment")
+
+
+class WatchTerm(_Section):
+    """A name or term the newsroom watches for, with the other ways it is written."""
+
+    name: str = Field(min_length=1, max_length=200)
+    aliases: tuple[str, ...] = ()
+
+
 class ProcessorConfig(_Section):
     """The enrich-and-dedup stage."""
 
@@ -299,6 +310,59 @@ class ProcessorConfig(_Section):
     max_batch: int = Field(
         500, ge=1, le=100_000, description="Most raw records processed and committed as one batch."
     )
+    enrichers: tuple[str, ...] = Field(
+        _ENRICHERS, description="Built-in enrichers to run, in order."
+    )
+    plugins: tuple[str, ...] = Field(
+        (), description="Extra enrichers, as 'package.module:factory' (factory(config))."
+    )
+    watch: tuple[WatchTerm, ...] = Field((), description="The watch list ([[processor.watch]]).")
+    min_city_population: int = Field(100_000, ge=15_000, description="Cities in the gazetteer.")
+    language_min_chars: int = Field(
+        20, ge=1, description="Shorter texts get no language (too little to tell)."
+    )
+    language_min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Below this confidence the language is left null."
+    )
+    language_max_chars: int = Field(
+        300, ge=20, description="Characters of the text the language detector reads."
+    )
+    max_tags: int = Field(12, ge=0, le=100, description="Most tags kept per update.")
+    keyword_tags: int = Field(
+        5, ge=0, le=50, description="Keyword tags drawn from the text itself, beyond entity tags."
+    )
+    dedup_max_entries: int = Field(
+        100_000, ge=100, description="Update ids remembered per raw partition."
+    )
+    dedup_ttl_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="Event-time age after which an update id is forgotten: a re-send older "
+        "than this is published again.",
+    )
+    story_window_s: float = Field(
+        6 * 3600.0, gt=0, description="Event-time window in which near-duplicates share a story."
+    )
+    story_threshold: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard similarity (MinHash of word pairs) from which two updates "
+        "are near-duplicates of one story.",
+    )
+    story_min_words: int = Field(
+        8, ge=1, description="Texts with fewer words are never linked to a story."
+    )
+    story_max_entries: int = Field(200_000, ge=100, description="Story index size, all partitions.")
+    max_diff_chars: int = Field(4000, ge=100, description="Revision diffs are cut at this size.")
+
+    @field_validator("enrichers")
+    @classmethod
+    def _check_enrichers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in _ENRICHERS]
+        if unknown:
+            raise ValueError(f"unknown enricher(s) {unknown}; known: {', '.join(_ENRICHERS)}")
+        return value
 
 
 class GatewayConfig(_Section):

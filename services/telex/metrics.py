@@ -96,6 +96,47 @@ DLQ = Counter(
     "telex_dlq_records_total", "Records sent to the dead-letter topic, by stage.", ["stage"]
 )
 
+# Processor: enrichment, dedup, state, lag
+_ENRICH_BUCKETS = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
+)  # fmt: skip
+ENRICH_SECONDS = Histogram(
+    "telex_processor_enrich_seconds",
+    "Time one enricher spent on one update, by enricher.",
+    ["enricher"],
+    buckets=_ENRICH_BUCKETS,
+)
+ENRICH_FAILURES = Counter(
+    "telex_processor_enrich_failures_total",
+    "Updates whose field an enricher failed to fill (the field is left empty), by enricher.",
+    ["enricher"],
+)
+DEDUP_OUTCOMES = Counter(
+    "telex_processor_dedup_outcomes_total",
+    "Raw updates by dedup outcome (new, duplicate, revision, story_linked, deleted).",
+    ["outcome"],
+)
+CONSUMER_LAG = Gauge(
+    "telex_processor_consumer_lag_records",
+    "Records of the raw topic not yet processed, by partition (from the fetch high watermark).",
+    ["partition"],
+)
+STATE_ENTRIES = Gauge(
+    "telex_processor_state_entries",
+    "Entries held in memory by the processor, by store (dedup, stories).",
+    ["store"],
+)
+STATE_EVICTIONS = Counter(
+    "telex_processor_state_evictions_total",
+    "Entries dropped from processor state, by store and reason (ttl, size).",
+    ["store", "reason"],
+)
+RESTORE_SECONDS = Histogram(
+    "telex_processor_restore_seconds",
+    "Time to rebuild the state of newly assigned partitions from the wire.",
+    buckets=_LATENCY_BUCKETS,
+)
+
 # Gateway
 CONNECTIONS = Gauge("telex_gateway_connections", "Open WebSocket connections.")
 WIRE_CONSUMED = Counter("telex_gateway_events_consumed_total", "Wire events read by this gateway.")
