@@ -26,9 +26,10 @@ def event(n: int, source: str = "a") -> dict[str, Any]:
 def publish(hub: Hub, *events: dict[str, Any], partition: int = 0) -> None:
     entries = []
     for ev in events:
-        offset = hub.positions.get(partition, 0)
+        offset = hub.read_positions.get(partition, 0)
         entries.append(hub.make_entry(partition, offset, ev, orjson.dumps(ev), 0))
     hub.publish(entries)
+    hub.settle()
 
 
 def received(conn: Conn) -> list[dict[str, Any]]:

@@ -186,10 +186,13 @@ class Conn:
         return True
 
     def over_limit(self, size: int) -> bool:
-        """Whether queueing ``size`` more bytes would pass this connection's limit."""
+        """Whether this connection is over its limit: more than ``limit`` bytes still unsent.
+
+        Checked before a write, so a connection holds at most its limit plus one batch.
+        """
         if self.transport is not None:
-            return self.transport.get_write_buffer_size() + size > self.limit
-        return self.queued_bytes + size > self.limit or len(self.queue) >= self.max_frames
+            return self.transport.get_write_buffer_size() > self.limit
+        return self.queued_bytes > self.limit or len(self.queue) >= self.max_frames
 
     def encoded(self, entry: Entry) -> bytes:
         """The bytes of ``entry`` in this connection's wire format."""
@@ -268,7 +271,9 @@ class Hub:
         self.groups: dict[str, Group] = {}
         self.multi: dict[Conn, None] = {}
         self.conns: dict[Conn, None] = {}  # every open connection, live or not
-        self.positions: dict[int, int] = {}  # next offset per partition, as read so far
+        # Next offset per partition: of what has been published, and of what has been read.
+        self.positions: dict[int, int] = {}
+        self.read_positions: dict[int, int] = {}
         self.seq = 0
         self._advanced = asyncio.Event()
 
@@ -342,6 +347,7 @@ class Hub:
     def set_partitions(self, starts: Mapping[int, int]) -> None:
         """Where the reader starts on each partition."""
         self.positions = dict(starts)
+        self.read_positions = dict(starts)
         self.ring.floor = dict(starts)
 
     def head(self) -> dict[int, int]:
@@ -361,15 +367,21 @@ class Hub:
     def make_entry(
         self, partition: int, offset: int, event: dict[str, Any], value: bytes, ts: int
     ) -> Entry:
-        """An entry for a record read from the wire, advancing the hub's position."""
-        self.positions[partition] = offset + 1
+        """An entry for a record read from the wire (published later by :meth:`publish`)."""
+        self.read_positions[partition] = offset + 1
         self.seq += 1
-        positions = tuple(self.positions.get(p, 0) for p in range(len(self.positions)))
+        read = self.read_positions
+        positions = tuple(read.get(p, 0) for p in range(len(read)))
         return Entry(self.seq, partition, offset, positions, event, value, ts)
 
     def skip(self, partition: int, offset: int) -> None:
         """Advance past a record that carries no event (tombstone or not JSON)."""
-        self.positions[partition] = offset + 1
+        self.read_positions[partition] = offset + 1
+
+    def settle(self) -> None:
+        """Everything read has been published: the head moves to the read position."""
+        self.positions = dict(self.read_positions)
+        self._advanced.set()
 
     # Fan-out ---------------------------------------------------------------------------------
 
@@ -379,6 +391,7 @@ class Hub:
             self.ring.append(entry)
         if entries:
             self._fan_out(entries)
+            self.positions = dict(enumerate(entries[-1].positions))
         self._advanced.set()
 
     def _fan_out(self, entries: Sequence[Entry]) -> None:
@@ -414,7 +427,7 @@ class Hub:
                 transport = conn.transport
                 if transport is not None:
                     # The hot path: a socket write of bytes shared by the whole group.
-                    if transport.get_write_buffer_size() + len(blob) > conn.limit:
+                    if transport.get_write_buffer_size() > conn.limit:
                         slow.append(conn)
                         continue
                     transport.write(blob)

@@ -48,7 +48,8 @@ log = get_logger(__name__)
 CLOSE_RESTART = 1012  # "service restart": reconnect, elsewhere if need be, with your cursor
 CLOSE_POLICY = 1008  # floods and unusable connection requests
 CLOSE_IDLE = 4000  # no subscription for too long
-REPLAY_CHUNK = 200  # memory replay: entries written between checks of the write buffer
+REPLAY_CHUNK = 200
+PUBLISH_CHUNK = 64  # events per fan-out step: bounds one write per connection  # memory replay: entries written between checks of the write buffer
 SUB_ID_MAX = 64
 _SUBSCRIBE_FIELDS = frozenset({"op", "id", "filter", "cursor", "backlog"})
 
@@ -196,7 +197,7 @@ class Gateway:
                     high = consumer.highwater(tp)
                     if high is not None:
                         self._live_from.setdefault(tp.partition, high)
-                self._caught_up = len(self._live_from) == len(hub.positions)
+                self._caught_up = len(self._live_from) == len(hub.read_positions)
             entries: list[Entry] = []
             now = now_ms()
             for tp, records in batch.items():
@@ -218,11 +219,10 @@ class Gateway:
                     )
                     if live:
                         self._observe_latency(event, now)
-            if entries:
-                hub.publish(entries)
-                await asyncio.sleep(0)  # let connections read and write between batches
-            else:
-                hub.publish(())
+            for i in range(0, len(entries), PUBLISH_CHUNK):
+                hub.publish(entries[i : i + PUBLISH_CHUNK])
+                await asyncio.sleep(0)  # let connections read and write between chunks
+            hub.settle()
 
     @staticmethod
     def _decode(value: bytes | None, partition: int, offset: int) -> dict[str, Any] | None:
