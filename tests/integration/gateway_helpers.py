@@ -133,3 +133,19 @@ async def quiet(ws: Any, seconds: float = 0.5) -> list[dict[str, Any]]:
             while True:
                 got.append(orjson.loads(await ws.recv()))
     return got
+
+
+async def close_code(ws: Any, timeout: float = 15, frames: list[Any] | None = None) -> int:
+    """Read until the server closes; the close code it sent (frames read go to ``frames``)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = orjson.loads(await ws.recv())
+                if frames is not None:
+                    frames.append(frame)
+    except ConnectionClosed as closed:
+        if closed.rcvd is None:
+            raise AssertionError("closed without a close frame") from closed
+        return int(closed.rcvd.code)

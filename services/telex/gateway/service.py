@@ -48,8 +48,8 @@ log = get_logger(__name__)
 CLOSE_RESTART = 1012  # "service restart": reconnect, elsewhere if need be, with your cursor
 CLOSE_POLICY = 1008  # floods and unusable connection requests
 CLOSE_IDLE = 4000  # no subscription for too long
-REPLAY_CHUNK = 200
-PUBLISH_CHUNK = 64  # events per fan-out step: bounds one write per connection  # memory replay: entries written between checks of the write buffer
+REPLAY_CHUNK = 200  # memory replay: entries written between checks of the write buffer
+PUBLISH_CHUNK = 64  # events per fan-out step: bounds one write per connection
 SUB_ID_MAX = 64
 _SUBSCRIBE_FIELDS = frozenset({"op", "id", "filter", "cursor", "backlog"})
 
