@@ -62,6 +62,7 @@ async def test_sse_stream_resumes_with_last_event_id(
         assert all(m["id"] == m["data"]["cursor"] for m in first)
         # Away for a while; the browser's EventSource would send Last-Event-ID.
         await produce(kafka, config.topics.wire, batch[6:])
+        await wait_for(lambda: sum(gw.hub.positions.values()) == 12)
         async with (
             httpx.AsyncClient(base_url=running.http_url or "", timeout=20) as client,
             client.stream(
