@@ -451,6 +451,10 @@ class Gateway:
                 await websocket.send_denial_response(
                     JSONResponse({"error": exc.message}, status_code=exc.status)
                 )
+                raw = raw_transport(websocket)
+                if raw is not None:
+                    # uvicorn would log a denial response as a failed handshake; it is not.
+                    raw[0].handshake_complete = True
                 return
             await websocket.accept()
             session = WebSocketSession(self, websocket, principal)
