@@ -185,6 +185,13 @@ class GatewayConfig(_Section):
         description="Events a cursor may be behind the head; older cursors get a resync answer.",
     )
     replay_concurrency: int = Field(8, ge=1, description="Replays reading Kafka at once.")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait of a wire fetch; bounds added latency on brokers that do "
+        "not answer a waiting fetch as soon as data arrives (the embedded one).",
+    )
     drain_batch: int = Field(1000, ge=1, description="Connections closed per drain step.")
     drain_interval: float = Field(0.2, ge=0, description="Seconds between drain steps.")
     anonymous: bool = Field(True, description="Allow clients without credentials.")

@@ -52,17 +52,37 @@ def sse_message(payload: bytes, cursor: str | None = None, event: str | None = N
     return head + b"data: " + payload + b"\n\n"
 
 
+def _protocol_behind(send: Any, depth: int = 4) -> Any:
+    # Starlette wraps ``send`` in closures (exception handling); the protocol's own bound
+    # ``send`` is in one of their cells.
+    seen: list[Any] = [send]
+    for _ in range(depth):
+        found: list[Any] = []
+        for fn in seen:
+            proto = getattr(fn, "__self__", None)
+            if type(proto).__name__ == "WebSocketsSansIOProtocol":
+                return proto
+            for cell in getattr(fn, "__closure__", None) or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:
+                    continue
+                if callable(value):
+                    found.append(value)
+        seen = found
+    return None
+
+
 def raw_transport(websocket: WebSocket) -> tuple[Any, asyncio.Transport] | None:
     """The uvicorn protocol and socket transport behind ``websocket``, when reachable.
 
     uvicorn's sans-I/O WebSocket protocol hands its own ``send`` to the app; writing complete
     frames to its transport is then equivalent to ``send_text`` without the per-message work.
-    With any other server (or a middleware that wraps ``send``) this returns None and the
-    gateway sends through ASGI instead, correct but slower.
+    With any other server this returns None and the gateway sends through ASGI instead,
+    correct but slower (tests check that the fast path is taken with the pinned servers).
     """
-    send = getattr(websocket, "_send", None)
-    proto = getattr(send, "__self__", None)
-    if type(proto).__name__ != "WebSocketsSansIOProtocol":
+    proto = _protocol_behind(getattr(websocket, "_send", None))
+    if proto is None:
         return None
     transport = getattr(proto, "transport", None)
     if not isinstance(transport, asyncio.Transport) or not hasattr(proto, "conn"):

@@ -128,7 +128,9 @@ class Gateway:
     async def start(self) -> None:
         """Start reading the wire."""
         topic = self.config.topics.wire
-        consumer = self.bus.consumer(group_id=None)
+        consumer = self.bus.consumer(
+            group_id=None, fetch_max_wait_ms=self.settings.fetch_max_wait_ms
+        )
         await consumer.start()
         await consumer.topics()  # refreshes metadata: the topic may have just been created.
         partitions = consumer.partitions_for_topic(topic) or set()
