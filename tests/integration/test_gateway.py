@@ -52,7 +52,7 @@ async def test_filters_from_query_and_subscribe_ops(
         wire_event(3, "bbc", "Weather", language="fr", type_="telex.update.revised"),
         wire_event(4, "ap", "Lavrov said NATO ...", tags=["nato", "russia"], entities=lavrov),
     ]
-    async with gateway(config) as (_, _, url), producer(broker.bootstrap) as kafka:
+    async with gateway(config) as (_, gw, url), producer(broker.bootstrap) as kafka:
         by_query = await websockets.connect(f"{url}/v1/stream?sources=bbc&backlog=0")
         everything = await websockets.connect(f"{url}/v1/stream?backlog=0")
         by_ops = await websockets.connect(f"{url}/v1/stream?subscribe=none")
@@ -64,7 +64,10 @@ async def test_filters_from_query_and_subscribe_ops(
         await by_ops.send(orjson.dumps({"op": "subscribe", "id": "lav", "filter": spec}).decode())
         assert (await recv(by_ops)) == {"type": "subscribed", "id": "lav", "filter": spec}
         de = await websockets.connect(f"{url}/v1/stream?languages=de,fr&types=created")
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: len(gw.hub.conns) == 4)
+        # The fast path (shared frames written straight to each socket) is in use.
+        assert all(conn.transport is not None for conn in gw.hub.conns)
+        assert len(gw.hub.groups) == 4  # by_ops has two filters
         await produce(kafka, config.topics.wire, batch)
 
         # One source is one partition: in order. Across sources the wire has no order.

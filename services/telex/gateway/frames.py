@@ -103,3 +103,9 @@ def close_raw(proto: Any, code: int, reason: str) -> None:
     transport.write(b"".join(proto.conn.data_to_send()))
     proto.close_sent = True
     proto.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+    if proto.read_paused:
+        proto.read_paused = False
+        transport.resume_reading()
+    # As uvicorn does: wait for the peer's echo (closing at once could reset the connection
+    # before the peer has read our close frame).
+    proto.close_timer = proto.loop.call_later(proto.close_timeout, transport.close)

@@ -155,7 +155,8 @@ class Conn:
         self.closing = False
         self.since = time.monotonic()
         self.principal: Any = None
-        self.queue: deque[bytes | str] = deque()
+        # Frames wait here only when they cannot be written to the socket directly.
+        self.queue: deque[bytes | str] = deque() if transport is None else _UNUSED
         self.queued_bytes = 0
         self.ready = asyncio.Event() if transport is None else None
 
@@ -216,6 +217,9 @@ class Conn:
             self.ready.set()
         if self.session is not None:
             self.session.close(CLOSE_SLOW, "too slow: reconnect with your last cursor")
+
+
+_UNUSED: deque[bytes | str] = deque(maxlen=0)  # shared by connections that never queue
 
 
 def _header_len(frame: bytes) -> int:

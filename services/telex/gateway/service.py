@@ -443,7 +443,6 @@ class Gateway:
     def _build_router(self) -> APIRouter:
         router = APIRouter()
 
-        @router.websocket("/v1/stream")
         async def stream(websocket: WebSocket) -> None:
             """The live wire over WebSocket: filters, cursors, resume. See the AsyncAPI doc."""
             query = dict(websocket.query_params)
@@ -461,6 +460,10 @@ class Gateway:
             await websocket.accept()
             session = WebSocketSession(self, websocket, principal)
             await session.run(query)
+
+        # A plain Starlette route: FastAPI's dependency machinery would cost every one of
+        # thousands of idle connections a few more kilobytes.
+        router.add_websocket_route("/v1/stream", stream)
 
         @router.get("/v1/events", tags=["gateway"])
         async def events(request: Request) -> Response:
@@ -549,6 +552,9 @@ class WebSocketSession:
         settings = gateway.settings
         raw = raw_transport(websocket)
         self.proto = raw[0] if raw else None
+        if self.proto is not None:
+            # The handshake's request and response are not needed after it (a few KB each).
+            self.proto.request = self.proto.response = None
         self.conn = Conn(
             "ws",
             settings.send_queue_bytes,
@@ -587,9 +593,6 @@ class WebSocketSession:
         if self.proto is not None:
             close_raw(self.proto, code, reason)
             transport = self.proto.transport
-            if self.proto.read_paused:
-                self.proto.read_paused = False
-                transport.resume_reading()
             # A peer that never reads would keep its buffer (and us) forever.
             asyncio.get_running_loop().call_later(
                 self.gw.settings.slow_close_grace, transport.abort
