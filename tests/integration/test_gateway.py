@@ -67,7 +67,7 @@ async def test_filters_from_query_and_subscribe_ops(
         await wait_for(lambda: len(gw.hub.conns) == 4)
         # The fast path (shared frames written straight to each socket) is in use.
         assert all(conn.transport is not None for conn in gw.hub.conns)
-        assert len(gw.hub.groups) == 4  # by_ops has two filters
+        assert len(gw.hub.groups) == 5  # one per distinct filter; by_ops has two
         await produce(kafka, config.topics.wire, batch)
 
         # One source is one partition: in order. Across sources the wire has no order.
