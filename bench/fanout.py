@@ -42,7 +42,7 @@ from telex.bus import EmbeddedBroker, TopicSpec, ensure_topics, free_port
 
 HERE = Path(__file__).resolve().parent
 TELEX = str(Path(sys.executable).with_name("telex"))
-SERVERS = ("floor", "naive", "telex")
+SERVERS = ("floor", "floor_batch", "naive", "telex")
 SAMPLED = 100
 PARTITIONS = 3
 
@@ -56,6 +56,13 @@ def raise_fd_limit(needed: int) -> int:
     if soft < needed:
         raise SystemExit(f"ulimit -n is {soft} (hard {hard}); {needed} sockets need more")
     return soft
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:
@@ -91,8 +98,7 @@ class Client(asyncio.Protocol):
         self.phase: Phase | None = None
         self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.write(
             f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
@@ -315,7 +321,9 @@ async def measure(
         rss1 = rss_bytes(proc.pid)
         await phase(clients, producer, topic, 3, None, "warmup", args.pad, 30)
         burst = max(20, args.deliveries // n)
+        cpu0 = cpu_seconds(proc.pid)
         state, elapsed = await phase(clients, producer, topic, burst, None, "tp", args.pad, 90)
+        cpu = cpu_seconds(proc.pid) - cpu0
         received = sum(c.frames - c.base for c in clients)
         count = max(5, int(args.latency_deliveries / n * args.latency_seconds))
         rate = count / args.latency_seconds
@@ -326,6 +334,8 @@ async def measure(
             "server": kind,
             "subscribers": n,
             "deliveries_per_s": received / elapsed,
+            "deliveries_per_cpu_s": received / cpu if cpu > 0 else float("nan"),
+            "server_cpu_share": cpu / elapsed,
             "complete": state.done == n,
             "lost": burst * n - received,
             "p50_ms": 1000 * sampled[len(sampled) // 2] if sampled else float("nan"),
@@ -349,27 +359,30 @@ async def measure(
 
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| subscribers | server | deliveries/s | vs floor | p50 ms | p99 ms | KB/conn |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| subscribers | server | deliveries/s | vs floor | deliveries/CPU-s | vs floor "
+        "| p50 ms | p99 ms | KB/conn |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in sorted({r["subscribers"] for r in rows}):
         group = {
             s: [r for r in rows if r["subscribers"] == n and r["server"] == s] for s in SERVERS
         }
-        floor = (
-            statistics.median(r["deliveries_per_s"] for r in group["floor"])
-            if group["floor"]
-            else 0
-        )
+        floor = cpu_floor = 0.0
+        if group["floor"]:
+            floor = statistics.median(r["deliveries_per_s"] for r in group["floor"])
+            cpu_floor = statistics.median(r["deliveries_per_cpu_s"] for r in group["floor"])
         for server in SERVERS:
             rs = group[server]
             if not rs:
                 continue
-            keys = ("deliveries_per_s", "p50_ms", "p99_ms", "kb_per_conn")
+            keys = ("deliveries_per_s", "deliveries_per_cpu_s", "p50_ms", "p99_ms", "kb_per_conn")
             med = {k: statistics.median(r[k] for r in rs) for k in keys}
             ratio = f"{med['deliveries_per_s'] / floor:.0%}" if floor else "-"
+            cpu = med["deliveries_per_cpu_s"]
+            cpu_ratio = f"{cpu / cpu_floor:.0%}" if cpu_floor else "-"
             out.append(
                 f"| {n:,} | {server} | {med['deliveries_per_s']:,.0f} | {ratio} | "
+                f"{cpu:,.0f} | {cpu_ratio} | "
                 f"{med['p50_ms']:.1f} | {med['p99_ms']:.1f} | {med['kb_per_conn']:.1f} |"
             )
     return "\n".join(out)
@@ -415,4 +428,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    try:
+        import uvloop  # the measuring client only: the servers run on plain asyncio
+
+        uvloop.run(main(parse()))
+    except ImportError:
+        asyncio.run(main(parse()))

@@ -2,6 +2,8 @@
 
 - ``floor``: the least Python can do. A raw asyncio server with a hand-rolled WebSocket
   handshake; for every record it builds one frame and writes it to every transport.
+- ``floor_batch``: the same, writing each fetched batch as one buffer per connection (the
+  gateway's own trick, without its filters, cursors, limits or accounting).
 - ``naive``: what a user would write with FastAPI:
   ``for ws in clients: await ws.send_text(text)``, served by the same uvicorn as telex.
 
@@ -28,6 +30,13 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 async def wire(bootstrap: str, topic: str):  # type: ignore[no-untyped-def]
     """(cursor, value) of every record of ``topic``."""
+    async for batch in wire_batches(bootstrap, topic):
+        for item in batch:
+            yield item
+
+
+async def wire_batches(bootstrap: str, topic: str):  # type: ignore[no-untyped-def]
+    """Lists of (cursor, value), one per fetch from ``topic``."""
     # The same fetch wait as the gateway's default (the embedded broker answers a fetch only
     # when the wait expires, so this bounds the latency it adds).
     consumer = AIOKafkaConsumer(
@@ -41,9 +50,13 @@ async def wire(bootstrap: str, topic: str):  # type: ignore[no-untyped-def]
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-            for tp, records in batch.items():
-                for record in records:
-                    yield f"{tp.partition}:{record.offset + 1}", record.value
+            items = [
+                (f"{tp.partition}:{record.offset + 1}", record.value)
+                for tp, records in batch.items()
+                for record in records
+            ]
+            if items:
+                yield items
     finally:
         await consumer.stop()
 
@@ -96,6 +109,18 @@ async def floor(port: int, bootstrap: str, topic: str) -> None:
                 transport.write(frame)
 
 
+async def floor_batch(port: int, bootstrap: str, topic: str) -> None:
+    """The floor with the gateway's main trick: one write per connection per fetched batch."""
+    server = await asyncio.get_running_loop().create_server(
+        FloorProtocol, "127.0.0.1", port, backlog=4096
+    )
+    async with server:
+        async for batch in wire_batches(bootstrap, topic):
+            blob = b"".join(ws_frame(event_payload(value, cursor)) for cursor, value in batch)
+            for transport in FloorProtocol.clients:
+                transport.write(blob)
+
+
 async def naive(port: int, bootstrap: str, topic: str) -> None:
     app = FastAPI()
     clients: set[WebSocket] = set()
@@ -137,4 +162,5 @@ async def naive(port: int, bootstrap: str, topic: str) -> None:
 
 if __name__ == "__main__":
     kind, port, bootstrap, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    asyncio.run({"floor": floor, "naive": naive}[kind](port, bootstrap, topic))
+    servers = {"floor": floor, "floor_batch": floor_batch, "naive": naive}
+    asyncio.run(servers[kind](port, bootstrap, topic))
