@@ -215,7 +215,7 @@ def event(n: int, run: str, pad: int) -> bytes:
     )
 
 
-async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int) -> Any:
+async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int, pin: bool) -> Any:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if kind == "telex":
         env.update(
@@ -239,7 +239,7 @@ async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int)
     else:
         argv = [sys.executable, str(HERE / "servers.py"), kind, str(port), bootstrap, topic]
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once per measurement, outside timing
-        ["taskset", "-c", "0", *argv],
+        ["taskset", "-c", "0", *argv] if pin else argv,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -309,7 +309,7 @@ async def measure(
     topic = f"bench.{kind}.{n}.{run}.{time.time_ns()}"
     await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
     port = free_port()
-    proc = await start_server(kind, port, bootstrap, topic, n)
+    proc = await start_server(kind, port, bootstrap, topic, n, args.pin)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
     await producer.start()
     clients: list[Client] = []
@@ -390,7 +390,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     raise_fd_limit(max(args.subscribers) + 1000)
-    os.sched_setaffinity(0, {1})
+    if args.pin:
+        os.sched_setaffinity(0, {1})
     broker = None
     bootstrap = args.bootstrap
     if not bootstrap:
@@ -398,7 +399,8 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         await broker.start()
         bootstrap = broker.bootstrap
         assert broker._proc is not None
-        os.sched_setaffinity(broker._proc.pid, {1})
+        if args.pin:
+            os.sched_setaffinity(broker._proc.pid, {1})
     rows = []
     try:
         for run in range(args.runs):
@@ -424,6 +426,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=4.0)
     parser.add_argument("--pad", type=int, default=400, help="bytes of text per event")
     parser.add_argument("--bootstrap", default="", help="Kafka to use (default: embedded)")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin server and client to cores 0 and 1 (smoke test)",
+    )
     return parser.parse_args(argv)
 
 
