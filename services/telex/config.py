@@ -365,15 +365,109 @@ class ProcessorConfig(_Section):
         return value
 
 
+class ApiKeyConfig(_Section):
+    """One API key of the gateway, optionally restricted to some sources."""
+
+    name: str = Field(
+        min_length=1, max_length=64, description="Who holds it (logged, never the key)."
+    )
+    key: str = Field(min_length=16, description="The secret itself: at least 16 characters.")
+    sources: tuple[str, ...] | None = Field(
+        None, description="Source ids this key may see; absent means every source."
+    )
+
+
+def _split_list(value: Any) -> Any:
+    # Environment variables carry lists as "a,b,c".
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
+
+
 class GatewayConfig(_Section):
-    """The fan-out stage."""
+    """The fan-out stage: WebSocket, SSE and history, with auth and limits."""
 
     history_size: int = Field(
-        1000, ge=0, le=1_000_000, description="Recent events sent to a new subscriber."
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="Recent events kept in memory: backlog for new subscribers, resumes, history.",
     )
     send_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Frames queued per connection before it is closed."
     )
+    send_queue_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Bytes buffered per connection before it is closed as too slow (4008).",
+    )
+    backlog: int = Field(
+        100, ge=0, description="Recent matching events sent to a subscriber that gives no cursor."
+    )
+    max_connections: int = Field(20_000, ge=1, description="Open WebSocket + SSE connections.")
+    max_subscriptions: int = Field(32, ge=1, le=1024, description="Subscriptions per connection.")
+    max_frame_bytes: int = Field(
+        65_536, ge=256, description="Largest client frame; larger ones close the connection (1009)."
+    )
+    max_messages_per_second: float = Field(
+        20.0, gt=0, description="Client messages per second before the connection is closed."
+    )
+    message_burst: int = Field(40, ge=1, description="Client messages allowed in a burst.")
+    heartbeat_interval: float = Field(
+        25.0, gt=0, description="Seconds between heartbeat frames (carry the current cursor)."
+    )
+    ping_interval: float = Field(20.0, gt=0, description="Seconds between protocol pings.")
+    ping_timeout: float = Field(20.0, gt=0, description="Seconds to wait for a pong.")
+    idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds a connection may stay without any subscription."
+    )
+    slow_close_grace: float = Field(
+        5.0, gt=0, description="Seconds a too-slow connection gets to read its close frame."
+    )
+    max_replay_events: int = Field(
+        1_000_000,
+        ge=0,
+        description="Events a cursor may be behind the head; older cursors get a resync answer.",
+    )
+    replay_concurrency: int = Field(8, ge=1, description="Replays reading Kafka at once.")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait of a wire fetch; bounds added latency on brokers that do "
+        "not answer a waiting fetch as soon as data arrives (the embedded one).",
+    )
+    drain_batch: int = Field(1000, ge=1, description="Connections closed per drain step.")
+    drain_interval: float = Field(0.2, ge=0, description="Seconds between drain steps.")
+    anonymous: bool = Field(True, description="Allow clients without credentials.")
+    api_keys: tuple[ApiKeyConfig, ...] = Field(
+        (), description="API keys ([[gateway.api_keys]] or a JSON list), each may limit sources."
+    )
+    jwt_secret: str = Field("", description="HMAC secret for HS256/384/512 tokens.")
+    jwt_public_key: str = Field("", description="PEM public key for RS/ES/PS/EdDSA tokens.")
+    jwt_audience: str = Field("", description="Required `aud` claim of tokens, if set.")
+    jwt_issuer: str = Field("", description="Required `iss` claim of tokens, if set.")
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="Browser origins allowed to connect; empty allows any."
+    )
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        # From the environment: a JSON list, e.g. [{"name":"wall","key":"...","sources":["a"]}].
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else ()
+            except ValueError as exc:
+                raise ValueError(f"api_keys must be a JSON list of objects: {exc}") from None
+        return value
 
 
 class LogConfig(_Section):

@@ -153,3 +153,43 @@ END_TO_END = Histogram(
     "Time from an update first seen by the poller to its frame sent by the gateway.",
     buckets=_LATENCY_BUCKETS,
 )
+
+# Gateway (subscriptions, fan-out, replay)
+GATEWAY_CONNECTIONS = Gauge(
+    "telex_gateway_open_connections", "Open gateway connections, by transport.", ["transport"]
+)
+SUBSCRIPTIONS = Gauge("telex_gateway_subscriptions", "Active subscriptions on all connections.")
+GATEWAY_BYTES = Counter("telex_gateway_sent_bytes_total", "Bytes of event frames written.")
+GATEWAY_SLOW = Counter(
+    "telex_gateway_slow_closes_total",
+    "Connections closed as too slow (send queue over its byte limit), by transport.",
+    ["transport"],
+)
+REPLAYED = Counter(
+    "telex_gateway_replayed_events_total",
+    "Events sent to resuming clients from a cursor, by where they came from (memory, kafka).",
+    ["source"],
+)
+RESYNCS = Counter(
+    "telex_gateway_resyncs_total", "Cursors too old (or ahead) to replay: clients told to resync."
+)
+GATEWAY_LATENCY = Histogram(
+    "telex_gateway_delivery_latency_seconds",
+    "Time from an event's timestamp on the wire to its frames written to every subscriber.",
+    buckets=_LATENCY_BUCKETS,
+)
+REFUSED = Counter(
+    "telex_gateway_refused_total",
+    "Connections refused, by reason (unauthorized, forbidden_origin, limit, draining).",
+    ["reason"],
+)
+CLIENT_ERRORS = Counter(
+    "telex_gateway_client_errors_total",
+    "Client frames answered with an error frame, by error code.",
+    ["code"],
+)
+CLOSES = Counter(
+    "telex_gateway_closes_total",
+    "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request).",
+    ["reason"],
+)

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -44,8 +45,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: object, host: str, port: int) -> AsyncIterator[str]:
-    srv = server(app, host, port)
+async def serve_http(app: object, host: str, port: int, **websocket: Any) -> AsyncIterator[str]:
+    srv = server(app, host, port, **websocket)
     task = asyncio.create_task(srv.serve(), name=f"http:{port}")
     try:
         while not srv.started:
@@ -129,9 +130,21 @@ async def started(
             routers.append(gateway.router)
 
         app = create_app(running.components, routers, dashboard="gateway" in roles)
+        gw = config.gateway
         running.http_url = await stack.enter_async_context(
-            serve_http(app, config.http.host, config.http.port)
+            serve_http(
+                app,
+                config.http.host,
+                config.http.port,
+                ws_max_size=gw.max_frame_bytes,
+                ws_ping_interval=gw.ping_interval,
+                ws_ping_timeout=gw.ping_timeout,
+            )
         )
+        if "gateway" in roles:
+            # Runs before the HTTP server stops: clients are told to reconnect in paced batches
+            # rather than all cut at once.
+            stack.push_async_callback(gateway.drain)
         yield running
         log.info("telex.stopping")
 
