@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         parents=[common],
-        help="run everything in one process: broker, replay, poller, processor, gateway",
+        help="run everything in one process: broker, replay, poller, processor, gateway, notifier",
         description="Run the whole pipeline in one process. Without --bootstrap it starts the "
         "embedded broker and replays the seed live blog.",
     )
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         ("poller", "poll the configured sources into the raw topic"),
         ("processor", "normalise and dedup raw updates onto the wire"),
         ("gateway", "serve the wire over WebSocket, and the dashboard"),
+        ("notifier", "deliver matching updates as signed webhooks, with retries"),
     ):
         sub.add_parser(role, parents=[common], help=text, description=text.capitalize() + ".")
     sub.add_parser(
@@ -60,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         "TELEX_REPLAY_INTERVAL seconds.",
     )
     replay.add_argument("--port", type=int, default=None, help="port (default: [replay] port)")
+    from telex.notifier.cli import add_parser as add_webhooks_parser
+
+    add_webhooks_parser(sub, common)
     tail = sub.add_parser(
         "tail",
         parents=[common],
@@ -232,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             url = args.url or f"http://{config.http.host}:{config.http.port}"
             return sources_command(args, url)
+        elif args.command == "webhooks":
+            from telex.notifier.cli import run as run_webhooks
+
+            return run_webhooks(args, config)
         elif args.command == "tail":
             url = args.url or f"http://{config.http.host}:{config.http.port}"
             asyncio.run(_tail(url, args.json))

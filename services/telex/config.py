@@ -470,6 +470,94 @@ class GatewayConfig(_Section):
         return value
 
 
+# Notifier ---------------------------------------------------------------------------------
+
+
+def _comma_list(value: Any) -> Any:
+    """Let an environment variable give a list as ``a,b,c``."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class NotifierConfig(_Section):
+    """Webhook delivery: subscriptions, retries, dead letters, and which networks may be hit."""
+
+    group_id: str = Field("telex-notifier", description="Consumer group of the notifiers.")
+    topic_webhooks: str = Field("telex.webhooks", description="Compacted: the subscriptions.")
+    topic_retry: str = Field("telex.webhooks.retry", description="Deliveries waiting to retry.")
+    topic_dlq: str = Field("telex.webhooks.dlq", description="Deliveries that gave up.")
+    topic_attempts: str = Field(
+        "telex.webhooks.attempts", description="One record per delivery attempt."
+    )
+    retry_schedule: tuple[float, ...] = Field(
+        (5.0, 300.0, 1800.0, 7200.0),
+        description="Seconds to wait before each retry after the first, immediate, attempt; "
+        "a delivery gives up after the last one.",
+        max_length=50,
+    )
+    retry_jitter: float = Field(0.2, ge=0, le=1, description="Random +/- share of each delay.")
+    retry_after_max: float = Field(
+        3600.0, ge=0, description="Longest Retry-After (429/503) honoured, in seconds."
+    )
+    timeout: float = Field(15.0, gt=0, description="Seconds one HTTP attempt may take.")
+    max_redirects: int = Field(
+        3, ge=0, le=10, description="Redirects followed per delivery (each one SSRF-checked)."
+    )
+    max_in_flight: int = Field(
+        4, ge=1, le=256, description="Concurrent requests to one subscription's endpoint."
+    )
+    max_queued: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Deliveries queued per endpoint before they spill to the retry topic.",
+    )
+    max_pending_retries: int = Field(
+        100_000, ge=1, description="Retries held in memory before the retry topic is paused."
+    )
+    disable_after: float = Field(
+        5 * 24 * 3600.0,
+        gt=0,
+        description="Seconds of continuous failure after which a subscription is disabled.",
+    )
+    rotation_grace: float = Field(
+        24 * 3600.0, ge=0, description="Seconds an old secret keeps signing after a rotation."
+    )
+    allow_networks: tuple[str, ...] = Field(
+        (),
+        description="CIDRs that webhook targets may resolve to even though they are private, "
+        "loopback or link-local (e.g. 127.0.0.0/8 for local receivers).",
+    )
+    attempts_kept: int = Field(
+        200, ge=1, le=100_000, description="Recent attempts kept per subscription for the API."
+    )
+
+    @field_validator("retry_schedule", "allow_networks", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays must be >= 0 seconds")
+        return value
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network: {exc}") from None
+        return value
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -493,6 +581,7 @@ class Config(BaseModel):
     poller: PollerConfig = PollerConfig()
     processor: ProcessorConfig = ProcessorConfig()
     gateway: GatewayConfig = GatewayConfig()
+    notifier: NotifierConfig = NotifierConfig()
     log: LogConfig = LogConfig()
     sources: tuple[SourceConfig, ...] = ()
 

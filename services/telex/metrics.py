@@ -193,3 +193,42 @@ CLOSES = Counter(
     "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request).",
     ["reason"],
 )
+# Notifier
+WEBHOOK_ATTEMPTS = Counter(
+    "telex_notifier_attempts_total",
+    "Webhook delivery attempts by outcome (success, http_error, gone, timeout, "
+    "connection_error, refused).",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_DURATION = Histogram(
+    "telex_notifier_attempt_duration_seconds",
+    "Time one webhook delivery attempt took, redirects included.",
+    buckets=_LATENCY_BUCKETS,
+)
+WEBHOOK_RETRIES = Counter(
+    "telex_notifier_retries_scheduled_total",
+    "Deliveries written to the retry topic, by reason (failure, overflow, replay).",
+    ["reason"],
+)
+WEBHOOK_DEAD_LETTERS = Counter(
+    "telex_notifier_dead_letters_total",
+    "Deliveries written to the webhook dead-letter topic, by reason (exhausted, gone, "
+    "refused, paused, disabled).",
+    ["reason"],
+)
+WEBHOOK_DISABLED = Counter(
+    "telex_notifier_subscriptions_disabled_total",
+    "Subscriptions disabled by the notifier, by reason (gone, failing).",
+    ["reason"],
+)
+WEBHOOK_SKIPPED = Counter(
+    "telex_notifier_duplicates_skipped_total",
+    "Deliveries not attempted again because the attempts log shows them done (after a restart "
+    "or a repeated replay).",
+)
+WEBHOOK_PENDING_RETRIES = Gauge(
+    "telex_notifier_pending_retries", "Retries read from the retry topic and not yet due."
+)
+WEBHOOK_QUEUED = Gauge(
+    "telex_notifier_queued_deliveries", "Deliveries waiting in per-endpoint queues."
+)

@@ -23,6 +23,8 @@ from telex.config import Config, SourceConfig
 from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server
 from telex.log import get_logger
+from telex.notifier.api import WebhooksApi
+from telex.notifier.service import Notifier, notifier_topics
 from telex.poller.service import Poller
 from telex.processor.service import Processor
 from telex.replay.server import PAGE_PATH
@@ -30,7 +32,7 @@ from telex.replay.server import create_app as create_replay_app
 
 log = get_logger(__name__)
 
-ROLES = ("poller", "processor", "gateway")
+ROLES = ("poller", "processor", "gateway", "notifier")
 REPLAY_SOURCE_ID = "replay"
 
 
@@ -94,9 +96,10 @@ async def started(
             bootstrap = config.kafka.bootstrap
             await kafka.wait_for_broker(bootstrap, timeout=config.kafka.embedded_start_timeout_s)
             log.info("kafka.external", bootstrap=bootstrap)
-        await kafka.ensure_topics(
-            bootstrap, kafka.required_topics(config.topics), config.topics.replication_factor
-        )
+        specs = kafka.required_topics(config.topics)
+        if "notifier" in roles:
+            specs += notifier_topics(config)
+        await kafka.ensure_topics(bootstrap, specs, config.topics.replication_factor)
         running = Running(bootstrap=bootstrap)
         bus = kafka.Bus(config, bootstrap)
         sources = list(config.sources)
@@ -128,6 +131,11 @@ async def started(
             await _lifecycle(stack, gateway.start, gateway.stop)
             running.components["gateway"] = gateway
             routers.append(gateway.router)
+        if "notifier" in roles:
+            notifier = Notifier(config, bus)
+            await _lifecycle(stack, notifier.start, notifier.stop)
+            running.components["notifier"] = notifier
+            routers.append(WebhooksApi(notifier).router())
 
         app = create_app(running.components, routers, dashboard="gateway" in roles)
         gw = config.gateway
@@ -165,6 +173,8 @@ async def serve_until_stopped(config: Config, roles: tuple[str, ...], replay: bo
         if "gateway" in roles:
             lines.append(f"  dashboard   {url}/")
             lines.append(f"  live stream {url.replace('http', 'ws', 1) if url else ''}/v1/stream")
+        if "notifier" in roles:
+            lines.append(f"  webhooks    {url}/v1/webhooks")
         lines.append(f"  metrics     {url}/metrics")
         if running.replay_url:
             lines.append(f"  replaying   {running.replay_url}")

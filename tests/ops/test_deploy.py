@@ -15,9 +15,10 @@ import yaml
 from telex.bus import required_topics
 from telex.cli import _parser
 from telex.config import load
+from telex.notifier.service import notifier_topics
 from tests.conftest import ROOT
 
-TELEX_SERVICES = ("poller", "processor", "gateway")
+TELEX_SERVICES = ("poller", "processor", "gateway", "notifier")
 
 
 def telex_commands() -> set[str]:
@@ -63,10 +64,10 @@ def test_compose_runs_kafka_in_kraft_mode_and_every_stage(compose: dict[str, Any
 
 def test_compose_creates_every_topic_with_its_policy(compose: dict[str, Any]) -> None:
     script = "\n".join(compose["services"]["kafka-init"]["command"])
-    line = re.compile(r"^\s*create (?P<topic>\S+) \S+ (?P<policy>delete|compact)\s*$", re.M)
+    line = re.compile(r"^\s*create (?P<topic>\S+) (?:\S+) (?P<policy>delete|compact)\s*$", re.M)
     created = {m["topic"]: m["policy"] for m in line.finditer(script)}
     config = load(ROOT / "deploy/compose/telex.toml", {})
-    for spec in required_topics(config.topics):
+    for spec in [*required_topics(config.topics), *notifier_topics(config)]:
         assert spec.name in created, f"kafka-init does not create {spec.name}"
         assert created[spec.name] == ("compact" if spec.compact else "delete"), spec.name
 
@@ -105,7 +106,7 @@ def test_k8s_deployments_have_probes_resources_and_valid_commands() -> None:
         spec = deployment["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         (container,) = spec["containers"]
-        assert container["args"][0] in commands or container["args"][0] == "notifier", name
+        assert container["args"][0] in commands, name
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])

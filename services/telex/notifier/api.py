@@ -1,0 +1,359 @@
+"""``/v1/webhooks``: subscriptions, their attempts, test events and dead-letter replay.
+
+Errors are ``{"error": {"field": ..., "message": ...}}`` with 422 for a bad value (the field
+says which), 404 for an unknown subscription, 409 for a state that forbids the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from telex.events import now_ms
+from telex.filters import Filter, FilterError
+from telex.notifier.service import Notifier
+from telex.notifier.signing import SecretError, new_secret, secret_key
+from telex.notifier.ssrf import TargetRefused, check_url
+from telex.notifier.subscriptions import Secret, Subscription, new_id
+
+MAX_URL = 2048
+
+
+class ApiError(Exception):
+    """An error response."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def response(self) -> JSONResponse:
+        """As JSON."""
+        body: dict[str, Any] = {"message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return JSONResponse({"error": body}, status_code=self.status)
+
+
+class _Fields(BaseModel):
+    """The writable fields of a subscription (all optional: create checks ``url``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, max_length=MAX_URL)
+    filter: dict[str, Any] | None = None
+    description: str | None = Field(None, max_length=1000)
+    rate_limit: float | None = Field(None, gt=0, le=10_000)
+    max_in_flight: int | None = Field(None, ge=1, le=256)
+    secret: str | None = None
+
+
+def _fields(body: Any) -> _Fields:
+    if not isinstance(body, dict):
+        raise ApiError(422, "body must be a JSON object", "body")
+    try:
+        return _Fields.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise ApiError(422, f"{field}: {err['msg']}", field) from None
+
+
+class WebhooksApi:
+    """The routes, bound to one notifier."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.store = notifier.store
+
+    async def _check_url(self, url: str) -> str:
+        url = url.strip()
+        try:
+            await check_url(url, self.notifier.allowed)
+        except TargetRefused as exc:
+            raise ApiError(422, f"url {exc}", "url") from None
+        return url
+
+    def _get(self, sub_id: str) -> Subscription:
+        sub = self.store.get(sub_id)
+        if sub is None:
+            raise ApiError(404, f"no webhook subscription {sub_id}", "id")
+        return sub
+
+    def view(self, sub: Subscription) -> dict[str, Any]:
+        """A subscription as the API shows it, with its health."""
+        data = sub.public()
+        health = self.notifier.attempts.health.get(sub.id)
+        data["health"] = health.as_dict() if health is not None else None
+        return data
+
+    async def create(self, body: Any) -> dict[str, Any]:
+        """Create a subscription; the secret is returned this once."""
+        fields = _fields(body)
+        if not fields.url:
+            raise ApiError(422, "url is required", "url")
+        url = await self._check_url(fields.url)
+        try:
+            filter_ = Filter.parse(fields.filter)
+        except FilterError as exc:
+            raise ApiError(422, str(exc), "filter") from None
+        secret = fields.secret or new_secret()
+        try:
+            secret_key(secret)
+        except SecretError as exc:
+            raise ApiError(422, f"secret {exc}", "secret") from None
+        now = now_ms()
+        sub = Subscription(
+            id=new_id(),
+            url=url,
+            filter=filter_,
+            description=fields.description or "",
+            rate_limit=fields.rate_limit,
+            max_in_flight=fields.max_in_flight,
+            state_changed_ms=now,
+            secrets=(Secret(secret=secret, created_ms=now),),
+            created_ms=now,
+            updated_ms=now,
+        )
+        await self.store.put(sub)
+        return {**self.view(sub), "secret": secret}
+
+    async def update(self, sub_id: str, body: Any) -> dict[str, Any]:
+        """Change url, filter, description, rate limit or concurrency."""
+        self._get(sub_id)
+        fields = _fields(body)
+        if fields.secret is not None:
+            raise ApiError(422, "secret cannot be set here; use rotate-secret", "secret")
+        change: dict[str, Any] = {}
+        given = fields.model_fields_set
+        if "url" in given:
+            if not fields.url:
+                raise ApiError(422, "url must not be empty", "url")
+            change["url"] = await self._check_url(fields.url)
+        if "filter" in given:
+            try:
+                change["filter"] = Filter.parse(fields.filter)
+            except FilterError as exc:
+                raise ApiError(422, str(exc), "filter") from None
+        for name in ("description", "rate_limit", "max_in_flight"):
+            if name in given:
+                change[name] = (
+                    getattr(fields, name) if name != "description" else (fields.description or "")
+                )
+        updated = await self.store.update(sub_id, lambda _: change)
+        return self.view(self._found(updated, sub_id))
+
+    def _found(self, sub: Subscription | None, sub_id: str) -> Subscription:
+        if sub is None:
+            raise ApiError(404, f"no webhook subscription {sub_id}", "id")
+        return sub
+
+    async def set_state(self, sub_id: str, state: str, reason: str | None) -> dict[str, Any]:
+        """Pause or resume (resuming also re-enables a disabled subscription)."""
+        self._get(sub_id)
+        updated = await self.store.update(
+            sub_id,
+            lambda _: {"state": state, "state_reason": reason, "state_changed_ms": now_ms()},
+        )
+        return self.view(self._found(updated, sub_id))
+
+    async def rotate(self, sub_id: str, body: Any) -> dict[str, Any]:
+        """A new secret; the previous ones keep signing for ``grace_seconds``."""
+        self._get(sub_id)
+        body = body or {}
+        if not isinstance(body, dict):
+            raise ApiError(422, "body must be a JSON object", "body")
+        grace = body.get("grace_seconds", self.notifier.settings.rotation_grace)
+        if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
+            raise ApiError(422, "grace_seconds must be a number >= 0", "grace_seconds")
+        if grace > 7 * 24 * 3600:
+            raise ApiError(422, "grace_seconds must be at most 7 days", "grace_seconds")
+        unknown = set(body) - {"grace_seconds"}
+        if unknown:
+            field = sorted(unknown)[0]
+            raise ApiError(422, f"{field}: unknown field", field)
+        secret = new_secret()
+        now = now_ms()
+        expires = now + int(grace * 1000)
+
+        def change(sub: Subscription) -> dict[str, Any]:
+            kept = tuple(
+                s.model_copy(update={"expires_ms": min(s.expires_ms or expires, expires)})
+                for s in sub.secrets
+                if s.expires_ms is None or s.expires_ms > now
+            )
+            return {"secrets": (Secret(secret=secret, created_ms=now), *kept)}
+
+        updated = await self.store.update(sub_id, change)
+        return {**self.view(self._found(updated, sub_id)), "secret": secret}
+
+    def router(self) -> APIRouter:
+        """The FastAPI routes."""
+        r = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+        api = self
+
+        def wrap(result: Any, status: int = 200) -> JSONResponse:
+            return JSONResponse(result, status_code=status)
+
+        @r.post("", status_code=201)
+        async def create(body: Any = Body(None)) -> Response:  # noqa: B008
+            """Create a subscription. The response carries its secret, shown only this once."""
+            try:
+                return wrap(await api.create(body), 201)
+            except ApiError as exc:
+                return exc.response()
+
+        @r.get("")
+        async def list_all() -> Response:
+            """Every subscription (without secrets)."""
+            return wrap({"webhooks": [api.view(s) for s in api.store.all()]})
+
+        @r.get("/{sub_id}")
+        async def get(sub_id: str) -> Response:
+            """One subscription, with its state and delivery health."""
+            try:
+                return wrap(api.view(api._get(sub_id)))
+            except ApiError as exc:
+                return exc.response()
+
+        @r.patch("/{sub_id}")
+        async def update(sub_id: str, body: Any = Body(None)) -> Response:  # noqa: B008
+            """Change url, filter, description, rate_limit or max_in_flight."""
+            try:
+                return wrap(await api.update(sub_id, body))
+            except ApiError as exc:
+                return exc.response()
+
+        @r.delete("/{sub_id}", status_code=204)
+        async def delete(sub_id: str) -> Response:
+            """Delete a subscription."""
+            if not await api.store.delete(sub_id):
+                return ApiError(404, f"no webhook subscription {sub_id}", "id").response()
+            return Response(status_code=204)
+
+        @r.post("/{sub_id}/pause")
+        async def pause(sub_id: str) -> Response:
+            """Stop delivering; matching events go to the dead-letter topic for later replay."""
+            try:
+                return wrap(await api.set_state(sub_id, "paused", "paused by request"))
+            except ApiError as exc:
+                return exc.response()
+
+        @r.post("/{sub_id}/resume")
+        async def resume(sub_id: str) -> Response:
+            """Deliver again (also re-enables a disabled subscription and resets its health)."""
+            try:
+                return wrap(await api.set_state(sub_id, "active", None))
+            except ApiError as exc:
+                return exc.response()
+
+        @r.post("/{sub_id}/rotate-secret")
+        async def rotate(sub_id: str, body: Any = Body(None)) -> Response:  # noqa: B008
+            """New secret; old ones keep signing (both signatures sent) for grace_seconds."""
+            try:
+                return wrap(await api.rotate(sub_id, body))
+            except ApiError as exc:
+                return exc.response()
+
+        @r.post("/{sub_id}/test")
+        async def test(sub_id: str) -> Response:
+            """Send a signed test event now, once, and report what the receiver answered."""
+            try:
+                sub = api._get(sub_id)
+            except ApiError as exc:
+                return exc.response()
+            webhook_id, result = await api.notifier.send_test(sub)
+            return wrap(
+                {
+                    "webhook_id": webhook_id,
+                    "outcome": result.outcome,
+                    "status": result.status,
+                    "latency_ms": round(result.latency_s * 1000, 3),
+                    "error": result.error,
+                }
+            )
+
+        @r.get("/{sub_id}/attempts")
+        async def attempts(sub_id: str, limit: int = Query(100, ge=1, le=10_000)) -> Response:
+            """Recent delivery attempts, newest first."""
+            try:
+                api._get(sub_id)
+            except ApiError as exc:
+                return exc.response()
+            recent = list(api.notifier.attempts.recent.get(sub_id, ()))
+            return wrap({"attempts": recent[::-1][:limit]})
+
+        @r.get("/{sub_id}/dead-letters")
+        async def dead_letters(
+            sub_id: str,
+            since_ms: int | None = None,
+            until_ms: int | None = None,
+        ) -> Response:
+            """Deliveries that gave up (latest per webhook-id), oldest first."""
+            try:
+                api._get(sub_id)
+            except ApiError as exc:
+                return exc.response()
+            found = await api.notifier.dead_letters(sub_id, since_ms=since_ms, until_ms=until_ms)
+            return wrap({"dead_letters": [_dead_view(h) for _, h in found]})
+
+        @r.post("/{sub_id}/replay")
+        async def replay(sub_id: str, body: Any = Body(None)) -> Response:  # noqa: B008
+            """Deliver dead letters again: one (``webhook_id``) or a range (``since_ms``,
+            ``until_ms``, unix milliseconds of when they gave up)."""
+            try:
+                api._get(sub_id)
+                webhook_id, since, until = _replay_body(body)
+            except ApiError as exc:
+                return exc.response()
+            found = await api.notifier.dead_letters(sub_id, webhook_id, since, until)
+            if webhook_id is not None and not found:
+                return ApiError(
+                    404, f"no dead letter {webhook_id} for {sub_id}", "webhook_id"
+                ).response()
+            await api.notifier.replay([job for job, _ in found])
+            return wrap(
+                {"replayed": len(found), "webhook_ids": [job.webhook_id for job, _ in found]},
+                202,
+            )
+
+        return r
+
+
+def _dead_view(h: dict[str, str]) -> dict[str, Any]:
+    status = h.get("telex-last-status")
+    return {
+        "webhook_id": h.get("webhook-id"),
+        "event_id": h.get("telex-event-id"),
+        "reason": h.get("telex-reason"),
+        "attempts": int(h.get("telex-attempt", "0")),
+        "last_status": int(status) if status else None,
+        "last_error": h.get("telex-last-error"),
+        "first_attempt_ms": int(h.get("telex-first-ms", "0")),
+        "dead_ms": int(h.get("telex-dead-ms", "0")),
+    }
+
+
+def _replay_body(body: Any) -> tuple[str | None, int | None, int | None]:
+    if not isinstance(body, dict):
+        raise ApiError(422, "body must be a JSON object", "body")
+    unknown = set(body) - {"webhook_id", "since_ms", "until_ms"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ApiError(422, f"{field}: unknown field", field)
+    webhook_id = body.get("webhook_id")
+    if webhook_id is not None and not isinstance(webhook_id, str):
+        raise ApiError(422, "webhook_id must be a string", "webhook_id")
+    bounds: list[int | None] = []
+    for name in ("since_ms", "until_ms"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ApiError(422, f"{name} must be unix milliseconds", name)
+        bounds.append(value)
+    if webhook_id is None and bounds[0] is None:
+        raise ApiError(422, "give webhook_id, or since_ms (and optionally until_ms)", "since_ms")
+    return webhook_id, bounds[0], bounds[1]

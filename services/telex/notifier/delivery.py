@@ -1,0 +1,143 @@
+"""One delivery attempt: a signed POST, redirects followed only to allowed addresses.
+
+The outcome says what the scheduler needs: success, whether to retry (and the receiver's
+``Retry-After``), or that the receiver asked never to be called again (410 Gone).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urljoin
+
+import httpx
+
+from telex.notifier.signing import sign
+from telex.notifier.ssrf import IPNetwork, TargetRefused, check_url
+
+Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error", "refused"]
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+USER_AGENT = "telex-webhooks/0.1"
+MAX_ERROR_CHARS = 300
+MAX_BODY_READ = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one attempt did."""
+
+    outcome: Outcome
+    status: int | None
+    latency_s: float
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer."""
+        return self.outcome == "success"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def headers_for(
+    secrets: list[str], webhook_id: str, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt (signed at send time)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secrets, webhook_id, ts, body),
+    }
+
+
+async def attempt(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allowed: tuple[IPNetwork, ...],
+    max_redirects: int,
+) -> Result:
+    """POST ``body`` to ``url``; every hop's address is checked before it is called."""
+    started = time.perf_counter()
+    target = url
+    try:
+        for _ in range(max_redirects + 1):
+            await check_url(target, allowed)
+            request = client.build_request("POST", target, content=body, headers=headers)
+            response = await client.send(request, stream=True)
+            try:
+                answer = await _read_capped(response)
+            finally:
+                await response.aclose()
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECTS and location:
+                # A webhook is a POST whatever the code: re-send the same signed body.
+                target = urljoin(target, location)
+                continue
+            return _classify(response, answer, time.perf_counter() - started)
+        return Result(
+            "http_error",
+            response.status_code,
+            time.perf_counter() - started,
+            f"more than {max_redirects} redirects",
+        )
+    except TargetRefused as exc:
+        where = "redirect target" if target != url else "target"
+        return Result("refused", None, time.perf_counter() - started, f"{where} {exc}")
+    except httpx.TimeoutException as exc:
+        return Result("timeout", None, time.perf_counter() - started, _short(exc, "timed out"))
+    except (httpx.HTTPError, OSError) as exc:
+        return Result("connection_error", None, time.perf_counter() - started, _short(exc))
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """Up to ``MAX_BODY_READ`` bytes of the answer.
+
+    Reading a short answer to its end lets the connection go back to the pool (an unread one
+    is closed); a receiver that streams megabytes is cut off instead of read.
+    """
+    data = b""
+    async for chunk in response.aiter_raw():
+        data += chunk
+        if len(data) > MAX_BODY_READ:
+            break
+    return data
+
+
+def _classify(response: httpx.Response, answer: bytes, latency: float) -> Result:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Result("success", status, latency)
+    text = " ".join(answer[:200].decode("utf-8", "replace").split())
+    detail = f"HTTP {status}" + (f": {text}" if text else "")
+    if status == 410:
+        return Result("gone", status, latency, detail)
+    retry_after = None
+    if status in (429, 503):
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return Result("http_error", status, latency, detail[:MAX_ERROR_CHARS], retry_after)
+
+
+def _short(exc: BaseException, fallback: str = "") -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (text or fallback)[:MAX_ERROR_CHARS]

@@ -1,0 +1,787 @@
+"""The notifier stage: wire and retry topics in, signed webhook deliveries out.
+
+One consumer-group member reads the wire and the retry topic together (notifiers split their
+partitions). A wire event becomes one delivery per matching subscription; a retry record is
+held in a timer heap until it is due. Deliveries wait in a bounded queue per endpoint, drained
+by at most ``max_in_flight`` workers, so a slow receiver only slows itself; when its queue is
+full the delivery spills to the retry topic instead of stalling the wire.
+
+A record's offset is committed only once every delivery it started has been handed off: done,
+written to the retry topic, or written to the dead-letter topic, each acknowledged by Kafka.
+A crash therefore loses nothing, and the attempts log (see :mod:`.attempts`) keeps the records
+read again after the crash from being delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from telex import metrics
+from telex.bus import Bus, TopicSpec, stop_quietly
+from telex.config import Config, NotifierConfig
+from telex.events import now_ms
+from telex.log import get_logger
+from telex.notifier import delivery
+from telex.notifier.attempts import AttemptLog
+from telex.notifier.signing import webhook_id as make_webhook_id
+from telex.notifier.ssrf import parse_networks
+from telex.notifier.subscriptions import Subscription, SubscriptionStore
+
+log = get_logger(__name__)
+
+H_SUB = "telex-subscription"
+H_WEBHOOK_ID = "webhook-id"
+H_EVENT_ID = "telex-event-id"
+H_ATTEMPT = "telex-attempt"
+H_STEP = "telex-step"
+H_DUE = "telex-due-ms"
+H_FIRST = "telex-first-ms"
+H_REASON = "telex-reason"
+H_STATUS = "telex-last-status"
+H_ERROR = "telex-last-error"
+H_DEAD = "telex-dead-ms"
+
+
+def notifier_topics(config: Config) -> list[TopicSpec]:
+    """The topics the notifier needs besides the wire."""
+    n = config.notifier
+    partitions = config.topics.partitions
+    return [
+        TopicSpec(n.topic_webhooks, 1, compact=True),
+        TopicSpec(n.topic_retry, partitions),
+        TopicSpec(n.topic_dlq, 1),
+        TopicSpec(n.topic_attempts, partitions),
+    ]
+
+
+@dataclass
+class Job:
+    """One delivery of one event to one subscription (``attempt`` is 1-based, overall)."""
+
+    sub_id: str
+    webhook_id: str
+    event_id: str
+    body: bytes
+    attempt: int = 1
+    step: int = 0  # index into the retry schedule of the next delay
+    first_ms: int = field(default_factory=now_ms)
+    release: Callable[[], None] = lambda: None
+
+    def headers(self, **extra: str | int) -> list[tuple[str, bytes]]:
+        """Kafka headers carrying this job's position in its schedule."""
+        base: dict[str, str | int] = {
+            H_SUB: self.sub_id,
+            H_WEBHOOK_ID: self.webhook_id,
+            H_EVENT_ID: self.event_id,
+            H_ATTEMPT: self.attempt,
+            H_STEP: self.step,
+            H_FIRST: self.first_ms,
+        }
+        base.update(extra)
+        return [(k, str(v).encode()) for k, v in base.items()]
+
+    @classmethod
+    def from_record(cls, record: Any) -> tuple[Job, int]:
+        """A job and its due time from a retry-topic record (``ValueError`` if malformed)."""
+        h = {k: v.decode() for k, v in record.headers or ()}
+        try:
+            job = cls(
+                sub_id=h[H_SUB],
+                webhook_id=h[H_WEBHOOK_ID],
+                event_id=h.get(H_EVENT_ID, ""),
+                body=record.value or b"",
+                attempt=int(h[H_ATTEMPT]),
+                step=int(h[H_STEP]),
+                first_ms=int(h.get(H_FIRST, "0")),
+            )
+            return job, int(h[H_DUE])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad retry record: {exc!r}") from None
+
+
+class OffsetTracker:
+    """Per partition, the offsets whose deliveries are not handed off yet."""
+
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, dict[int, int]] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def owned(self, tp: TopicPartition) -> bool:
+        """Whether ``tp`` is assigned to us (and not revoked since)."""
+        return tp in self._pending
+
+    def assign(self, tp: TopicPartition) -> None:
+        """Start tracking ``tp``."""
+        self._pending.setdefault(tp, {})
+
+    def forget(self, tp: TopicPartition) -> None:
+        """Stop tracking ``tp`` (revoked): later releases for it are ignored."""
+        self._pending.pop(tp, None)
+        self._next.pop(tp, None)
+        self._committed.pop(tp, None)
+
+    def add(self, tp: TopicPartition, offset: int, count: int) -> Callable[[], None]:
+        """Record that ``offset`` started ``count`` deliveries; returns their release function."""
+        pending = self._pending.get(tp)
+        if pending is None:
+            return lambda: None
+        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+        if count <= 0:
+            return lambda: None
+        pending[offset] = count
+
+        def release() -> None:
+            current = self._pending.get(tp)
+            if current is not pending or offset not in pending:
+                return
+            pending[offset] -= 1
+            if pending[offset] <= 0:
+                del pending[offset]
+
+        return release
+
+    def commits(self) -> dict[TopicPartition, int]:
+        """Offsets to commit now: below the oldest pending offset of each partition."""
+        out = {}
+        for tp, pending in self._pending.items():
+            if tp not in self._next:
+                continue
+            upto = min(pending) if pending else self._next[tp]
+            if upto > self._committed.get(tp, -1):
+                out[tp] = upto
+        return out
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Note a successful commit."""
+        self._committed.update(offsets)
+
+
+class RateLimiter:
+    """Spaces requests to one endpoint at least ``1/rate`` seconds apart."""
+
+    def __init__(self) -> None:
+        self._next_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self, rate: float | None) -> None:
+        """Wait for the next slot (no wait without a rate)."""
+        if not rate:
+            return
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            at = max(now, self._next_at)
+            self._next_at = at + 1.0 / rate
+            if at > now:
+                await asyncio.sleep(at - now)
+
+
+class Endpoint:
+    """A subscription's bounded queue, its workers and its own connection pool.
+
+    A pool per endpoint rather than one shared pool: a slow receiver cannot take connections
+    from the others, and httpx's pool gets slow when one pool holds hundreds of connections to
+    many hosts (measured for bench/notifier_deliveries.py).
+    """
+
+    def __init__(
+        self,
+        sub_id: str,
+        max_queued: int,
+        workers: int,
+        timeout: float,
+        tls: ssl.SSLContext,
+        run: Callable[[Endpoint, Job], Awaitable[None]],
+    ) -> None:
+        self.sub_id = sub_id
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queued)
+        self.limiter = RateLimiter()
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+            follow_redirects=False,
+            trust_env=False,
+            verify=tls,
+        )
+        self._run = run
+        self._tasks: list[asyncio.Task[None]] = []
+        self.grow(workers)
+
+    def grow(self, workers: int) -> None:
+        """Run at least ``workers`` workers (fewer take effect at the next start)."""
+        while len(self._tasks) < workers:
+            name = f"webhook:{self.sub_id}:{len(self._tasks)}"
+            self._tasks.append(asyncio.create_task(self._work(), name=name))
+
+    def offer(self, job: Job) -> bool:
+        """Queue ``job``; ``False`` when the queue is full."""
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            return False
+        metrics.WEBHOOK_QUEUED.inc()
+        return True
+
+    async def _work(self) -> None:
+        while True:
+            job = await self.queue.get()
+            metrics.WEBHOOK_QUEUED.dec()
+            backoff = 0.5
+            while True:
+                try:
+                    await self._run(self, job)
+                    break
+                except KafkaError as exc:
+                    # The hand-off (attempt record, retry or dead letter) was not acknowledged:
+                    # do the job again once Kafka answers. The receiver may see this attempt
+                    # twice, with the same webhook-id; nothing is lost.
+                    log.warning(
+                        "notifier.handoff_failed", subscription=self.sub_id, error=repr(exc)
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                except Exception:
+                    # A bug, not a transient failure: say so loudly and move on rather than
+                    # hold the partition's commits forever.
+                    log.exception("notifier.job_failed", subscription=self.sub_id)
+                    job.release()
+                    break
+
+    async def stop(self) -> None:
+        """Cancel the workers; queued jobs stay uncommitted and are redone by the next owner."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.aclose()
+        metrics.WEBHOOK_QUEUED.dec(self.queue.qsize())
+
+
+def next_delay(
+    settings: NotifierConfig, step: int, retry_after: float | None, rng: random.Random
+) -> float | None:
+    """Seconds until the next attempt, or ``None`` when the schedule is exhausted.
+
+    The schedule's delay gets +/- ``retry_jitter`` of itself. A receiver's ``Retry-After`` can
+    lengthen the wait (up to ``retry_after_max``) but never shorten it below the schedule.
+    """
+    if step >= len(settings.retry_schedule):
+        return None
+    base = settings.retry_schedule[step]
+    delay = base * (1 + rng.uniform(-settings.retry_jitter, settings.retry_jitter))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.retry_after_max))
+    return max(0.0, delay)
+
+
+class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The notifier stage: subscriptions, the delivery loop and the retry scheduler."""
+
+    def __init__(self, config: Config, bus: Bus) -> None:
+        self.config = config
+        self.settings = config.notifier
+        self.bus = bus
+        self.allowed = parse_networks(self.settings.allow_networks)
+        self.store = SubscriptionStore(self.settings.topic_webhooks)
+        self.attempts = AttemptLog(self.settings.topic_attempts, self.settings.attempts_kept)
+        self.store.on_change = self._subscription_changed
+        self.producer: AIOKafkaProducer | None = None
+        self._clients: list[AIOKafkaConsumer] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tracker = OffsetTracker()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._heap: list[tuple[int, int, Job, TopicPartition]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rng = random.Random()
+        self._assigned = False
+        self._paused = False
+        self._loaded = asyncio.Event()
+        self._tls: ssl.SSLContext | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once subscriptions and the attempts log are loaded and partitions assigned."""
+        return self._assigned and self._loaded.is_set()
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load subscriptions and the attempts log, then start delivering."""
+        # One TLS context for every endpoint's client: loading the CA bundle takes ~70 ms of
+        # CPU, too much to pay per endpoint on the event loop.
+        self._tls = await asyncio.to_thread(httpx.create_ssl_context)
+        self.producer = self.bus.producer()
+        await self.producer.start()
+        store_reader = self.bus.consumer(group_id=None)
+        attempts_reader = self.bus.consumer(group_id=None)
+        self._clients = [store_reader, attempts_reader]
+        self._consumer = self.bus.consumer(group_id=self.settings.group_id, max_poll_records=500)
+        self._consumer.subscribe(
+            [self.config.topics.wire, self.settings.topic_retry], listener=self
+        )
+        # Joining the group takes seconds on the embedded broker: start it while the
+        # subscriptions and the attempts log load. No record is read before both are loaded.
+        self._tasks = [asyncio.create_task(self._consume(), name="notifier-consume")]
+        await asyncio.gather(
+            self.store.start(store_reader, self.producer), self.attempts.start(attempts_reader)
+        )
+        self._loaded.set()
+        self._tasks.append(asyncio.create_task(self._timer(), name="notifier-retry-timer"))
+        log.info(
+            "notifier.started",
+            group=self.settings.group_id,
+            subscriptions=len(self.store.entries),
+            schedule=",".join(f"{d:g}" for d in self.settings.retry_schedule),
+        )
+
+    async def stop(self) -> None:
+        """Stop consuming and delivering; whatever is not handed off is redone later."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for endpoint in self._endpoints.values():
+            await endpoint.stop()
+        self._endpoints.clear()
+        await self.store.stop()
+        await self.attempts.stop()
+        await stop_quietly(self._consumer)
+        for consumer in self._clients:
+            await stop_quietly(consumer)
+        await stop_quietly(self.producer)
+        self._consumer = self.producer = None
+        self._clients = []
+        metrics.WEBHOOK_PENDING_RETRIES.set(0)
+
+    # Rebalance listener ------------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Commit what is handed off, then drop the revoked partitions' pending retries."""
+        await self._commit()
+        for tp in revoked:
+            self._tracker.forget(tp)
+        self._heap = [entry for entry in self._heap if self._tracker.owned(entry[3])]
+        heapq.heapify(self._heap)
+        metrics.WEBHOOK_PENDING_RETRIES.set(len(self._heap))
+        self._assigned = False
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Track the new partitions."""
+        for tp in assigned:
+            self._tracker.assign(tp)
+        self._paused = False
+        self._assigned = True
+        log.info("notifier.assigned", partitions=len(assigned))
+
+    # Consuming ---------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        await consumer.start()
+        await self._loaded.wait()
+        wire = self.config.topics.wire
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=200)
+                for tp, records in batch.items():
+                    for record in records:
+                        if tp.topic == wire:
+                            await self._on_wire(tp, record)
+                        else:
+                            self._on_retry(tp, record)
+                self._flow_control(consumer)
+                await self._commit()
+            except KafkaError as exc:
+                log.warning("notifier.consume_failed", error=repr(exc))
+                await asyncio.sleep(1.0)
+                await self._rewind(consumer)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """After a failed batch, start again from the committed offsets.
+
+        Part of the batch may not have been dispatched; re-reading it is safe because the
+        attempts log skips whatever was already delivered.
+        """
+        try:
+            for tp in sorted(consumer.assignment()):
+                self._tracker.forget(tp)
+                self._tracker.assign(tp)
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            self._heap.clear()  # every entry came from the retry topic, read again now.
+            metrics.WEBHOOK_PENDING_RETRIES.set(0)
+        except KafkaError as exc:
+            log.warning("notifier.rewind_failed", error=repr(exc))
+
+    async def _on_wire(self, tp: TopicPartition, record: Any) -> None:
+        try:
+            event = orjson.loads(record.value)
+            event_id = str(event["id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("notifier.wire.bad_record", partition=tp.partition, offset=record.offset)
+            self._tracker.add(tp, record.offset, 0)
+            return
+        matched = [e.sub for e in self.store.entries.values() if e.matcher.matches(event)]
+        release = self._tracker.add(tp, record.offset, len(matched))
+        for sub in matched:
+            job = Job(
+                sub_id=sub.id,
+                webhook_id=make_webhook_id(event_id, sub.id),
+                event_id=event_id,
+                body=record.value,
+                release=release,
+            )
+            await self.submit(job)
+
+    def _on_retry(self, tp: TopicPartition, record: Any) -> None:
+        try:
+            job, due = Job.from_record(record)
+        except ValueError as exc:
+            log.warning("notifier.retry.bad_record", offset=record.offset, error=str(exc))
+            self._tracker.add(tp, record.offset, 0)
+            return
+        job.release = self._tracker.add(tp, record.offset, 1)
+        heapq.heappush(self._heap, (due, next(self._seq), job, tp))
+        metrics.WEBHOOK_PENDING_RETRIES.set(len(self._heap))
+        self._wake.set()
+
+    def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause the retry topic while too many retries wait in memory."""
+        limit = self.settings.max_pending_retries
+        retry_tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.topic_retry]
+        if not self._paused and len(self._heap) >= limit:
+            consumer.pause(*retry_tps)
+            self._paused = True
+        elif self._paused and len(self._heap) < limit // 2:
+            consumer.resume(*retry_tps)
+            self._paused = False
+
+    async def _commit(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = self._tracker.commits()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+            self._tracker.committed(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("notifier.commit_failed", error=repr(exc))
+
+    async def _timer(self) -> None:
+        """Hand due retries to their endpoints, in due order."""
+        while True:
+            if not self._heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, _, job, tp = self._heap[0]
+            wait = (due - now_ms()) / 1000
+            if wait > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait, 1.0))
+                continue
+            heapq.heappop(self._heap)
+            if not self._tracker.owned(tp):
+                continue
+            endpoint = self._endpoint(job.sub_id)
+            if not endpoint.offer(job):
+                # The endpoint is saturated: try again shortly, without stalling the others.
+                heapq.heappush(self._heap, (now_ms() + 200, next(self._seq), job, tp))
+            metrics.WEBHOOK_PENDING_RETRIES.set(len(self._heap))
+            await asyncio.sleep(0)  # let workers start while many retries fall due.
+
+    # Delivering --------------------------------------------------------------------------
+
+    def _endpoint(self, sub_id: str) -> Endpoint:
+        endpoint = self._endpoints.get(sub_id)
+        if endpoint is None:
+            sub = self.store.get(sub_id)
+            workers = (sub.max_in_flight if sub else None) or self.settings.max_in_flight
+            assert self._tls is not None
+            endpoint = Endpoint(
+                sub_id,
+                self.settings.max_queued,
+                workers,
+                self.settings.timeout,
+                self._tls,
+                self._run,
+            )
+            self._endpoints[sub_id] = endpoint
+        return endpoint
+
+    def _subscription_changed(self, sub: Subscription | None, sub_id: str) -> None:
+        if sub is None:
+            self.attempts.forget(sub_id)
+            return
+        endpoint = self._endpoints.get(sub_id)
+        if endpoint is not None and sub.max_in_flight:
+            endpoint.grow(sub.max_in_flight)
+
+    async def submit(self, job: Job) -> None:
+        """Queue a first attempt; a full endpoint queue spills it to the retry topic."""
+        if self._endpoint(job.sub_id).offer(job):
+            return
+        await self._schedule(job, due_ms=now_ms(), reason="overflow")
+        job.release()
+
+    async def _run(self, endpoint: Endpoint, job: Job) -> None:
+        """One attempt of ``job``, then its hand-off: done, retry or dead letter."""
+        sub = self.store.get(job.sub_id)
+        if sub is None:
+            job.release()  # deleted: nothing to deliver to.
+            return
+        if sub.state != "active":
+            await self._dead_letter(job, sub.state, None, f"subscription {sub.state}")
+            job.release()
+            return
+        if self.attempts.done_attempt(job.webhook_id) >= job.attempt:
+            metrics.WEBHOOK_SKIPPED.inc()
+            job.release()
+            return
+        await endpoint.limiter.wait(sub.rate_limit)
+        at = now_ms()
+        result = await delivery.attempt(
+            endpoint.client,
+            sub.url,
+            job.body,
+            delivery.headers_for(sub.live_secrets(at), job.webhook_id, job.body),
+            allowed=self.allowed,
+            max_redirects=self.settings.max_redirects,
+        )
+        metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
+        metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
+        pending: list[Awaitable[Any]] = []
+        next_due: int | None = None
+        verdict = "delivered"
+        if not result.ok:
+            verdict, next_due = await self._after_failure(sub, job, result, at)
+        pending.append(self._record_attempt(sub.id, job, result, at, verdict, next_due))
+        await asyncio.gather(*pending)
+        # Only once the hand-off is acknowledged: a failed one is redone, not skipped.
+        self.attempts.mark_done(job.webhook_id, job.attempt)
+        job.release()
+
+    async def _after_failure(
+        self, sub: Subscription, job: Job, result: delivery.Result, at: int
+    ) -> tuple[str, int | None]:
+        """Retry, dead-letter or disable after a failed attempt; returns (verdict, due)."""
+        if result.outcome == "gone":
+            await self.disable(sub.id, "receiver answered 410 Gone", "gone")
+            await self._dead_letter(job, "gone", result, "receiver answered 410 Gone")
+            return "dead", None
+        if result.outcome == "refused":
+            await self._dead_letter(job, "refused", result, result.error or "refused")
+            return "dead", None
+        health = self.attempts.health.get(sub.id)
+        since = health.failing_since_ms if health and health.failing_since_ms else at
+        since = max(since, sub.state_changed_ms)
+        if at - since >= self.settings.disable_after * 1000:
+            reason = f"failing continuously since {since} (unix ms)"
+            await self.disable(sub.id, reason, "failing")
+            await self._dead_letter(job, "disabled", result, reason)
+            return "dead", None
+        delay = next_delay(self.settings, job.step, result.retry_after_s, self._rng)
+        if delay is None:
+            await self._dead_letter(job, "exhausted", result, "retry schedule exhausted")
+            return "dead", None
+        due = now_ms() + int(delay * 1000)
+        retry = Job(
+            sub_id=job.sub_id,
+            webhook_id=job.webhook_id,
+            event_id=job.event_id,
+            body=job.body,
+            attempt=job.attempt + 1,
+            step=job.step + 1,
+            first_ms=job.first_ms,
+        )
+        await self._schedule(retry, due_ms=due, reason="failure")
+        return "retry", due
+
+    async def _schedule(self, job: Job, due_ms: int, reason: str) -> None:
+        assert self.producer is not None
+        metrics.WEBHOOK_RETRIES.labels(reason).inc()
+        await self.producer.send_and_wait(
+            self.settings.topic_retry,
+            job.body,
+            key=job.sub_id.encode(),
+            headers=job.headers(**{H_DUE: due_ms}),
+        )
+
+    async def _dead_letter(
+        self, job: Job, reason: str, result: delivery.Result | None, detail: str
+    ) -> None:
+        assert self.producer is not None
+        metrics.WEBHOOK_DEAD_LETTERS.labels(reason).inc()
+        # Attempts made so far: the current one counts if it was made (result is not None).
+        made = job.attempt if result is not None else job.attempt - 1
+        extra: dict[str, str | int] = {
+            H_REASON: reason,
+            H_ERROR: detail[:300],
+            H_DEAD: now_ms(),
+            H_ATTEMPT: made,
+        }
+        if result is not None and result.status is not None:
+            extra[H_STATUS] = result.status
+        log.warning(
+            "notifier.dead_letter",
+            subscription=job.sub_id,
+            webhook_id=job.webhook_id,
+            reason=reason,
+            attempts=made,
+        )
+        await self.producer.send_and_wait(
+            self.settings.topic_dlq, job.body, key=job.sub_id.encode(), headers=job.headers(**extra)
+        )
+
+    async def _record_attempt(
+        self,
+        sub_id: str,
+        job: Job,
+        result: delivery.Result,
+        at: int,
+        verdict: str,
+        next_due: int | None,
+        test: bool = False,
+    ) -> None:
+        assert self.producer is not None
+        item = {
+            "subscription_id": sub_id,
+            "webhook_id": job.webhook_id,
+            "event_id": job.event_id,
+            "attempt": job.attempt,
+            "time_ms": at,
+            "outcome": result.outcome,
+            "status": result.status,
+            "latency_ms": round(result.latency_s * 1000, 3),
+            "error": result.error,
+            "next": verdict,
+            "next_attempt_ms": next_due,
+        }
+        if test:
+            item["test"] = True
+        await self.producer.send_and_wait(
+            self.settings.topic_attempts, orjson.dumps(item), key=sub_id.encode()
+        )
+
+    # Operations used by the API ---------------------------------------------------------
+
+    async def disable(self, sub_id: str, reason: str, kind: str) -> None:
+        """Disable a subscription, saying why in its status."""
+        updated = await self.store.update(
+            sub_id,
+            lambda _: {"state": "disabled", "state_reason": reason, "state_changed_ms": now_ms()},
+        )
+        if updated is not None:
+            metrics.WEBHOOK_DISABLED.labels(kind).inc()
+            log.warning("notifier.subscription_disabled", subscription=sub_id, reason=reason)
+
+    async def send_test(self, sub: Subscription) -> tuple[str, delivery.Result]:
+        """Deliver a test event now, once, without retries; the attempt is logged."""
+        at = now_ms()
+        event_id = f"test_{at}_{self._rng.getrandbits(32):08x}"
+        event = {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "/telex/webhooks",
+            "type": "telex.webhook.test",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at / 1000)),
+            "subject": sub.id,
+            "datacontenttype": "application/json",
+            "data": {"subscription_id": sub.id, "message": "telex webhook test"},
+        }
+        body = orjson.dumps(event)
+        job = Job(sub.id, make_webhook_id(event_id, sub.id), event_id, body)
+        result = await delivery.attempt(
+            self._endpoint(sub.id).client,
+            sub.url,
+            body,
+            delivery.headers_for(sub.live_secrets(at), job.webhook_id, body),
+            allowed=self.allowed,
+            max_redirects=self.settings.max_redirects,
+        )
+        metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
+        await self._record_attempt(sub.id, job, result, at, "none", None, test=True)
+        return job.webhook_id, result
+
+    async def dead_letters(
+        self,
+        sub_id: str,
+        webhook_id: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[tuple[Job, dict[str, str]]]:
+        """Dead letters of a subscription (the latest per delivery), optionally narrowed."""
+        from telex.notifier.subscriptions import read_to_end
+
+        found: dict[str, tuple[Job, dict[str, str]]] = {}
+
+        def take(record: Any) -> None:
+            h = {k: v.decode() for k, v in record.headers or ()}
+            if h.get(H_SUB) != sub_id:
+                return
+            if webhook_id is not None and h.get(H_WEBHOOK_ID) != webhook_id:
+                return
+            dead = int(h.get(H_DEAD, "0"))
+            if since_ms is not None and dead < since_ms:
+                return
+            if until_ms is not None and dead > until_ms:
+                return
+            job = Job(
+                sub_id=sub_id,
+                webhook_id=h[H_WEBHOOK_ID],
+                event_id=h.get(H_EVENT_ID, ""),
+                body=record.value or b"",
+                attempt=int(h.get(H_ATTEMPT, "0")),
+                first_ms=int(h.get(H_FIRST, "0")),
+            )
+            found[job.webhook_id] = (job, h)
+
+        reader = self.bus.consumer(group_id=None)
+        await reader.start()
+        try:
+            await read_to_end(reader, self.settings.topic_dlq, take)
+        finally:
+            await stop_quietly(reader)
+        return list(found.values())
+
+    async def replay(self, jobs: list[Job]) -> None:
+        """Schedule dead letters for delivery now, with a fresh retry schedule."""
+        now = now_ms()
+        for job in jobs:
+            again = Job(
+                sub_id=job.sub_id,
+                webhook_id=job.webhook_id,
+                event_id=job.event_id,
+                body=job.body,
+                attempt=max(job.attempt, self.attempts.done_attempt(job.webhook_id)) + 1,
+                step=0,
+                first_ms=job.first_ms,
+            )
+            await self._schedule(again, due_ms=now, reason="replay")

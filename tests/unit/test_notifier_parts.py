@@ -1,0 +1,168 @@
+"""Notifier parts that need no broker: signing, SSRF rules, schedule, offsets, config."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+
+import pytest
+from aiokafka import TopicPartition
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from telex.config import ConfigError, load
+from telex.notifier.delivery import headers_for, parse_retry_after
+from telex.notifier.service import OffsetTracker, next_delay
+from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
+from telex.notifier.ssrf import (
+    TargetRefused,
+    blocked_reason,
+    check_address,
+    check_url,
+    check_url_syntax,
+    parse_networks,
+)
+
+
+def test_signature_verifies_with_the_reference_library() -> None:
+    secret = new_secret()
+    assert secret.startswith("whsec_") and len(secret_key(secret)) == 32
+    body = b'{"id":"e_1","type":"telex.update.created"}'
+    headers = headers_for([secret], "msg_abc", body)
+    assert Webhook(secret).verify(body, headers) == {"id": "e_1", "type": "telex.update.created"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
+    stale = headers_for([secret], "msg_abc", body, timestamp=int(time.time()) - 3600)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body, stale)
+
+
+def test_rotation_signs_with_every_live_secret() -> None:
+    old, new = new_secret(), new_secret()
+    value = sign([new, old], "msg_x", 1_700_000_000, b"{}")
+    assert len(value.split(" ")) == 2 and all(v.startswith("v1,") for v in value.split(" "))
+    headers = headers_for([new, old], "msg_x", b"{}")
+    for secret in (old, new):
+        assert Webhook(secret).verify(b"{}", headers) == {}
+
+
+def test_webhook_id_is_stable_per_event_and_subscription() -> None:
+    assert webhook_id("e_1", "wh_a") == webhook_id("e_1", "wh_a")
+    assert webhook_id("e_1", "wh_a") != webhook_id("e_1", "wh_b")
+    assert webhook_id("e_1", "wh_a") != webhook_id("e_2", "wh_a")
+
+
+@pytest.mark.parametrize("bad", ["nope", "whsec_!!!", "whsec_" + "QUJD", "whsec_" + "A" * 200])
+def test_bad_secrets_are_refused(bad: str) -> None:
+    with pytest.raises(SecretError):
+        secret_key(bad)
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.0.1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fc00::1", "private"),
+        ("100.64.0.1", "private (NAT)"),
+        ("64:ff9b::a00:1", "private (NAT)"),
+        ("::ffff:10.0.0.1", "private"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("8.8.8.8", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_address_classification(address: str, reason: str | None) -> None:
+    assert blocked_reason(ipaddress.ip_address(address)) == reason
+
+
+def test_allowed_networks_are_exact() -> None:
+    allowed = parse_networks(["127.0.0.1/32", "10.0.0.0/8"])
+    check_address(ipaddress.ip_address("127.0.0.1"), allowed)
+    check_address(ipaddress.ip_address("10.9.9.9"), allowed)
+    with pytest.raises(TargetRefused, match=r"127\.0\.0\.2, a loopback"):
+        check_address(ipaddress.ip_address("127.0.0.2"), allowed)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.org/", "http:///nohost", "http://user:pw@example.org/", "nonsense"]
+)
+def test_url_syntax_refused(url: str) -> None:
+    with pytest.raises(TargetRefused):
+        check_url_syntax(url)
+
+
+async def test_names_are_checked_after_resolution() -> None:
+    with pytest.raises(TargetRefused, match="loopback"):
+        await check_url("http://localhost:8080/hook", ())
+    await check_url("http://localhost:8080/hook", parse_networks(["127.0.0.0/8", "::1/128"]))
+    with pytest.raises(TargetRefused, match="does not resolve"):
+        await check_url("http://no-such-host.invalid/", ())
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_schedule_jitter_and_retry_after_bounds() -> None:
+    settings = load(
+        None,
+        {
+            "TELEX_NOTIFIER_RETRY_SCHEDULE": "5,300",
+            "TELEX_NOTIFIER_RETRY_JITTER": "0.2",
+            "TELEX_NOTIFIER_RETRY_AFTER_MAX": "600",
+        },
+    ).notifier
+    rng = random.Random(1)
+    delays = [next_delay(settings, 0, None, rng) for _ in range(200)]
+    assert all(d is not None and 4.0 <= d <= 6.0 for d in delays)
+    assert len({round(d or 0, 3) for d in delays}) > 100  # really jittered
+    # Retry-After lengthens the wait up to the bound, never shortens it below the schedule.
+    assert next_delay(settings, 0, 60, rng) == 60
+    assert next_delay(settings, 0, 99_999, rng) == 600
+    assert (next_delay(settings, 1, 1, rng) or 0) >= 240
+    assert next_delay(settings, 2, None, rng) is None
+
+
+def test_default_schedule_is_alert_shaped() -> None:
+    settings = load(None, {}).notifier
+    assert settings.retry_schedule == (5.0, 300.0, 1800.0, 7200.0)
+    assert settings.allow_networks == ()
+
+
+def test_bad_notifier_config_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"notifier\.allow_networks"):
+        load(None, {"TELEX_NOTIFIER_ALLOW_NETWORKS": "10.0.0.0/8,not-a-net"})
+    with pytest.raises(ConfigError, match=r"notifier\.retry_schedule"):
+        load(None, {"TELEX_NOTIFIER_RETRY_SCHEDULE": "5,-1"})
+
+
+def test_offsets_commit_below_the_oldest_unfinished_delivery() -> None:
+    tracker = OffsetTracker()
+    tp = TopicPartition("t", 0)
+    tracker.assign(tp)
+    tracker.add(tp, 0, 0)
+    first = tracker.add(tp, 1, 2)
+    second = tracker.add(tp, 2, 1)
+    assert tracker.commits() == {tp: 1}
+    second()
+    first()
+    assert tracker.commits() == {tp: 1}  # offset 1 still has a delivery in flight
+    first()
+    assert tracker.commits() == {tp: 3}
+    tracker.committed({tp: 3})
+    assert tracker.commits() == {}
+    # After a revoke, late releases of the old assignment change nothing.
+    late = tracker.add(tp, 3, 1)
+    tracker.forget(tp)
+    late()
+    assert tracker.commits() == {} and not tracker.owned(tp)
