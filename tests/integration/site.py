@@ -30,6 +30,8 @@ class Site:
     pages: dict[str, Page] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     base: str = ""
+    active: int = 0
+    most_active: int = 0
 
     def set(self, path: str, body: str | bytes, content_type: str = "", **headers: str) -> None:
         data = body.encode() if isinstance(body, str) else body
@@ -46,6 +48,12 @@ class Site:
         self.hits[path] = self.hits.get(path, 0) + 1
         if path == "/endless":
             return StreamingResponse(_endless(), media_type="text/html")
+        if path.startswith("/hold"):
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            await asyncio.sleep(0.1)
+            self.active -= 1
+            return Response("<p>held</p>", media_type="text/html")
         if path == "/slow":
             await asyncio.sleep(30)
         if path.startswith("/loop/"):

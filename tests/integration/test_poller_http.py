@@ -175,6 +175,16 @@ async def test_huge_and_endless_bodies_are_cut_off(site: Site, fetcher: Fetcher)
         assert info.value.reason == "too_large"
 
 
+async def test_requests_per_host_are_limited(site: Site) -> None:
+    limited = Fetcher(PollerConfig(per_host=2), LOOPBACK)
+    try:
+        results = await asyncio.gather(*(limited.fetch(site.url(f"/hold/{i}")) for i in range(8)))
+    finally:
+        await limited.aclose()
+    assert all(r.status == 200 for r in results)
+    assert site.most_active == 2
+
+
 async def test_slow_server_times_out(site: Site) -> None:
     quick = Fetcher(PollerConfig(timeout=0.5), LOOPBACK)
     try:

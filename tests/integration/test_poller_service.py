@@ -4,7 +4,9 @@ and a failing source that keeps being polled with its state visible."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,9 @@ from telex.runtime import started
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic, wait_for
+from .test_poller_http import DATA
+
+TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 def live_page(entries: list[tuple[str, str, str]]) -> str:
@@ -145,3 +150,45 @@ async def test_sources_api_revisions_deletions_and_failures(
             await wait_for(lambda: "live" not in poller.states)
             assert (await client.get(f"{api}/live")).status_code == 404
             assert (await client.delete(f"{api}/live")).status_code == 404
+
+
+async def telex(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        TELEX, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_telex_sources_commands(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config], site: Site
+) -> None:
+    config = config_factory(
+        broker.bootstrap,
+        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
+        TELEX_KAFKA_SESSION_TIMEOUT_MS="3000",
+        TELEX_KAFKA_REQUEST_TIMEOUT_MS="5000",
+    )
+    site.set("/feed", (DATA / "rss2.xml").read_bytes(), "application/rss+xml")
+    async with started(config, roles=("poller",), replay=False) as running:
+        assert running.http_url is not None
+        url = running.http_url
+        code, out, _ = await telex("sources", "--url", url, "add", "wire", site.url("/feed"),
+                                   "--kind", "feed", "--interval", "0.5")  # fmt: skip
+        assert code == 0 and orjson.loads(out)["kind"] == "feed"
+        code, _, err = await telex("sources", "--url", url, "add", "bad", "ftp://x")
+        assert code == 1 and "url: Value error, must be an http" in err
+        poller = running.components["poller"]
+        assert isinstance(poller, Poller)
+        await wait_for(lambda: "wire" in poller.states and poller.states["wire"].polls >= 1)
+        code, out, _ = await telex("sources", "--url", url, "list")
+        assert code == 0 and out.split()[:3] == ["wire", "feed", "ok"]
+        code, out, _ = await telex("sources", "--url", url, "update", "wire", "--enabled", "false")
+        assert code == 0 and orjson.loads(out)["enabled"] is False
+        await wait_for(lambda: "wire" not in poller.states)  # disabled: no longer polled
+        code, out, _ = await telex("sources", "--url", url, "get", "wire")
+        assert code == 0 and orjson.loads(out)["status"] is None
+        assert (await telex("sources", "--url", url, "remove", "wire"))[0] == 0
+        code, _, err = await telex("sources", "--url", url, "get", "wire")
+        assert code == 1 and "no source 'wire'" in err

@@ -164,3 +164,26 @@ def test_time_next_to_text_without_space_is_not_swallowed() -> None:
     )
     page = extract_html(f"<html><body><h1>L</h1><div>{blocks}</div></body></html>", "http://x/")
     assert [e.text for e in page.entries] == ["Third.", "Second.", "First."]
+
+
+def test_stale_json_ld_does_not_hide_newer_entries_on_the_page() -> None:
+    ld = (
+        '{"@type": "LiveBlogPosting", "coverageStartTime": "2024-01-18T08:00:00Z",'
+        ' "liveBlogUpdate": ['
+        '{"@id": "http://x.test/live#p2", "datePublished": "2024-01-18T10:30:00Z",'
+        ' "articleBody": "Second."},'
+        '{"@id": "http://x.test/live#p1", "datePublished": "2024-01-18T10:00:00Z",'
+        ' "articleBody": "First."}]}'
+    )
+    html = (
+        f'<html><head><script type="application/ld+json">{ld}</script></head><body><h1>L</h1>'
+        '<article id="p3"><span>10:46 GMT</span><p>Third, not yet in the JSON-LD.</p></article>'
+        '<article id="p2"><span>10:30 GMT</span><p>Second.</p></article>'
+        '<article id="p1"><span>10:00 GMT</span><p>First.</p></article></body></html>'
+    )
+    page = extract_html(html, "http://x.test/live")
+    assert [(e.entry_id.rsplit("#")[1], e.published, e.time_raw) for e in page.entries] == [
+        ("p3", "2024-01-18T10:46:00Z", "10:46 GMT"),
+        ("p2", "2024-01-18T10:30:00Z", "10:30 GMT"),
+        ("p1", "2024-01-18T10:00:00Z", "10:00 GMT"),
+    ]

@@ -358,6 +358,38 @@ def _from_selectors(
     return entries
 
 
+def _text_key(entry: Entry) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", entry.text.casefold()).split())[:80]
+
+
+def _merge(ld_entries: list[Entry], html_entries: list[Entry]) -> list[Entry]:
+    """Weigh the two signals: JSON-LD gives ids and machine times, the page what readers see.
+
+    An entry found in both (same anchor, else same opening text) is the JSON-LD one with the
+    page's written time and HTML. JSON-LD is often stale or partial: entries only the page
+    shows are kept, in page order; entries only the JSON-LD has are kept after them.
+    """
+    by_anchor = {urldefrag(e.url)[1]: i for i, e in enumerate(ld_entries) if e.url}
+    by_text = {_text_key(e): i for i, e in enumerate(ld_entries) if e.text}
+    used: set[int] = set()
+    merged: list[Entry] = []
+    for seen in html_entries:
+        # Matched on the anchor: the JSON-LD may use the canonical URL, not the fetched one.
+        anchor = urldefrag(seen.url)[1] if seen.url else ""
+        index = by_anchor.get(anchor) if anchor else None
+        if index is None:
+            index = by_text.get(_text_key(seen))
+        if index is None or index in used:
+            merged.append(seen)
+            continue
+        used.add(index)
+        entry = ld_entries[index]
+        # The page shows the time as people read it, and the HTML.
+        merged.append(replace(entry, time_raw=seen.time_raw or entry.time_raw, html=seen.html))
+    merged.extend(e for i, e in enumerate(ld_entries) if i not in used)
+    return merged
+
+
 def _parse(body: bytes | str, encoding: str | None) -> Any:
     if isinstance(body, bytes) and encoding:
         try:
@@ -403,18 +435,5 @@ def extract_html(
     title_node = doc.find(".//h1")
     title = _text(title_node) if title_node is not None else None
 
-    if ld_entries:
-        # Matched on the anchor: the JSON-LD may use the canonical URL, not the fetched one.
-        by_anchor = {urldefrag(e.url)[1]: e for e in html_entries if e.url}
-        merged = []
-        for entry in ld_entries:
-            anchor = urldefrag(entry.url)[1] if entry.url else ""
-            seen = by_anchor.get(anchor) if anchor else None
-            if seen is not None:
-                # The page shows the time as people read it, and the HTML.
-                entry = replace(entry, time_raw=seen.time_raw or entry.time_raw, html=seen.html)
-            merged.append(entry)
-        entries = merged
-    else:
-        entries = html_entries
+    entries = _merge(ld_entries, html_entries) if ld_entries else html_entries
     return Page([derived_id(e) for e in entries], page_date, page_tz, title)

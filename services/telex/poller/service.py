@@ -338,8 +338,10 @@ class Poller:
                 mapping=source.mapping,
             )
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - began)
-            if not page.entries:
-                raise ExtractError("no entries found in the document")
+            if not page.entries and page.kind == "html":
+                # An empty feed is a feed with nothing yet; a page with no entries is most
+                # likely one the extractor cannot read, which an operator should hear about.
+                raise ExtractError("no entries found in the page")
             sent = await self._produce_changes(state, page)
         except (FetchError, ExtractError, KafkaError) as exc:
             reason = (
