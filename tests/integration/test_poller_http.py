@@ -287,3 +287,28 @@ async def test_telex_extract_on_a_url_and_on_nothing(site: Site) -> None:
     out, err = await proc.communicate()
     assert proc.returncode == 1 and out == b""
     assert b"no entries found" in err
+
+
+class RebindingPolicy(AddressPolicy):
+    """A name that resolves to a public address, then to loopback (DNS rebinding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        return ["93.184.216.34"] if self.lookups == 1 else ["127.0.0.1"]
+
+
+async def test_the_connection_goes_only_to_a_checked_address(site: Site) -> None:
+    policy = RebindingPolicy()
+    guarded = Fetcher(PollerConfig(timeout=3), policy)
+    port = site.base.rsplit(":", 1)[1]
+    try:
+        with pytest.raises(FetchError) as info:
+            await guarded.fetch(f"http://rebind.test:{port}/rss2.xml")
+        assert info.value.reason == "refused_address" and "127.0.0.1" in str(info.value)
+        assert policy.lookups == 2  # checked before the request, and again at connect time
+    finally:
+        await guarded.aclose()

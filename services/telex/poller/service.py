@@ -36,6 +36,8 @@ from telex.poller.sources import SourceCatalog, SourceError, decode_source, publ
 
 log = get_logger(__name__)
 
+_MAX_PARKED = 10_000
+
 
 @dataclass
 class SourceState:
@@ -157,6 +159,8 @@ class Poller:
         self._fetcher: Fetcher | None = None
         self._partition_of: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # States of sources revoked by a rebalance, kept in case they come back.
+        self._parked: dict[str, SourceState] = {}
         self._reader: asyncio.Task[None] | None = None
         self._assigned = False
 
@@ -238,6 +242,13 @@ class Poller:
     def _run(self, source: SourceConfig, partition: int) -> None:
         """Poll ``source`` (again, if its definition changed)."""
         state = self.states.get(source.id)
+        if state is None:
+            # A source this process polled before a rebalance keeps what it knew (validators,
+            # sent hashes): the common case of a rebalance that gives most partitions back
+            # then re-sends nothing.
+            state = self._parked.pop(source.id, None)
+            if state is not None:
+                self.states[source.id] = state
         if state is not None and state.config == source and source.id in self._tasks:
             return
         base = source.interval or self.config.poller.interval
@@ -258,9 +269,15 @@ class Poller:
         )
         metrics.SOURCES.set(len(self._tasks))
 
-    async def _drop(self, source_id: str) -> None:
+    async def _drop(self, source_id: str, park: bool = False) -> None:
         task = self._tasks.pop(source_id, None)
-        self.states.pop(source_id, None)
+        state = self.states.pop(source_id, None)
+        if park and state is not None:
+            self._parked[source_id] = state
+            while len(self._parked) > _MAX_PARKED:
+                self._parked.pop(next(iter(self._parked)))
+        elif not park:
+            self._parked.pop(source_id, None)
         self._partition_of.pop(source_id, None)
         if task is not None:
             task.cancel()
@@ -279,7 +296,7 @@ class Poller:
             if partitions is None or partition in partitions
         ]
         for source_id in doomed:
-            await self._drop(source_id)
+            await self._drop(source_id, park=partitions is not None)
         if doomed:
             log.info("poller.released", sources=len(doomed))
 
