@@ -77,7 +77,7 @@ async def test_sources_api_revisions_deletions_and_failures(
             [("p3", "10:46", "Third."), ("p2", "10:30", "Second."), ("p1", "10:00", "First.")]
         ),
     )
-    async with started(config, roles=("poller",), replay=False) as running:
+    async with started(config, roles=("poller", "processor"), replay=False) as running:
         poller = running.components["poller"]
         assert isinstance(poller, Poller)
         api = f"{running.http_url}/v1/sources"
@@ -108,6 +108,18 @@ async def test_sources_api_revisions_deletions_and_failures(
             values = await wait_for_raw(running.bootstrap, raw_topic, lambda v: len(v) >= 4)
             assert values[3]["id"] == ids["Third."] and values[3]["kind"] == "upsert"
             assert values[3]["content_hash"] != values[2]["content_hash"]
+            # ...which the processor puts on the wire as telex.update.revised.
+
+            async def revised() -> list[dict[str, Any]]:
+                wire = await read_topic(running.bootstrap, config.topics.wire)
+                events = [orjson.loads(r.value) for r in wire]
+                return [e for e in events if e["type"] == "telex.update.revised"]
+
+            async with asyncio.timeout(30):
+                while not (found := await revised()):
+                    await asyncio.sleep(0.3)
+            assert found[0]["data"]["id"] == ids["Third."]
+            assert found[0]["data"]["text"] == "Third, corrected."
 
             # An entry vanishing from inside the page is reported deleted, with its last text.
             site.set(

@@ -187,3 +187,34 @@ def test_stale_json_ld_does_not_hide_newer_entries_on_the_page() -> None:
         ("p2", "2024-01-18T10:30:00Z", "10:30 GMT"),
         ("p1", "2024-01-18T10:00:00Z", "10:00 GMT"),
     ]
+
+
+def test_pinned_copy_of_an_entry_is_dropped_for_the_one_in_the_stream() -> None:
+    html = (
+        "<html><body><h1>L</h1><p>18 January 2024</p>"
+        '<div class="pinned" id="pin-1"><span>10:00</span><p>Evacuation order in force.</p></div>'
+        '<article id="p2"><span>10:30</span><p>Roads closed.</p></article>'
+        '<article id="p1"><span>10:00</span><p>Evacuation order in force.</p></article>'
+        "</body></html>"
+    )
+    page = extract_html(html, "http://x.test/live")
+    assert [e.entry_id.rsplit("#")[1] for e in page.entries] == ["p2", "p1"]
+
+
+def test_an_edit_to_the_first_words_keeps_a_derived_id() -> None:
+    from telex.poller.extract import Entry, derived_id
+    from telex.poller.identity import carry_derived_ids
+
+    def entry(text: str, time: str = "10:46") -> Entry:
+        return derived_id(Entry(entry_id="", text=text, time_raw=time, published=None))
+
+    before = [entry("Prime minister says the vote will go ahead on Tuesday as planned."),
+              entry("Opposition walks out.", "10:30")]  # fmt: skip
+    after = [entry("The prime minister says the vote will go ahead on Tuesday as planned."),
+             entry("Opposition walks out.", "10:30"),
+             entry("Completely different news at the same minute.")]  # fmt: skip
+    assert after[0].entry_id != before[0].entry_id  # the first words changed...
+    carried = carry_derived_ids({e.entry_id: e for e in before}, after)
+    assert carried[0].entry_id == before[0].entry_id  # ...the id did not
+    assert carried[1].entry_id == before[1].entry_id
+    assert carried[2].entry_id == after[2].entry_id  # a new entry keeps its own

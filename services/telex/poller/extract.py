@@ -362,6 +362,21 @@ def _text_key(entry: Entry) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", entry.text.casefold()).split())[:80]
 
 
+def _drop_repeats(entries: list[Entry]) -> list[Entry]:
+    """Entries shown twice (a pinned copy at the top, a "key events" box) once, keeping the
+    last copy: the one in the stream, which stays when the pin goes."""
+    last: dict[tuple[str, str | None], int] = {}
+    for i, entry in enumerate(entries):
+        key = _text_key(entry)
+        if key:
+            last[(key, entry.published)] = i
+    return [
+        e
+        for i, e in enumerate(entries)
+        if not _text_key(e) or last[(_text_key(e), e.published)] == i
+    ]
+
+
 def _merge(ld_entries: list[Entry], html_entries: list[Entry]) -> list[Entry]:
     """Weigh the two signals: JSON-LD gives ids and machine times, the page what readers see.
 
@@ -436,4 +451,5 @@ def extract_html(
     title = _text(title_node) if title_node is not None else None
 
     entries = _merge(ld_entries, html_entries) if ld_entries else html_entries
+    entries = _drop_repeats(entries)
     return Page([derived_id(e) for e in entries], page_date, page_tz, title)

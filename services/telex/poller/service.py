@@ -31,6 +31,7 @@ from telex.log import get_logger
 from telex.poller.documents import extract_document
 from telex.poller.extract import Entry, ExtractError, Page
 from telex.poller.fetch import AddressPolicy, Fetcher, FetchError
+from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
 from telex.poller.sources import SourceCatalog, SourceError, decode_source, publish
 
@@ -402,8 +403,9 @@ class Poller:
         assert self._producer is not None
         source = state.config
         pending: list[tuple[str, str | None, str, Any]] = []
+        entries = carry_derived_ids(state.last_page, page.entries)
         seen: dict[str, Entry] = {}
-        for entry in page.entries:
+        for entry in entries:
             seen.setdefault(entry.entry_id, entry)  # pinned boxes repeat entries: first wins.
         # Oldest first on the topic, whatever order the page shows (pages are usually newest
         # first; the stable sort keeps that reversed order for entries without a time).
@@ -418,7 +420,7 @@ class Poller:
                 self.config.topics.raw, encode(record), key=source.id.encode()
             )
             pending.append((entry.entry_id, digest, "changed" if known else "new", future))
-        order = [e.entry_id for e in page.entries if e.entry_id in seen]
+        order = list(seen)
         if source.report_deletions:
             for entry_id in vanished(state.last_page_order, set(seen)):
                 last = state.last_page.get(entry_id)
