@@ -21,6 +21,7 @@ class Page:
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    etag: bool = True
 
 
 @dataclass
@@ -63,8 +64,8 @@ class Site:
         if page is None:
             return Response("not found", status_code=404)
         etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'
-        headers = {"ETag": etag, **page.headers}
-        if page.status == 200 and request.headers.get("if-none-match") == etag:
+        headers = {"ETag": etag, **page.headers} if page.etag else dict(page.headers)
+        if page.etag and page.status == 200 and request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         return Response(
             page.body, status_code=page.status, media_type=page.content_type, headers=headers

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from telex import metrics
 from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.poller.service import Poller
@@ -150,6 +151,16 @@ async def test_sources_api_revisions_deletions_and_failures(
                 live_page([("a", "09:00", "Back.")]).encode()
             )
             await wait_for(lambda: poller.states["gone"].cadence.consecutive_errors == 0)
+
+            # A server without validators sending the same bytes: read, not re-extracted.
+            site.set("/plain", live_page([("x", "08:00", "Plain.")]))
+            site.pages["/plain"].etag = False
+            unchanged = metrics.POLLS.labels("unchanged")._value.get()
+            assert (await client.put(f"{api}/plain", json={"url": site.url("/plain")})).is_success
+            await wait_for(lambda: "plain" in poller.states and poller.states["plain"].polls >= 3)
+            assert metrics.POLLS.labels("unchanged")._value.get() >= unchanged + 2
+            assert poller.states["plain"].updates_produced == 1
+            assert (await client.delete(f"{api}/plain")).status_code == 204
 
             listing = (await client.get(api)).json()
             assert [s["id"] for s in listing["sources"]] == ["gone", "live"]

@@ -218,3 +218,18 @@ def test_an_edit_to_the_first_words_keeps_a_derived_id() -> None:
     assert carried[0].entry_id == before[0].entry_id  # ...the id did not
     assert carried[1].entry_id == before[1].entry_id
     assert carried[2].entry_id == after[2].entry_id  # a new entry keeps its own
+
+
+def test_bare_times_take_the_zone_the_page_declares() -> None:
+    html = (
+        '<html><head><meta property="article:published_time" content="2024-01-18T08:00:00+03:00">'
+        "</head><body><h1>Moscow live</h1><p>18 January 2024</p>"
+        '<article id="p1"><span>10:46</span><p>Lavrov speaks.</p></article></body></html>'
+    )
+    page = extract_html(html, "http://x.test/live")
+    assert page.page_tz == "+03:00"
+    assert page.entries[0].published == "2024-01-18T07:46:00Z"
+    # A zone configured for the source wins over what the page suggests.
+    assert extract_html(html, "http://x.test/live", page_tz="UTC").entries[0].published == (
+        "2024-01-18T10:46:00Z"
+    )

@@ -271,6 +271,23 @@ def _from_structure(
     return entries
 
 
+_OFFSET = re.compile(r"T\d\d:\d\d(?::\d\d(?:\.\d+)?)?([+-]\d\d:?\d\d|Z)$")
+
+
+def _page_zone(doc: Any, ld_start: str | None) -> str | None:
+    """The page's UTC offset, from a machine-readable time it carries (JSON-LD, Open Graph
+    ``article:published_time``, a ``<time datetime>``): the zone of times it writes bare."""
+    candidates = [ld_start or ""]
+    candidates += doc.xpath('//meta[@property="article:published_time"]/@content')[:1]
+    candidates += doc.xpath("//time/@datetime")[:1]
+    for value in candidates:
+        match = _OFFSET.search(str(value).strip())
+        if match:
+            offset = match.group(1)
+            return "+00:00" if offset == "Z" else offset
+    return None
+
+
 def _page_date(doc: Any, ld_start: str | None) -> date | None:
     if ld_start:
         moment = resolve(ld_start)
@@ -440,6 +457,7 @@ def extract_html(
     objects = _json_ld_objects(doc)
     ld_entries, ld_start = _from_json_ld(objects, base_url, page_tz)
     page_date = _page_date(doc, ld_start)
+    page_tz = page_tz or _page_zone(doc, ld_start)
     if selectors is not None:
         html_entries = _from_selectors(doc, selectors, base_url, page_date, page_tz, now)
         if not html_entries:
