@@ -90,6 +90,11 @@ SHAPES = {
         ("2026-06-01T11:25:00Z", "Gates are open."),
         ("2026-06-01T09:46:00Z", "Queues stretch"),
     ],
+    "french.html": [
+        ("2026-06-01T10:00:00Z", "Le ministre quitte"),
+        ("2024-01-18T09:46:00Z", "Question sur l"),
+        ("2024-01-18T07:29:00Z", "La conférence commence."),
+    ],
     "rss2.xml": [
         ("2024-01-18T10:46:00Z", "Ceasefire talks resume"),
         ("2024-01-18T13:00:00Z", "Markets open lower"),

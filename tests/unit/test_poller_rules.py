@@ -233,3 +233,23 @@ def test_bare_times_take_the_zone_the_page_declares() -> None:
     assert extract_html(html, "http://x.test/live", page_tz="UTC").entries[0].published == (
         "2024-01-18T10:46:00Z"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("il y a 2 heures", "2024-01-18T10:00:00Z"),
+        ("vor 5 Minuten", "2024-01-18T11:55:00Z"),
+        ("hace 3 horas", "2024-01-18T09:00:00Z"),
+        ("hier à 10h46", "2024-01-17T10:46:00Z"),
+        ("gestern, 09:30", "2024-01-17T09:30:00Z"),
+        ("18. Januar 2024, 10:46 MEZ", "2024-01-18T09:46:00Z"),
+        ("18 de enero de 2024 10:46", "2024-01-18T10:46:00Z"),
+        ("1er février 2024 à 10h46", "2024-02-01T10:46:00Z"),
+    ],
+)
+def test_times_in_other_languages(raw: str, expected: str) -> None:
+    from datetime import UTC, datetime
+
+    moment = resolve(raw, now=datetime(2024, 1, 18, 12, 0, tzinfo=UTC))
+    assert moment is not None and iso_utc(moment) == expected

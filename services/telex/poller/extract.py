@@ -27,9 +27,10 @@ from telex.timeparse import is_relative, iso_utc, parse_date, resolve
 
 # A node whose whole text is a time of day, optionally with a zone or am/pm; or a relative time.
 _TIME_TEXT = re.compile(
-    r"^\W{0,3}(?:(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s*[ap]\.?m\.?)?"
+    r"^\W{0,3}(?:(?:[01]?\d|2[0-3])[:.h][0-5]\d(?:\s*[ap]\.?m\.?)?"
     r"(?:\s*\b(?-i:[A-Z]{2,5})\b(?:\s?[+-]\d{1,2}(?::?\d\d)?)?)?"
-    r"|\d+\s*(?:s|sec|min|mins|minutes?|h|hr|hrs|hours?)\s+ago|just now)\W{0,3}$",
+    r"|\d+\s*(?:s|sec|min|mins|minutes?|h|hr|hrs|hours?)\s+ago|just now"
+    r"|(?:il y a|vor|hace)\s+\d+\s*[^\W\d_]{1,9}\.?)\W{0,3}$",
     re.IGNORECASE,
 )
 _SKIP_ANCESTORS = frozenset({"header", "footer", "nav", "aside", "script", "style", "noscript"})
