@@ -90,6 +90,10 @@ SHAPES = {
         ("2026-06-01T11:25:00Z", "Gates are open."),
         ("2026-06-01T09:46:00Z", "Queues stretch"),
     ],
+    "both.html": [
+        ("2024-03-21T08:05:00Z", "Leaders arrive"),
+        ("2024-03-21T10:40:00Z", "Statement agreed"),
+    ],
     "french.html": [
         ("2026-06-01T10:00:00Z", "Le ministre quitte"),
         ("2024-01-18T09:46:00Z", "Question sur l"),
@@ -127,6 +131,11 @@ async def test_ids_are_the_publishers_own(site: Site, fetcher: Fetcher) -> None:
     assert [e["time_raw"] for e in html] == ["01:17", "00:45", "22:00"]
     rss = await fetch_and_extract(fetcher, site.url("/rss2.xml"))
     assert [e["entry_id"] for e in rss] == ["wire-1002", "wire-1001"]
+    both = await fetch_and_extract(fetcher, site.url("/both.html"))
+    assert [(e["entry_id"], e["time_raw"]) for e in both] == [
+        ("https://summit.example/live#u1", "09:05 CET"),  # JSON-LD's id, the page's time
+        ("https://summit.example/live#u2", "11:40 CET"),
+    ]
     relative = await fetch_and_extract(fetcher, site.url("/relative-bst.html"))
     assert [str(e["entry_id"]).rsplit("#", 1)[1] for e in relative] == ["c9", "c8", "c7"]
 
