@@ -24,7 +24,11 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 NOW = datetime(2024, 7, 10, 15, 0, tzinfo=UTC)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
     ),

@@ -75,7 +75,7 @@ async def services(
             proc.send_signal(signal.SIGTERM)
         for name, proc in procs.items():
             try:
-                await asyncio.wait_for(proc.wait(), 15)
+                await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
@@ -144,7 +144,7 @@ async def test_prometheus_scrapes_every_service_and_sees_latency(
     try:
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{prom_port}") as client,
-            asyncio.timeout(90),
+            asyncio.timeout(150),
         ):
             while True:
                 try:
