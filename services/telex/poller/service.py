@@ -452,6 +452,8 @@ class Poller:
             else:
                 state.sent[entry_id] = maybe_digest
             metrics.ENTRIES_PRODUCED.labels(kind).inc()
+            # One line per update at debug level: `grep <update id>` traces it through stages.
+            log.debug("update.produced", update=update_id(source.id, entry_id), kind=kind)
         while len(state.sent) > self.config.poller.max_entries:
             state.sent.pop(next(iter(state.sent)))  # the oldest remembered entry
         state.last_page = seen
