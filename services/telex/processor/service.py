@@ -130,13 +130,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             started = loop.time()
             partitions = sorted(tp.partition for tp in assigned if tp.partition not in self._states)
+            updates: list[dict[str, Any]] = []
             restored = await restore(
                 self._restorer,
                 self.config.topics.wire,
                 partitions,
                 self.stage.new_state,
-                lambda _p, data: self.stage.index(data),
+                lambda _p, data: updates.append(data),
             )
+            await asyncio.to_thread(self.stage.index_many, updates)
             self._states.update(restored)
             # The other partitions' stories must be known before this process links any.
             await self._sync_tail(since=started)
@@ -286,13 +288,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 assignment = sorted(self._consumer.assignment())
+                updates: list[dict[str, Any]] = []
                 self._states = await restore(
                     self._restorer,
                     self.config.topics.wire,
                     [tp.partition for tp in assignment],
                     self.stage.new_state,
-                    lambda _p, data: self.stage.index(data),
+                    lambda _p, data: updates.append(data),
                 )
+                await asyncio.to_thread(self.stage.index_many, updates)
                 for tp in assignment:
                     committed = await self._consumer.committed(tp)
                     if committed is None:

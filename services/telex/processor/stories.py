@@ -95,6 +95,11 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def watermark(self) -> int:
+        """The newest event time indexed so far (unix ms)."""
+        return self._watermark
+
     @staticmethod
     def _keys(sig: Signature) -> list[bytes]:
         return [sig[i * ROWS : (i + 1) * ROWS].tobytes() for i in range(BANDS)]
