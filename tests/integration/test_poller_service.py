@@ -133,6 +133,17 @@ async def test_sources_api_revisions_deletions_and_failures(
             assert deleted["kind"] == "delete" and deleted["id"] == ids["Second."]
             assert deleted["text"] == "Second."
 
+            # ...which the processor puts on the wire as telex.update.deleted, once.
+            async def deletions() -> list[dict[str, Any]]:
+                wire = await read_topic(running.bootstrap, config.topics.wire)
+                events = [orjson.loads(r.value) for r in wire]
+                return [e for e in events if e["type"] == "telex.update.deleted"]
+
+            async with asyncio.timeout(30):
+                while not (gone := await deletions()):
+                    await asyncio.sleep(0.3)
+            assert [e["data"]["id"] for e in gone] == [ids["Second."]]
+
             # A source that fails keeps being polled, its backoff and error visible.
             site.set("/gone", "")
             site.pages["/gone"].status = 500
