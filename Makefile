@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.telex-installed
 
-.PHONY: run test lint typecheck pytest setup clean
+.PHONY: run test lint typecheck pytest setup system-deps docs clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy services
 
-pytest: $(STAMP)
+# Chromium, Prometheus and docker-compose are real peers of the tests; install them if missing.
+system-deps:
+	@./scripts/system-deps.sh
+
+pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Regenerate the reference documents that tests check against the code.
+docs: $(STAMP)
+	$(BIN)/telex reference metrics > docs/metrics.md
+	$(BIN)/telex reference config > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

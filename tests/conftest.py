@@ -51,6 +51,8 @@ def make_config(bootstrap: str = "", **env: Any) -> Config:
         "TELEX_TOPICS_WIRE": f"t{n}.updates",
         "TELEX_TOPICS_DLQ": f"t{n}.dlq",
         "TELEX_PROCESSOR_GROUP_ID": f"t{n}-processor",
+        "TELEX_TOPICS_SOURCES": f"t{n}.sources",
+        "TELEX_POLLER_GROUP_ID": f"t{n}-poller",
         "TELEX_HTTP_PORT": "0",
         "TELEX_REPLAY_INTERVAL": "0",
         "TELEX_POLLER_INTERVAL": "0.5",

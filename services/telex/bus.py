@@ -177,6 +177,8 @@ def required_topics(topics: TopicsConfig) -> list[TopicSpec]:
         TopicSpec(topics.raw, topics.partitions),
         TopicSpec(topics.wire, topics.partitions),
         TopicSpec(topics.dlq, 1),
+        # Poller: source definitions, compacted (issue 3).
+        TopicSpec(topics.sources, topics.sources_partitions, compact=True),
     ]
 
 

@@ -72,7 +72,71 @@ def _parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--url", default=None, help="gateway URL (default: from [http] config)")
     tail.add_argument("--json", action="store_true", help="print whole events as JSON lines")
+    reference = sub.add_parser(
+        "reference",
+        help="print a reference document generated from the code (metrics, config)",
+        description="Print docs/metrics.md or docs/configuration.md as generated from the code.",
+    )
+    reference.add_argument("kind", choices=["metrics", "config"])
+    _poller_commands(sub, common)
     return parser
+
+
+# Poller: `telex extract` and `telex sources ...` (issue 3).
+def _poller_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    extract = sub.add_parser(
+        "extract",
+        help="print the entries telex extracts from a page or feed (a file or a URL)",
+        description="Run the poller's extraction on one page or feed and print one JSON object "
+        "per entry, in page order. Exits 1 when nothing can be extracted.",
+    )
+    extract.add_argument("target", metavar="PATH_OR_URL")
+    extract.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "html", "rss", "atom", "feed", "jsonfeed", "json"],
+        help="document format (default: detect)",
+    )
+    extract.add_argument("--timezone", help="zone of times written without one, e.g. Europe/London")
+    extract.add_argument(
+        "--mapping",
+        metavar="JSON",
+        help='JMESPath mapping for a JSON API, e.g. \'{"items": "data.posts", "id": "id"}\'',
+    )
+    extract.add_argument(
+        "--selectors",
+        metavar="JSON",
+        help='CSS/XPath selectors for an HTML page, e.g. \'{"entry": "article.post"}\'',
+    )
+    extract.add_argument(
+        "--base-url", help="URL the file was served at (for links and anchors; default file://)"
+    )
+
+    sources = sub.add_parser(
+        "sources",
+        help="list, show, add, update or remove polled sources (through the HTTP API)",
+        description="Manage sources through a running telex's /v1/sources.",
+    )
+    sources.add_argument("--url", default=None, help="telex URL (default: from [http] config)")
+    sources.add_argument("--config", metavar="FILE", help="TOML config file (or TELEX_CONFIG)")
+    actions = sources.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every source, with the status of those polled there")
+    get = actions.add_parser("get", help="one source and its status")
+    get.add_argument("id")
+    for name, text in (("add", "add a source"), ("update", "change fields of a source")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("id")
+        action.add_argument("source_url", nargs="?" if name == "update" else None, metavar="URL")
+        action.add_argument(
+            "--kind", choices=["auto", "html", "feed", "rss", "atom", "jsonfeed", "json"]
+        )
+        action.add_argument("--interval", type=float, help="seconds between polls")
+        action.add_argument("--timezone", help="zone of times written without one")
+        action.add_argument("--mapping", metavar="JSON", help="JMESPath mapping (JSON object)")
+        action.add_argument("--selectors", metavar="JSON", help="HTML selectors (JSON object)")
+        action.add_argument("--enabled", choices=["true", "false"], help="poll it or not")
+    remove = actions.add_parser("remove", help="stop polling a source and forget it")
+    remove.add_argument("id")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -139,6 +203,15 @@ async def _tail(url: str, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``telex`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "reference":
+        from telex.reference import config_markdown, metrics_markdown
+
+        print(metrics_markdown() if args.kind == "metrics" else config_markdown(), end="")
+        return 0
+    if args.command == "extract":
+        from telex.poller.cli import extract_command
+
+        return extract_command(args)
     try:
         config = _config(args)
     except ConfigError as exc:
@@ -163,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_broker(config))
         elif args.command == "replay":
             asyncio.run(_replay(config, args.port))
+        elif args.command == "sources":
+            from telex.poller.cli import sources_command
+
+            url = args.url or f"http://{config.http.host}:{config.http.port}"
+            return sources_command(args, url)
         elif args.command == "tail":
             url = args.url or f"http://{config.http.host}:{config.http.port}"
             asyncio.run(_tail(url, args.json))
@@ -171,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C during start-up, before the stop handlers were installed.
+    except BrokenPipeError:
+        # `telex tail | head`: the reader left. Point stdout at /dev/null so the interpreter's
+        # final flush does not complain again (the recipe from the Python docs on SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "TELEX_"
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -34,16 +41,37 @@ class KafkaConfig(_Section):
     bootstrap: str = Field(
         "", description="Bootstrap servers (host:port,...). Empty: start the embedded broker."
     )
-    client_id: str = "telex"
+    client_id: str = Field(
+        "telex", description="Client id sent to Kafka (shows in broker logs and quotas)."
+    )
     idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Idempotent producer. auto: on for an external cluster, off for the "
         "embedded broker, which cannot do it.",
     )
-    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
-    heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
-    request_timeout_ms: int = Field(40_000, ge=1000, le=600_000)
-    embedded_start_timeout_s: float = Field(20.0, gt=0)
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1000,
+        le=300_000,
+        description="Consumer group session timeout; a member silent this long is replaced.",
+    )
+    heartbeat_interval_ms: int = Field(
+        3_000,
+        ge=100,
+        le=60_000,
+        description="Consumer heartbeat interval (capped at a third of the session timeout).",
+    )
+    request_timeout_ms: int = Field(
+        40_000,
+        ge=1000,
+        le=600_000,
+        description="Kafka request timeout (kept above half the session timeout).",
+    )
+    embedded_start_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds to wait for the broker (embedded or external) to answer at start-up.",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -54,40 +82,123 @@ class KafkaConfig(_Section):
 class TopicsConfig(_Section):
     """Topic names and partition counts (created at start-up when missing)."""
 
-    raw: str = "telex.updates.raw"
-    wire: str = "telex.updates"
-    dlq: str = "telex.dlq"
+    raw: str = Field(
+        "telex.updates.raw", description="Raw updates from the pollers, key = source id."
+    )
+    wire: str = Field(
+        "telex.updates", description="The wire: CloudEvents from the processors, key = source id."
+    )
+    dlq: str = Field(
+        "telex.dlq",
+        description="Dead letters: records that could not be processed, reason in headers.",
+    )
+    sources: str = Field("telex.sources", description="Compacted topic of source definitions.")
+    sources_partitions: int = Field(
+        12, ge=1, le=1024, description="Partitions of the sources topic: the unit pollers share."
+    )
     # The wire mirrors the raw topic partition for partition (see processor), so one count
     # serves both.
-    partitions: int = Field(3, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1, le=16)
+    partitions: int = Field(
+        3,
+        ge=1,
+        le=1024,
+        description="Partitions of the raw topic and the wire (the processor's unit of scaling).",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Replication factor of topics telex creates (3 on a production cluster).",
+    )
 
 
 class HttpConfig(_Section):
     """The HTTP surface: API, WebSocket stream, dashboard, metrics."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a container).")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
 
 
 class ReplayConfig(_Section):
     """The built-in replay source serving the seed live blog."""
 
-    enabled: bool = True
-    host: str = "127.0.0.1"
+    enabled: bool = Field(True, description="Start the replay source with `telex run`.")
+    host: str = Field("127.0.0.1", description="Address the replay page listens on.")
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
     interval: float = Field(
         3.0, ge=0, description="Seconds between revealed entries; 0 reveals all at once."
     )
 
 
+class HtmlSelectors(_Section):
+    """Per-source override of the generic HTML extractor: CSS selectors, or XPath when they
+    start with ``/`` or ``./``. ``entry`` picks the entry blocks; the others apply inside one."""
+
+    entry: str = Field(min_length=1)
+    time: str | None = None
+    title: str | None = None
+    body: str | None = None
+
+    @field_validator("entry", "time", "title", "body")
+    @classmethod
+    def _check_selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            from telex.poller.selectors import compile_selector
+
+            compile_selector(value)  # raises ValueError naming what is wrong
+        return value
+
+
+class JsonMapping(_Section):
+    """Where a JSON API source keeps its entries: JMESPath expressions (jmespath.org).
+
+    ``items`` selects the list of entries from the document; the others apply to one entry.
+    """
+
+    items: str = Field(min_length=1)
+    id: str | None = None
+    time: str | None = None
+    title: str | None = None
+    body: str | None = None
+    url: str | None = None
+    html: str | None = None
+
+    @field_validator("items", "id", "time", "title", "body", "url", "html")
+    @classmethod
+    def _check_expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            import jmespath
+            from jmespath.exceptions import JMESPathError
+
+            try:
+                jmespath.compile(value)
+            except JMESPathError as exc:
+                raise ValueError(f"not a valid JMESPath expression: {exc}") from None
+        return value
+
+
+SourceKind = Literal["auto", "html", "feed", "rss", "atom", "jsonfeed", "json"]
+
+
 class SourceConfig(_Section):
     """One polled source."""
 
-    id: str
-    url: str
-    kind: Literal["html"] = "html"
-    interval: float | None = Field(None, gt=0)
+    id: str = Field(description="Stable id: 1-64 of a-z 0-9 . _ -; the Kafka key of its updates.")
+    url: str = Field(description="http:// or https:// URL of the page or feed.")
+    kind: SourceKind = Field(
+        "auto",
+        description="auto detects from the response; html, feed (rss/atom), jsonfeed or json.",
+    )
+    interval: float | None = Field(None, gt=0, description="Seconds; default [poller] interval.")
+    enabled: bool = True
+    timezone: str | None = Field(
+        None, description="Zone for times the page writes without one (IANA name or +03:00)."
+    )
+    report_deletions: bool = Field(
+        True, description="Report entries that vanish from the page as deleted."
+    )
+    selectors: HtmlSelectors | None = None
+    mapping: JsonMapping | None = None
 
     @field_validator("id")
     @classmethod
@@ -101,34 +212,262 @@ class SourceConfig(_Section):
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if len(value) > 2048:
+            raise ValueError("must be at most 2048 characters")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        from telex.timeparse import zone_for
+
+        if value is not None and zone_for(value) is None:
+            raise ValueError("unknown time zone (use an IANA name such as Europe/London)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> SourceConfig:
+        if self.kind == "json" and self.mapping is None:
+            raise ValueError("kind json needs a mapping (JMESPath expressions)")
+        return self
 
 
 class PollerConfig(_Section):
     """Polling behaviour shared by every source."""
 
     interval: float = Field(2.0, gt=0, description="Seconds between polls of one source.")
-    timeout: float = Field(20.0, gt=0)
-    max_body_bytes: int = Field(15 * 1024 * 1024, ge=1024)
-    user_agent: str = "telex/0.1 (+https://github.com/telex-news/telex)"
+    timeout: float = Field(20.0, gt=0, description="Seconds before a fetch is abandoned.")
+    max_body_bytes: int = Field(
+        15 * 1024 * 1024,
+        ge=1024,
+        description="Largest response body read; longer ones are an error.",
+    )
+    user_agent: str = Field(
+        "telex/0.1 (+https://github.com/telex-news/telex)",
+        description="User-Agent sent to sources.",
+    )
+    # Poller: scheduling, politeness and the sources group (issue 3).
+    group_id: str = Field("telex-poller", description="Consumer group sharing the sources.")
+    jitter: float = Field(0.1, ge=0, le=0.5, description="Interval jitter, as a fraction.")
+    adaptive_min: float = Field(
+        0.5, gt=0, le=1, description="Fastest interval while publishing, times the interval."
+    )
+    adaptive_max: float = Field(
+        4.0, ge=1, le=100, description="Slowest interval once quiet, times the interval."
+    )
+    quiet_polls: int = Field(3, ge=1, description="Polls without news before slowing down.")
+    backoff_max: float = Field(900.0, gt=0, description="Longest wait after errors, seconds.")
+    max_wait: float = Field(
+        3600.0, gt=0, description="Cap on waits a server asks for (Retry-After, max-age)."
+    )
+    per_host: int = Field(4, ge=1, le=256, description="Concurrent requests per host.")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed per fetch.")
+    allow_private: bool = Field(
+        False, description="Allow private, loopback and link-local addresses (SSRF guard)."
+    )
+    allow_networks: tuple[str, ...] = Field(
+        (), description="Networks allowed despite the SSRF guard, e.g. 127.0.0.0/8."
+    )
+    max_entries: int = Field(
+        5000, ge=10, description="Entries remembered per source (content hashes)."
+    )
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+        return value
+
+
+# Processor -----------------------------------------------------------------------------------
+_ENRICHERS = ("html", "language", "entities", "watch", "quotes", "tags", "sentiment")
+
+
+class WatchTerm(_Section):
+    """A name or term the newsroom watches for, with the other ways it is written."""
+
+    name: str = Field(min_length=1, max_length=200)
+    aliases: tuple[str, ...] = ()
 
 
 class ProcessorConfig(_Section):
     """The enrich-and-dedup stage."""
 
-    group_id: str = "telex-processor"
-    max_batch: int = Field(500, ge=1, le=100_000)
+    group_id: str = Field("telex-processor", description="Consumer group of the processors.")
+    max_batch: int = Field(
+        500, ge=1, le=100_000, description="Most raw records processed and committed as one batch."
+    )
+    enrichers: tuple[str, ...] = Field(
+        _ENRICHERS, description="Built-in enrichers to run, in order."
+    )
+    plugins: tuple[str, ...] = Field(
+        (), description="Extra enrichers, as 'package.module:factory' (factory(config))."
+    )
+    watch: tuple[WatchTerm, ...] = Field((), description="The watch list ([[processor.watch]]).")
+    min_city_population: int = Field(100_000, ge=15_000, description="Cities in the gazetteer.")
+    language_min_chars: int = Field(
+        20, ge=1, description="Shorter texts get no language (too little to tell)."
+    )
+    language_min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Below this confidence the language is left null."
+    )
+    language_max_chars: int = Field(
+        300, ge=20, description="Characters of the text the language detector reads."
+    )
+    max_tags: int = Field(12, ge=0, le=100, description="Most tags kept per update.")
+    keyword_tags: int = Field(
+        5, ge=0, le=50, description="Keyword tags drawn from the text itself, beyond entity tags."
+    )
+    dedup_max_entries: int = Field(
+        100_000, ge=100, description="Update ids remembered per raw partition."
+    )
+    dedup_ttl_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="Event-time age after which an update id is forgotten: a re-send older "
+        "than this is published again.",
+    )
+    story_window_s: float = Field(
+        6 * 3600.0, gt=0, description="Event-time window in which near-duplicates share a story."
+    )
+    story_threshold: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard similarity (MinHash of word pairs) from which two updates "
+        "are near-duplicates of one story.",
+    )
+    story_min_words: int = Field(
+        8, ge=1, description="Texts with fewer words are never linked to a story."
+    )
+    story_max_entries: int = Field(200_000, ge=100, description="Story index size, all partitions.")
+    max_diff_chars: int = Field(4000, ge=100, description="Revision diffs are cut at this size.")
+
+    @field_validator("enrichers")
+    @classmethod
+    def _check_enrichers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in _ENRICHERS]
+        if unknown:
+            raise ValueError(f"unknown enricher(s) {unknown}; known: {', '.join(_ENRICHERS)}")
+        return value
+
+
+class ApiKeyConfig(_Section):
+    """One API key of the gateway, optionally restricted to some sources."""
+
+    name: str = Field(
+        min_length=1, max_length=64, description="Who holds it (logged, never the key)."
+    )
+    key: str = Field(min_length=16, description="The secret itself: at least 16 characters.")
+    sources: tuple[str, ...] | None = Field(
+        None, description="Source ids this key may see; absent means every source."
+    )
+
+
+def _split_list(value: Any) -> Any:
+    # Environment variables carry lists as "a,b,c".
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
 
 
 class GatewayConfig(_Section):
-    """The fan-out stage."""
+    """The fan-out stage: WebSocket, SSE and history, with auth and limits."""
 
     history_size: int = Field(
-        1000, ge=0, le=1_000_000, description="Recent events sent to a new subscriber."
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="Recent events kept in memory: backlog for new subscribers, resumes, history.",
     )
     send_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Frames queued per connection before it is closed."
     )
+    send_queue_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Bytes buffered per connection before it is closed as too slow (4008).",
+    )
+    backlog: int = Field(
+        100, ge=0, description="Recent matching events sent to a subscriber that gives no cursor."
+    )
+    max_connections: int = Field(20_000, ge=1, description="Open WebSocket + SSE connections.")
+    max_subscriptions: int = Field(32, ge=1, le=1024, description="Subscriptions per connection.")
+    max_frame_bytes: int = Field(
+        65_536, ge=256, description="Largest client frame; larger ones close the connection (1009)."
+    )
+    max_messages_per_second: float = Field(
+        20.0, gt=0, description="Client messages per second before the connection is closed."
+    )
+    message_burst: int = Field(40, ge=1, description="Client messages allowed in a burst.")
+    heartbeat_interval: float = Field(
+        25.0, gt=0, description="Seconds between heartbeat frames (carry the current cursor)."
+    )
+    ping_interval: float = Field(20.0, gt=0, description="Seconds between protocol pings.")
+    ping_timeout: float = Field(20.0, gt=0, description="Seconds to wait for a pong.")
+    idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds a connection may stay without any subscription."
+    )
+    slow_close_grace: float = Field(
+        5.0, gt=0, description="Seconds a too-slow connection gets to read its close frame."
+    )
+    max_replay_events: int = Field(
+        1_000_000,
+        ge=0,
+        description="Events a cursor may be behind the head; older cursors get a resync answer.",
+    )
+    replay_concurrency: int = Field(8, ge=1, description="Replays reading Kafka at once.")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait of a wire fetch; bounds added latency on brokers that do "
+        "not answer a waiting fetch as soon as data arrives (the embedded one).",
+    )
+    drain_batch: int = Field(1000, ge=1, description="Connections closed per drain step.")
+    drain_interval: float = Field(0.2, ge=0, description="Seconds between drain steps.")
+    anonymous: bool = Field(True, description="Allow clients without credentials.")
+    api_keys: tuple[ApiKeyConfig, ...] = Field(
+        (), description="API keys ([[gateway.api_keys]] or a JSON list), each may limit sources."
+    )
+    jwt_secret: str = Field("", description="HMAC secret for HS256/384/512 tokens.")
+    jwt_public_key: str = Field("", description="PEM public key for RS/ES/PS/EdDSA tokens.")
+    jwt_audience: str = Field("", description="Required `aud` claim of tokens, if set.")
+    jwt_issuer: str = Field("", description="Required `iss` claim of tokens, if set.")
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="Browser origins allowed to connect; empty allows any."
+    )
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        # From the environment: a JSON list, e.g. [{"name":"wall","key":"...","sources":["a"]}].
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else ()
+            except ValueError as exc:
+                raise ValueError(f"api_keys must be a JSON list of objects: {exc}") from None
+        return value
 
 
 # Notifier ---------------------------------------------------------------------------------
@@ -186,7 +525,7 @@ class WebhookConfig(_Section):
 class NotifierConfig(_Section):
     """Webhook delivery: subscriptions, retries, dead letters, and which networks may be hit."""
 
-    group_id: str = "telex-notifier"
+    group_id: str = Field("telex-notifier", description="Consumer group of the notifiers.")
     topic_webhooks: str = Field("telex.webhooks", description="Compacted: the subscriptions.")
     topic_retry: str = Field("telex.webhooks.retry", description="Deliveries waiting to retry.")
     topic_dlq: str = Field("telex.webhooks.dlq", description="Deliveries that gave up.")
@@ -204,7 +543,9 @@ class NotifierConfig(_Section):
         3600.0, ge=0, description="Longest Retry-After (429/503) honoured, in seconds."
     )
     timeout: float = Field(15.0, gt=0, description="Seconds one HTTP attempt may take.")
-    max_redirects: int = Field(3, ge=0, le=10)
+    max_redirects: int = Field(
+        3, ge=0, le=10, description="Redirects followed per delivery (each one SSRF-checked)."
+    )
     max_in_flight: int = Field(
         4, ge=1, le=256, description="Concurrent requests to one subscription's endpoint."
     )
@@ -270,8 +611,12 @@ class NotifierConfig(_Section):
 class LogConfig(_Section):
     """Logging."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise."
+    )
 
 
 class Config(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
@@ -77,8 +77,13 @@ class Server(uvicorn.Server):
         yield
 
 
-def server(app: object, host: str, port: int) -> Server:
-    """A uvicorn server for ``app`` that telex starts and stops itself."""
+def server(app: object, host: str, port: int, **websocket: Any) -> Server:
+    """A uvicorn server for ``app`` that telex starts and stops itself.
+
+    ``websocket`` overrides the WebSocket settings (``ws_max_size``, ``ws_ping_interval``,
+    ``ws_ping_timeout``); the gateway passes its own.
+    """
+    settings: dict[str, Any] = {"ws_max_size": 64 * 1024, **websocket}
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -86,7 +91,12 @@ def server(app: object, host: str, port: int) -> Server:
         log_config=None,
         access_log=False,
         lifespan="off",
-        ws_max_size=64 * 1024,
         timeout_graceful_shutdown=3,
+        # The sans-I/O protocol lets the gateway write shared frames straight to the socket.
+        ws="websockets-sansio",
+        # Compression costs ~50 KB of zlib state per connection; event frames are sent
+        # uncompressed anyway (encoded once for everyone).
+        ws_per_message_deflate=False,
+        **settings,
     )
     return Server(config)

@@ -15,7 +15,7 @@ _LATENCY_BUCKETS = (
 # Poller
 POLLS = Counter(
     "telex_poller_polls_total",
-    "Source polls by outcome (ok, not_modified, error).",
+    "Source polls by outcome (ok, not_modified, unchanged, error).",
     ["outcome"],
 )
 ENTRIES_PRODUCED = Counter(
@@ -24,6 +24,65 @@ ENTRIES_PRODUCED = Counter(
     ["kind"],
 )
 SOURCES = Gauge("telex_poller_sources", "Sources this poller process is polling.")
+# Poller: politeness, errors and per-source status (issue 3). The per-source gauges carry the
+# source id: bounded by the number of configured sources, and removed when a source leaves
+# this poller (deleted, or handed to another poller by a rebalance).
+POLL_ERRORS = Counter(
+    "telex_poller_errors_total",
+    "Failed polls by reason (timeout, connect, dns, refused_address, too_large, redirects, "
+    "rate_limited, http_4xx, http_5xx, http_other, protocol, bad_url, extract, kafka, bug).",
+    ["reason"],
+)
+FETCH_SECONDS = Histogram(
+    "telex_poller_fetch_duration_seconds",
+    "Time to fetch one source (all redirects), successful or not.",
+    buckets=_LATENCY_BUCKETS,
+)
+EXTRACT_SECONDS = Histogram(
+    "telex_poller_extract_duration_seconds",
+    "Time to extract the entries of one fetched document.",
+    buckets=_LATENCY_BUCKETS,
+)
+SOURCE_LAST_POLL = Gauge(
+    "telex_poller_source_last_poll_timestamp_seconds", "When a source was last polled.", ["source"]
+)
+SOURCE_LAST_SUCCESS = Gauge(
+    "telex_poller_source_last_success_timestamp_seconds",
+    "When a poll of a source last succeeded (200 or 304).",
+    ["source"],
+)
+SOURCE_NEXT_POLL = Gauge(
+    "telex_poller_source_next_poll_timestamp_seconds", "When a source is polled next.", ["source"]
+)
+SOURCE_ERRORS = Gauge(
+    "telex_poller_source_consecutive_errors",
+    "Failed polls of a source in a row (0 when healthy).",
+    ["source"],
+)
+SOURCE_BACKOFF = Gauge(
+    "telex_poller_source_backoff_seconds",
+    "Current error backoff of a source (0 when healthy).",
+    ["source"],
+)
+SOURCE_ENTRIES = Gauge(
+    "telex_poller_source_entries_seen",
+    "Distinct entries this poller knows of a source.",
+    ["source"],
+)
+SOURCE_INTERVAL = Gauge(
+    "telex_poller_source_interval_seconds",
+    "Current adaptive polling interval of a source.",
+    ["source"],
+)
+PER_SOURCE_GAUGES = (
+    SOURCE_LAST_POLL,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_NEXT_POLL,
+    SOURCE_ERRORS,
+    SOURCE_BACKOFF,
+    SOURCE_ENTRIES,
+    SOURCE_INTERVAL,
+)
 
 # Processor
 RAW_CONSUMED = Counter("telex_processor_records_consumed_total", "Raw records consumed.")
@@ -35,6 +94,47 @@ DUPLICATES = Counter(
 )
 DLQ = Counter(
     "telex_dlq_records_total", "Records sent to the dead-letter topic, by stage.", ["stage"]
+)
+
+# Processor: enrichment, dedup, state, lag
+_ENRICH_BUCKETS = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
+)  # fmt: skip
+ENRICH_SECONDS = Histogram(
+    "telex_processor_enrich_seconds",
+    "Time one enricher spent on one update, by enricher.",
+    ["enricher"],
+    buckets=_ENRICH_BUCKETS,
+)
+ENRICH_FAILURES = Counter(
+    "telex_processor_enrich_failures_total",
+    "Updates whose field an enricher failed to fill (the field is left empty), by enricher.",
+    ["enricher"],
+)
+DEDUP_OUTCOMES = Counter(
+    "telex_processor_dedup_outcomes_total",
+    "Raw updates by dedup outcome (new, duplicate, revision, story_linked, deleted).",
+    ["outcome"],
+)
+CONSUMER_LAG = Gauge(
+    "telex_processor_consumer_lag_records",
+    "Records of the raw topic not yet processed, by partition (from the fetch high watermark).",
+    ["partition"],
+)
+STATE_ENTRIES = Gauge(
+    "telex_processor_state_entries",
+    "Entries held in memory by the processor, by store (dedup, stories).",
+    ["store"],
+)
+STATE_EVICTIONS = Counter(
+    "telex_processor_state_evictions_total",
+    "Entries dropped from processor state, by store and reason (ttl, size).",
+    ["store", "reason"],
+)
+RESTORE_SECONDS = Histogram(
+    "telex_processor_restore_seconds",
+    "Time to rebuild the state of newly assigned partitions from the wire.",
+    buckets=_LATENCY_BUCKETS,
 )
 
 # Gateway
@@ -54,6 +154,45 @@ END_TO_END = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+# Gateway (subscriptions, fan-out, replay)
+GATEWAY_CONNECTIONS = Gauge(
+    "telex_gateway_open_connections", "Open gateway connections, by transport.", ["transport"]
+)
+SUBSCRIPTIONS = Gauge("telex_gateway_subscriptions", "Active subscriptions on all connections.")
+GATEWAY_BYTES = Counter("telex_gateway_sent_bytes_total", "Bytes of event frames written.")
+GATEWAY_SLOW = Counter(
+    "telex_gateway_slow_closes_total",
+    "Connections closed as too slow (send queue over its byte limit), by transport.",
+    ["transport"],
+)
+REPLAYED = Counter(
+    "telex_gateway_replayed_events_total",
+    "Events sent to resuming clients from a cursor, by where they came from (memory, kafka).",
+    ["source"],
+)
+RESYNCS = Counter(
+    "telex_gateway_resyncs_total", "Cursors too old (or ahead) to replay: clients told to resync."
+)
+GATEWAY_LATENCY = Histogram(
+    "telex_gateway_delivery_latency_seconds",
+    "Time from an event's timestamp on the wire to its frames written to every subscriber.",
+    buckets=_LATENCY_BUCKETS,
+)
+REFUSED = Counter(
+    "telex_gateway_refused_total",
+    "Connections refused, by reason (unauthorized, forbidden_origin, limit, draining).",
+    ["reason"],
+)
+CLIENT_ERRORS = Counter(
+    "telex_gateway_client_errors_total",
+    "Client frames answered with an error frame, by error code.",
+    ["code"],
+)
+CLOSES = Counter(
+    "telex_gateway_closes_total",
+    "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request).",
+    ["reason"],
+)
 # Notifier
 WEBHOOK_ATTEMPTS = Counter(
     "telex_notifier_attempts_total",

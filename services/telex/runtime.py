@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -46,8 +47,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: object, host: str, port: int) -> AsyncIterator[str]:
-    srv = server(app, host, port)
+async def serve_http(app: object, host: str, port: int, **websocket: Any) -> AsyncIterator[str]:
+    srv = server(app, host, port, **websocket)
     task = asyncio.create_task(srv.serve(), name=f"http:{port}")
     try:
         while not srv.started:
@@ -102,6 +103,7 @@ async def started(
         running = Running(bootstrap=bootstrap)
         bus = kafka.Bus(config, bootstrap)
         sources = list(config.sources)
+        allow_origins: tuple[str, ...] = ()
 
         if replay and config.replay.enabled and "poller" in roles:
             replay_app = create_replay_app(config.replay.interval)
@@ -110,6 +112,8 @@ async def started(
             )
             running.replay_url = base + PAGE_PATH
             sources.append(SourceConfig(id=REPLAY_SOURCE_ID, url=running.replay_url))
+            # The poller refuses loopback targets by default (SSRF); our own replay is fine.
+            allow_origins = (base.removeprefix("http://"),)
             log.info("replay.started", url=running.replay_url, interval=config.replay.interval)
 
         routers: list[APIRouter] = []
@@ -118,9 +122,10 @@ async def started(
             await _lifecycle(stack, processor.start, processor.stop)
             running.components["processor"] = processor
         if "poller" in roles:
-            poller = Poller(config, bus, sources)
+            poller = Poller(config, bus, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
+            routers.append(poller.router)
         if "gateway" in roles:
             gateway = Gateway(config, bus)
             await _lifecycle(stack, gateway.start, gateway.stop)
@@ -133,9 +138,21 @@ async def started(
             routers.append(WebhooksApi(notifier).router())
 
         app = create_app(running.components, routers, dashboard="gateway" in roles)
+        gw = config.gateway
         running.http_url = await stack.enter_async_context(
-            serve_http(app, config.http.host, config.http.port)
+            serve_http(
+                app,
+                config.http.host,
+                config.http.port,
+                ws_max_size=gw.max_frame_bytes,
+                ws_ping_interval=gw.ping_interval,
+                ws_ping_timeout=gw.ping_timeout,
+            )
         )
+        if "gateway" in roles:
+            # Runs before the HTTP server stops: clients are told to reconnect in paced batches
+            # rather than all cut at once.
+            stack.push_async_callback(gateway.drain)
         yield running
         log.info("telex.stopping")
 

@@ -58,8 +58,12 @@ async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path
             assert published == sorted(published)
             assert len(set(published)) == 10
 
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200, ready.text
+            # Every stage becomes ready (consumer groups take a few seconds to join).
+            async with asyncio.timeout(60):
+                while (ready := await client.get("/readyz")).status_code != 200:
+                    assert ready.status_code == 503, ready.text
+                    await asyncio.sleep(0.2)
+            assert set(ready.json()["components"]) == {"poller", "processor", "gateway", "notifier"}
             exposition = (await client.get("/metrics")).text
             assert "telex_end_to_end_latency_seconds_count" in exposition
             assert "telex_processor_events_produced_total" in exposition

@@ -117,7 +117,9 @@ async def test_seed_blog_reaches_websocket_once(
                 wire_schema.validate(orjson.loads(record.value))
                 assert record.key == REPLAY_SOURCE_ID.encode()
             raw = await read_topic(running.bootstrap, config.topics.raw)
-            assert len(raw) == 20
+            # At least the ten re-sends (the poller's own schedule may race the manual poll
+            # after its memory was cleared, and re-send again: harmless, that is the point).
+            assert len(raw) >= 20
             for record in raw:
                 raw_schema.validate(orjson.loads(record.value))
 

@@ -6,9 +6,19 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from telex.config import Config
 from telex.events import PoisonRecord, content_hash, decode_raw, encode, update_id
-from telex.processor.service import process
+from telex.processor.stage import Stage
 from telex.processor.state import PartitionState
+
+_stage: Stage | None = None
+
+
+def process(record: Any, state: PartitionState, processed_ms: int) -> dict[str, Any] | None:
+    global _stage
+    if _stage is None:
+        _stage = Stage(Config())
+    return _stage.process(record, state, processed_ms).event
 
 
 def raw(**changes: Any) -> dict[str, Any]:

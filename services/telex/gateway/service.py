@@ -1,57 +1,136 @@
-"""The gateway: reads the whole wire and serves it on ``/v1/stream``.
+"""The gateway: reads the whole wire and serves it as filtered live subscriptions.
 
 Every gateway reads every partition of the wire with no consumer group (gateways share
-nothing), from the start of what the broker retains, so a new gateway knows recent history.
+nothing), from the start of what the broker retains, so a new gateway knows recent history and
+any gateway can resume any client's cursor. Surfaces (the protocol is in
+``schemas/gateway.asyncapi.yaml``):
+
+- ``/v1/stream``: WebSocket; subscribe/unsubscribe with filters and cursors;
+- ``/v1/events``: the same feed as Server-Sent Events, resumable with ``Last-Event-ID``;
+- ``/v1/updates``: recent history, newest first, with the same filters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.websockets import WebSocketDisconnect
 
 from telex import metrics
 from telex.bus import Bus, stop_quietly
 from telex.config import Config
 from telex.events import now_ms
-from telex.gateway.hub import CLOSE_SLOW, Frame, Hub, Subscriber, encode_cursor
+from telex.filters import Filter, FilterError
+from telex.gateway.auth import Authenticator, AuthError, Principal
+from telex.gateway.frames import (
+    close_raw,
+    control,
+    event_payload,
+    raw_transport,
+    sse_message,
+    ws_frame,
+)
+from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
+from telex.gateway.replay import TooOld, read_range
 from telex.log import get_logger
 
 log = get_logger(__name__)
 
+CLOSE_RESTART = 1012  # "service restart": reconnect, elsewhere if need be, with your cursor
+CLOSE_POLICY = 1008  # floods and unusable connection requests
+CLOSE_IDLE = 4000  # no subscription for too long
+REPLAY_CHUNK = 200  # memory replay: entries written between checks of the write buffer
+PUBLISH_CHUNK = 64  # events per fan-out step: bounds one write per connection
+SUB_ID_MAX = 64
+_SUBSCRIBE_FIELDS = frozenset({"op", "id", "filter", "cursor", "backlog"})
 
-def event_frame(value: bytes, cursor: str) -> str:
-    """The WebSocket frame of one wire event: built from the record bytes, never re-encoded."""
-    return '{"type":"event","cursor":"' + cursor + '","event":' + value.decode() + "}"
+
+class RequestError(Exception):
+    """A client request the gateway cannot serve: ``code`` names the problem."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TokenBucket:
+    """Client message rate limit: ``rate`` per second with bursts up to ``burst``."""
+
+    __slots__ = ("burst", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token; False when the client is over its rate."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _parse_cursor(token: Any) -> dict[int, int] | None:
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str):
+        raise RequestError("bad_cursor", "cursor must be a string")
+    try:
+        return decode_cursor(token)
+    except CursorError as exc:
+        raise RequestError("bad_cursor", str(exc)) from None
+
+
+def _merge(a: Mapping[int, int], b: tuple[int, ...]) -> dict[int, int]:
+    return {p: max(o, b[p]) if p < len(b) else o for p, o in a.items()}
 
 
 class Gateway:
-    """Wire reader plus the WebSocket endpoint."""
+    """Wire reader, subscription hub and the HTTP/WebSocket surfaces."""
 
     def __init__(self, config: Config, bus: Bus) -> None:
         self.config = config
+        self.settings = config.gateway
         self.bus = bus
-        self.hub = Hub(config.gateway.history_size, config.gateway.send_queue_size)
+        self.hub = Hub(config.gateway.history_size)
+        self.auth = Authenticator(config.gateway)
+        self.draining = False
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._positions: dict[int, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._log_start: dict[int, int] = {}
         self._live_from: dict[int, int] = {}
         self._caught_up = False
+        self._replays = asyncio.Semaphore(config.gateway.replay_concurrency)
         self.router = self._build_router()
 
     @property
     def ready(self) -> bool:
-        """True once the reader has fetched from every wire partition."""
-        return self._caught_up
+        """True once the reader has fetched from every wire partition, until draining."""
+        return self._caught_up and not self.draining
+
+    # Reading the wire --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start reading the wire."""
         topic = self.config.topics.wire
-        consumer = self.bus.consumer(group_id=None)
+        consumer = self.bus.consumer(
+            group_id=None, fetch_max_wait_ms=self.settings.fetch_max_wait_ms
+        )
         await consumer.start()
         await consumer.topics()  # refreshes metadata: the topic may have just been created.
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -61,24 +140,53 @@ class Gateway:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        self._positions = {tp.partition: 0 for tp in tps}
+        starts = await consumer.beginning_offsets(tps)
+        self._log_start = {tp.partition: int(starts.get(tp, 0)) for tp in tps}
+        for tp in tps:
+            consumer.seek(tp, self._log_start[tp.partition])
+        self.hub.set_partitions(self._log_start)
         self._consumer = consumer
-        self._task = asyncio.create_task(self._read(), name="gateway-wire")
+        self._tasks = [
+            asyncio.create_task(self._read(), name="gateway-wire"),
+            asyncio.create_task(self._heartbeats(), name="gateway-heartbeat"),
+        ]
         log.info("gateway.started", partitions=len(tps))
 
     async def stop(self) -> None:
-        """Stop reading; open connections are closed by the HTTP server's shutdown."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop reading; open connections are closed by :meth:`drain` or the HTTP server."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         await stop_quietly(self._consumer)
         self._consumer = None
+
+    async def drain(self) -> None:
+        """Stop accepting, then close every connection with 1012 in paced batches."""
+        self.draining = True
+        conns = list(self.hub.conns)
+        log.info("gateway.draining", connections=len(conns))
+        batch = self.settings.drain_batch
+        for i in range(0, len(conns), batch):
+            if i:
+                await asyncio.sleep(self.settings.drain_interval)
+            for conn in conns[i : i + batch]:
+                if conn.session is not None:
+                    metrics.CLOSES.labels("drain").inc()
+                    conn.session.close(
+                        CLOSE_RESTART, "server restarting: reconnect with your cursor"
+                    )
+        deadline = time.monotonic() + self.settings.slow_close_grace
+        while self.hub.conns and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        log.info("gateway.drained", remaining=len(self.hub.conns))
 
     async def _read(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        hub = self.hub
         while True:
             try:
                 batch = await consumer.getmany(timeout_ms=200, max_records=2000)
@@ -91,73 +199,623 @@ class Gateway:
                     high = consumer.highwater(tp)
                     if high is not None:
                         self._live_from.setdefault(tp.partition, high)
-                self._caught_up = len(self._live_from) == len(self._positions)
-            frames = []
+                self._caught_up = len(self._live_from) == len(hub.read_positions)
+            entries: list[Entry] = []
             now = now_ms()
             for tp, records in batch.items():
                 for record in records:
-                    self._positions[tp.partition] = record.offset + 1
-                    if record.value is None:
+                    event = self._decode(record.value, tp.partition, record.offset)
+                    if event is None:
+                        hub.skip(tp.partition, record.offset)
                         continue
                     metrics.WIRE_CONSUMED.inc()
-                    cursor = encode_cursor(self._positions)
-                    frames.append(Frame(event_frame(record.value, cursor), cursor))
-                    if record.offset >= self._live_from.get(tp.partition, 1 << 62):
-                        self._observe_latency(record.value, now)
-            if frames:
-                self.hub.publish(frames)
+                    live = record.offset >= self._live_from.get(tp.partition, 1 << 62)
+                    entries.append(
+                        hub.make_entry(
+                            tp.partition,
+                            record.offset,
+                            event,
+                            record.value,
+                            record.timestamp if live else 0,
+                        )
+                    )
+                    if live:
+                        self._observe_latency(event, now)
+            for i in range(0, len(entries), PUBLISH_CHUNK):
+                hub.publish(entries[i : i + PUBLISH_CHUNK])
+                await asyncio.sleep(0)  # let connections read and write between chunks
+            hub.settle()
 
     @staticmethod
-    def _observe_latency(value: bytes, now: int) -> None:
+    def _decode(value: bytes | None, partition: int, offset: int) -> dict[str, Any] | None:
+        if value is None:
+            return None
         try:
-            detected = orjson.loads(value)["data"]["timings"]["detected_ms"]
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):
+            log.warning("gateway.bad_record", partition=partition, offset=offset)
+            return None
+        return event
+
+    @staticmethod
+    def _observe_latency(event: dict[str, Any], now: int) -> None:
+        try:
+            detected = event["data"]["timings"]["detected_ms"]
             metrics.END_TO_END.observe(max(0, now - int(detected)) / 1000)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             pass  # not a telex event: nothing to measure.
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(min(interval, self.settings.idle_timeout) / 2)
+            now = time.monotonic()
+            cursor = self.hub.head_cursor()
+            payload = control("heartbeat", cursor=cursor)
+            due = []
+            for conn in list(self.hub.conns):
+                if conn.closing:
+                    continue
+                if not conn.subs and now - conn.since > self.settings.idle_timeout:
+                    metrics.CLOSES.labels("idle").inc()
+                    if conn.session is not None:
+                        conn.session.close(CLOSE_IDLE, "idle: no subscription")
+                elif conn.keys and now - conn.since >= interval:
+                    due.append(conn)
+                    conn.since = now
+            if due:
+                self.hub.broadcast(
+                    ws_frame(payload), sse_message(payload, cursor, "heartbeat"), due
+                )
+
+    # Admission -------------------------------------------------------------------------------
+
+    def admit(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal:
+        """The principal of a new connection, or :class:`AuthError` saying why not."""
+        if self.draining:
+            metrics.REFUSED.labels("draining").inc()
+            raise AuthError(503, "this gateway is shutting down: connect to another")
+        try:
+            self.auth.check_origin(headers.get("origin"))
+        except AuthError:
+            metrics.REFUSED.labels("forbidden_origin").inc()
+            raise
+        try:
+            principal = self.auth.authenticate(headers, query)
+        except AuthError:
+            metrics.REFUSED.labels("unauthorized").inc()
+            raise
+        if len(self.hub.conns) >= self.settings.max_connections:
+            metrics.REFUSED.labels("limit").inc()
+            raise AuthError(503, "connection limit reached: try again later")
+        return principal
+
+    def initial(
+        self, principal: Principal, query: Mapping[str, str], last_event_id: str | None = None
+    ) -> tuple[Filter | None, dict[int, int] | None, int]:
+        """The subscription a connection asks for in its query string."""
+        if query.get("subscribe", "").lower() in ("none", "false", "0"):
+            return None, None, 0
+        try:
+            filter_ = principal.restrict(Filter.from_query(query))
+        except FilterError as exc:
+            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            raise RequestError(code, str(exc)) from None
+        cursor = _parse_cursor(last_event_id or query.get("cursor"))
+        return filter_, cursor, self._backlog(query.get("backlog"))
+
+    def _backlog(self, value: Any) -> int:
+        if value is None:
+            return min(self.settings.backlog, self.settings.history_size)
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            raise RequestError("bad_request", "backlog must be an integer") from None
+        if count < 0 or isinstance(value, bool):
+            raise RequestError("bad_request", "backlog must not be negative")
+        return min(count, self.settings.history_size)
+
+    # Starting a connection's stream ----------------------------------------------------------
+
+    def start_live(self, conn: Conn, backlog: int, send: Any) -> None:
+        """Send up to ``backlog`` recent matching events, then go live (one synchronous step)."""
+        if backlog > 0:
+            matchers = [f.compile() for f in {f.key: f for f in conn.subs.values()}.values()]
+            picked: list[Entry] = []
+            for entry in reversed(self.hub.ring.entries):
+                if any(m.matches(entry.event) for m in matchers):
+                    picked.append(entry)
+                    if len(picked) >= backlog:
+                        break
+            for entry in reversed(picked):
+                send(conn.encoded(entry))
+        self.hub.go_live(conn)
+
+    async def resume(self, conn: Conn, cursor: dict[int, int], send: Any) -> None:
+        """Replay every matching event after ``cursor`` in order, once, then go live."""
+        hub = self.hub
+        hub.go_offline(conn)
+        unknown = sorted(set(cursor) - set(hub.positions))
+        if unknown:
+            raise RequestError("bad_cursor", f"cursor names partitions {unknown} the wire lacks")
+        pos = {p: cursor.get(p, 0) for p in hub.positions}
+        reason = await self._too_old(pos)
+        if reason is not None:
+            self._resync(conn, reason, send)
+            return
+        matchers = [f.compile() for f in {f.key: f for f in conn.subs.values()}.values()]
+        low = self.settings.send_queue_bytes // 2
+        replayed = 0
+        while True:
+            if conn.closing or conn.slow:
+                return
+            if not hub.ring.covers(pos):
+                end = hub.head()
+                try:
+                    async with self._replays:
+                        async for records in read_range(
+                            self.bus, self.config.topics.wire, pos, end
+                        ):
+                            for record in records:
+                                pos[record.partition] = record.offset + 1
+                                event = self._decode(record.value, record.partition, record.offset)
+                                if event is None or not any(m.matches(event) for m in matchers):
+                                    continue
+                                payload = event_payload(record.value, encode_cursor(pos))
+                                send(self._encode(conn, payload, encode_cursor(pos)))
+                                replayed += 1
+                                metrics.REPLAYED.labels("kafka").inc()
+                            await conn.wait_writable(low)
+                            if conn.closing or conn.slow:
+                                return
+                except TooOld as exc:
+                    self._resync(conn, f"cursor is older than the broker retains ({exc})", send)
+                    return
+                pos = {p: max(o, end.get(p, 0)) for p, o in pos.items()}
+                continue
+            entries = hub.ring.since(pos)
+            final = len(entries) <= REPLAY_CHUNK
+            for entry in entries if final else entries[:REPLAY_CHUNK]:
+                pos = _merge(pos, entry.positions)
+                if any(m.matches(entry.event) for m in matchers):
+                    cursor_text = encode_cursor(pos)
+                    if cursor_text == entry.cursor:
+                        send(conn.encoded(entry))
+                    else:
+                        payload = event_payload(_value_of(entry), cursor_text)
+                        send(self._encode(conn, payload, cursor_text))
+                    replayed += 1
+                    metrics.REPLAYED.labels("memory").inc()
+            if not final:
+                await conn.wait_writable(low)
+                continue
+            head = hub.head()
+            pos = {p: max(o, head.get(p, 0)) for p, o in pos.items()}
+            hub.go_live(conn)
+            cursor_text = encode_cursor(pos)
+            send(
+                self._encode(
+                    conn, control("live", cursor=cursor_text, replayed=replayed), cursor_text
+                )
+            )
+            return
+
+    async def _too_old(self, pos: dict[int, int]) -> str | None:
+        hub = self.hub
+        for p, offset in pos.items():
+            if offset < self._log_start.get(p, 0):
+                return f"cursor is older than what the wire retains on partition {p}"
+        # A cursor ahead of this gateway: wait for the reader to get there (another gateway
+        # may simply be ahead), but not forever (the topic may have been recreated).
+        deadline = time.monotonic() + 5.0
+        while any(o > hub.positions.get(p, 0) for p, o in pos.items()):
+            if time.monotonic() > deadline:
+                return "cursor is ahead of the wire (was the topic recreated?)"
+            await hub.advanced(0.2)
+        behind = sum(max(0, hub.positions[p] - o) for p, o in pos.items())
+        if behind > self.settings.max_replay_events:
+            return (
+                f"cursor is {behind} events behind; at most "
+                f"{self.settings.max_replay_events} are replayed"
+            )
+        return None
+
+    def _resync(self, conn: Conn, reason: str, send: Any) -> None:
+        metrics.RESYNCS.inc()
+        cursor = self.hub.head_cursor()
+        send(self._encode(conn, control("resync", reason=reason, cursor=cursor), cursor, "resync"))
+        self.hub.go_live(conn)
+
+    @staticmethod
+    def _encode(
+        conn: Conn, payload: bytes, cursor: str | None = None, event: str | None = None
+    ) -> bytes:
+        if conn.fmt == "ws":
+            return ws_frame(payload)
+        if event is None and not payload.startswith(b'{"type":"event"'):
+            event = orjson.loads(payload)["type"]
+        return sse_message(payload, cursor, event)
+
+    # HTTP surfaces ---------------------------------------------------------------------------
 
     def _build_router(self) -> APIRouter:
         router = APIRouter()
 
-        @router.websocket("/v1/stream")
         async def stream(websocket: WebSocket) -> None:
-            """The live wire: one JSON text frame per event, oldest first."""
-            await websocket.accept()
-            subscriber, backlog = self.hub.subscribe()
-            metrics.CONNECTIONS.inc()
-            sender = asyncio.create_task(self._send(websocket, subscriber, backlog))
-            receiver = asyncio.create_task(self._receive(websocket))
+            """The live wire over WebSocket: filters, cursors, resume. See the AsyncAPI doc."""
+            query = dict(websocket.query_params)
             try:
-                await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                self.hub.unsubscribe(subscriber)
-                metrics.CONNECTIONS.dec()
-                for task in (sender, receiver):
-                    task.cancel()
-                await asyncio.gather(sender, receiver, return_exceptions=True)
-            if subscriber.slow:
-                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                    await websocket.close(CLOSE_SLOW, "too slow: reconnect with your cursor")
+                principal = self.admit(websocket.headers, query)
+            except AuthError as exc:
+                await websocket.send_denial_response(
+                    JSONResponse({"error": exc.message}, status_code=exc.status)
+                )
+                raw = raw_transport(websocket)
+                if raw is not None:
+                    # uvicorn would log a denial response as a failed handshake; it is not.
+                    raw[0].handshake_complete = True
+                return
+            await websocket.accept()
+            session = WebSocketSession(self, websocket, principal)
+            await session.run(query)
+
+        # A plain Starlette route: FastAPI's dependency machinery would cost every one of
+        # thousands of idle connections a few more kilobytes.
+        router.add_websocket_route("/v1/stream", stream)
+
+        @router.get("/v1/events", tags=["gateway"])
+        async def events(request: Request) -> Response:
+            """The live wire as Server-Sent Events; resumable with ``Last-Event-ID``.
+
+            Query: the filter fields (``sources``, ``terms``, ``entities``, ``tags``,
+            ``languages``, ``types``; comma-separated), ``cursor``, ``backlog``, ``token``.
+            """
+            query = dict(request.query_params)
+            try:
+                principal = self.admit(request.headers, query)
+                filter_, cursor, backlog = self.initial(
+                    principal, query, request.headers.get("last-event-id")
+                )
+            except AuthError as exc:
+                return JSONResponse({"error": exc.message}, status_code=exc.status)
+            except RequestError as exc:
+                metrics.CLIENT_ERRORS.labels(exc.code).inc()
+                return JSONResponse({"error": exc.message, "code": exc.code}, status_code=400)
+            session = SseSession(self, principal)
+            return StreamingResponse(
+                session.stream(filter_ or Filter(), cursor, backlog),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+
+        @router.get("/v1/updates", tags=["gateway"])
+        async def updates(
+            request: Request,
+            limit: int = Query(50, ge=1, le=500),
+            before: str | None = Query(None, description="the `next` of a previous page"),
+        ) -> Response:
+            """Recent updates, newest first, with the same filters as the stream.
+
+            Pages through what this gateway holds in memory (``[gateway] history_size``);
+            ``next`` is null on the last page.
+            """
+            query = dict(request.query_params)
+            try:
+                principal = self.admit(request.headers, query)
+                filter_ = principal.restrict(Filter.from_query(query))
+                bound = _parse_cursor(before) or {}
+            except AuthError as exc:
+                return JSONResponse({"error": exc.message}, status_code=exc.status)
+            except FilterError as exc:
+                return JSONResponse({"error": str(exc), "code": "bad_filter"}, status_code=400)
+            except RequestError as exc:
+                return JSONResponse({"error": exc.message, "code": exc.code}, status_code=400)
+            return Response(self._history(filter_, bound, limit), media_type="application/json")
 
         return router
 
-    @staticmethod
-    async def _send(websocket: WebSocket, subscriber: Subscriber, backlog: list[Frame]) -> None:
-        sent = metrics.DELIVERED.labels("websocket")
-        for frame in backlog:
-            await websocket.send_text(frame.text)
-            sent.inc()
-        while not subscriber.slow:
-            frame = await subscriber.queue.get()
-            if subscriber.slow:
-                return
-            await websocket.send_text(frame.text)
-            sent.inc()
+    def _history(self, filter_: Filter, bound: dict[int, int], limit: int) -> bytes:
+        matcher = filter_.compile()
+        picked: list[bytes] = []
+        scanned = dict(bound)
+        exhausted = True
+        for entry in reversed(self.hub.ring.entries):
+            if entry.offset >= bound.get(entry.partition, 1 << 62):
+                continue
+            if len(picked) >= limit:
+                exhausted = False
+                break
+            scanned[entry.partition] = entry.offset
+            if matcher.matches(entry.event):
+                picked.append(entry.payload)
+        for p in self.hub.positions:
+            scanned.setdefault(p, self.hub.positions[p])
+        next_cursor = None if exhausted else encode_cursor(scanned)
+        return b'{"updates":[' + b",".join(picked) + b'],"next":' + orjson.dumps(next_cursor) + b"}"
 
-    @staticmethod
-    async def _receive(websocket: WebSocket) -> None:
+
+def _value_of(entry: Entry) -> bytes:
+    # The event bytes inside the shared payload: after '..."event":' and before the final '}'.
+    start = len(b'{"type":"event","cursor":"') + len(entry.cursor) + len(b'","event":')
+    return entry.payload[start:-1]
+
+
+class WebSocketSession:
+    """One ``/v1/stream`` connection: its subscriptions, its cursor, its errors."""
+
+    def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal) -> None:
+        self.gw = gateway
+        self.ws = websocket
+        self.principal = principal
+        settings = gateway.settings
+        raw = raw_transport(websocket)
+        self.proto = raw[0] if raw else None
+        if self.proto is not None:
+            # The handshake's request and response are not needed after it (a few KB each).
+            self.proto.request = self.proto.response = None
+        self.conn = Conn(
+            "ws",
+            settings.send_queue_bytes,
+            settings.send_queue_size,
+            transport=raw[1] if raw else None,
+            session=self,
+        )
+        self.conn.principal = principal
+        self.bucket = TokenBucket(settings.max_messages_per_second, settings.message_burst)
+        self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def send(self, data: bytes) -> None:
+        """Queue one complete WebSocket frame."""
+        self.conn.write(data)
+
+    def reply(self, type_: str, **fields: Any) -> None:
+        """Send a control frame."""
+        self.conn.write(ws_frame(control(type_, **fields)))
+
+    def error(self, code: str, message: str, ref: Any = None) -> None:
+        """Send an error frame; the connection stays open."""
+        metrics.CLIENT_ERRORS.labels(code).inc()
+        fields: dict[str, Any] = {"code": code, "error": message}
+        if isinstance(ref, str):
+            fields["id"] = ref
+        self.reply("error", **fields)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection (from any task, without waiting)."""
+        conn = self.conn
+        if conn.closing:
+            return
+        conn.closing = True
+        self.gw.hub.go_offline(conn)
+        if self.proto is not None:
+            close_raw(self.proto, code, reason)
+            transport = self.proto.transport
+            # A peer that never reads would keep its buffer (and us) forever.
+            asyncio.get_running_loop().call_later(
+                self.gw.settings.slow_close_grace, transport.abort
+            )
+        else:
+            if conn.ready is not None:
+                conn.ready.set()
+            self._closer = asyncio.create_task(self._close_asgi(code, reason))
+
+    async def _close_asgi(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.ws.close(code, reason)
+
+    async def _send_queued(self) -> None:
+        # Only when frames cannot be written to the socket directly (see frames.raw_transport).
+        conn = self.conn
+        assert conn.ready is not None
+        while not conn.slow:
+            await conn.ready.wait()
+            conn.ready.clear()
+            while conn.queue:
+                item = conn.queue.popleft()
+                conn.queued_bytes -= len(item)
+                await self.ws.send_text(item if isinstance(item, str) else item.decode())
+            if conn.closing:
+                return
+
+    async def run(self, query: Mapping[str, str]) -> None:
+        """Serve the connection until it closes."""
+        gw = self.gw
+        conn = self.conn
+        gw.hub.attach(conn)
+        if self.proto is None:
+            self._sender = asyncio.create_task(self._send_queued())
+        try:
+            try:
+                filter_, cursor, backlog = gw.initial(self.principal, query)
+            except RequestError as exc:
+                self.error(exc.code, exc.message)
+                metrics.CLOSES.labels("bad_request").inc()
+                self.close(CLOSE_POLICY, "bad request: see the error frame")
+                filter_ = None
+            if filter_ is not None:
+                await self._start({"default": filter_}, cursor, backlog)
+            await self._receive_loop()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the peer went away mid-send: nothing to tell it.
+        finally:
+            metrics.SUBSCRIPTIONS.dec(len(conn.subs))
+            conn.closing = True
+            gw.hub.detach(conn)
+            for task in (self._sender, self._closer):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _start(
+        self, subs: dict[str, Filter], cursor: dict[int, int] | None, backlog: int
+    ) -> None:
+        metrics.SUBSCRIPTIONS.inc(len(subs) - len(self.conn.subs))
+        self.conn.subs = subs
+        if cursor is not None:
+            await self.gw.resume(self.conn, cursor, self.send)
+        else:
+            self.gw.start_live(self.conn, backlog, self.send)
+
+    async def _receive_loop(self) -> None:
         while True:
-            message = await websocket.receive()
+            message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            error = {"type": "error", "error": "this endpoint accepts no messages yet"}
-            await websocket.send_text(orjson.dumps(error).decode())
+            if self.conn.closing:
+                continue
+            if not self.bucket.take():
+                metrics.CLOSES.labels("flood").inc()
+                self.close(CLOSE_POLICY, "too many messages")
+                continue
+            text = message.get("text")
+            if text is None:
+                self.error("bad_frame", "send JSON text frames, not binary")
+                continue
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                self.error("bad_json", f"frame is not JSON: {exc}")
+                continue
+            if not isinstance(data, dict):
+                self.error("bad_frame", 'a frame must be a JSON object with an "op"')
+                continue
+            try:
+                await self._handle(data)
+            except RequestError as exc:
+                self.error(exc.code, exc.message, data.get("id"))
+
+    async def _handle(self, data: dict[str, Any]) -> None:
+        op = data.get("op")
+        if op == "subscribe":
+            await self._subscribe(data)
+        elif op == "unsubscribe":
+            self._unsubscribe(data)
+        elif op == "ping":
+            self.reply("pong", cursor=self.gw.hub.head_cursor())
+        elif op is None:
+            raise RequestError("bad_frame", 'missing "op": use subscribe, unsubscribe or ping')
+        else:
+            raise RequestError(
+                "unknown_op", f"unknown op {str(op)[:40]!r}: use subscribe, unsubscribe or ping"
+            )
+
+    @staticmethod
+    def _sub_id(data: dict[str, Any]) -> str:
+        sid = data.get("id", "default")
+        if not isinstance(sid, str) or not 1 <= len(sid) <= SUB_ID_MAX:
+            raise RequestError("bad_frame", f"id must be a string of 1-{SUB_ID_MAX} characters")
+        return sid
+
+    async def _subscribe(self, data: dict[str, Any]) -> None:
+        extra = sorted(set(data) - _SUBSCRIBE_FIELDS)
+        if extra:
+            raise RequestError("bad_frame", f"unknown field(s) {extra} in subscribe")
+        sid = self._sub_id(data)
+        try:
+            filter_ = self.principal.restrict(Filter.parse(data.get("filter")))
+        except FilterError as exc:
+            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            raise RequestError(code, str(exc)) from None
+        cursor = _parse_cursor(data.get("cursor"))
+        backlog = self.gw._backlog(data.get("backlog")) if "backlog" in data else 0
+        conn = self.conn
+        if sid not in conn.subs and len(conn.subs) >= self.gw.settings.max_subscriptions:
+            raise RequestError(
+                "too_many_subscriptions",
+                f"at most {self.gw.settings.max_subscriptions} subscriptions per connection",
+            )
+        subs = {**conn.subs, sid: filter_}
+        shown = filter_.model_dump(exclude_defaults=True)
+        self.reply("subscribed", id=sid, filter=shown)
+        if cursor is not None or not conn.keys:
+            await self._start(subs, cursor, backlog)
+        else:
+            # Already live: the new filter applies from here on, with no gap and no repeat.
+            metrics.SUBSCRIPTIONS.inc(len(subs) - len(conn.subs))
+            conn.subs = subs
+            self.gw.hub.go_live(conn)
+
+    def _unsubscribe(self, data: dict[str, Any]) -> None:
+        sid = self._sub_id(data)
+        conn = self.conn
+        if sid not in conn.subs:
+            raise RequestError("unknown_subscription", f"no subscription {sid!r}")
+        conn.subs = {k: v for k, v in conn.subs.items() if k != sid}
+        metrics.SUBSCRIPTIONS.dec()
+        if conn.keys:
+            self.gw.hub.go_live(conn)
+        if not conn.subs:
+            conn.since = time.monotonic()
+        self.reply("unsubscribed", id=sid)
+
+
+class SseSession:
+    """One ``/v1/events`` stream."""
+
+    def __init__(self, gateway: Gateway, principal: Principal) -> None:
+        self.gw = gateway
+        settings = gateway.settings
+        self.conn = Conn("sse", settings.send_queue_bytes, settings.send_queue_size, session=self)
+        self.conn.principal = principal
+        self._final: bytes | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        """End the stream after a last ``close`` message (SSE has no close codes)."""
+        conn = self.conn
+        if conn.closing:
+            return
+        self._final = sse_message(control("close", code=code, reason=reason), None, "close")
+        conn.closing = True
+        self.gw.hub.go_offline(conn)
+        assert conn.ready is not None
+        conn.ready.set()
+
+    async def stream(
+        self, filter_: Filter, cursor: dict[int, int] | None, backlog: int
+    ) -> AsyncIterator[bytes]:
+        """The bytes of the response body."""
+        gw = self.gw
+        conn = self.conn
+        assert conn.ready is not None
+        gw.hub.attach(conn)
+        conn.subs = {"default": filter_}
+        metrics.SUBSCRIPTIONS.inc()
+        starter: asyncio.Task[None] | None = None
+        try:
+            yield b"retry: 2000\n\n"
+            if cursor is not None:
+                starter = asyncio.create_task(gw.resume(conn, cursor, conn.write))
+                starter.add_done_callback(lambda _: conn.ready.set() if conn.ready else None)
+            else:
+                gw.start_live(conn, backlog, conn.write)
+            while True:
+                await conn.ready.wait()
+                conn.ready.clear()
+                if conn.queue:
+                    chunk = b"".join(i if isinstance(i, bytes) else i.encode() for i in conn.queue)
+                    conn.queue.clear()
+                    conn.queued_bytes = 0
+                    yield chunk
+                if starter is not None and starter.done():
+                    exc = starter.exception()
+                    starter = None
+                    if isinstance(exc, RequestError):
+                        payload = control("error", code=exc.code, error=exc.message)
+                        yield sse_message(payload, None, "error")
+                        return
+                if conn.closing or conn.slow:
+                    if self._final is not None:
+                        yield self._final
+                    return
+        finally:
+            metrics.SUBSCRIPTIONS.dec()
+            conn.closing = True
+            gw.hub.detach(conn)
+            if starter is not None:
+                starter.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await starter

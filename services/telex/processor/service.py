@@ -1,8 +1,17 @@
-"""Consume raw updates, normalise and dedup them, produce CloudEvents to the wire.
+"""Consume raw updates, enrich and dedup them, produce CloudEvents to the wire.
 
 Consume -> produce -> commit: a batch's input offsets are committed only after every output of
 the batch was acknowledged. A crash re-processes; the dedup state (restored from the wire, see
-:mod:`telex.processor.state`) makes re-processing emit nothing twice.
+:mod:`telex.processor.state`) makes re-processing emit nothing twice. The events of raw
+partition *p* go to wire partition *p*, which is what lets the wire serve as the changelog.
+
+Near-duplicates arrive on any partition (the raw key is the source), so story linking needs
+every partition's recent updates: each process tails the whole wire into its story index, the
+way a Kafka Streams GlobalKTable works. Events of the partitions a process owns enter the index
+as they are made (and from the restore); the tail adds the others'. Two near-duplicates
+processed at the same instant by two processes, before either sees the other's event, start
+two stories: the link is as good as the tail is fresh (a fetch round, well under a second),
+and never a drop.
 """
 
 from __future__ import annotations
@@ -11,93 +20,64 @@ import asyncio
 import contextlib
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from telex import metrics
 from telex.bus import Bus, stop_quietly
 from telex.config import Config
-from telex.events import (
-    EventType,
-    PoisonRecord,
-    RawUpdate,
-    cloudevent,
-    decode_raw,
-    encode,
-    now_ms,
-)
+from telex.events import PoisonRecord, decode_raw, encode, now_ms
 from telex.log import get_logger
-from telex.processor.state import Known, PartitionState, restore
-from telex.timeparse import iso_from_ms, iso_utc, parse_date, resolve
+from telex.processor.stage import Stage, published_time
+from telex.processor.state import PartitionState, restore
 
 log = get_logger(__name__)
 
+__all__ = ["Processor", "published_time"]
 
-def published_time(raw: RawUpdate) -> str | None:
-    """The entry's publication time in UTC ISO 8601, from what the poller saw."""
-    page_date = parse_date(raw["page_date"]) if raw["page_date"] else None
-    for candidate in (raw["published"], raw["time_raw"]):
-        moment = (
-            resolve(candidate, page_date=page_date, page_tz=raw["page_tz"]) if candidate else None
-        )
-        if moment is not None:
-            return iso_utc(moment)
-    return None
-
-
-def process(raw: RawUpdate, state: PartitionState, processed_ms: int) -> dict[str, Any] | None:
-    """The wire event for a raw update, or ``None`` when the wire already carries it."""
-    known = state.get(raw["id"])
-    if known is not None and known.content_hash == raw["content_hash"]:
-        return None
-    type_: EventType = "telex.update.revised" if known is not None else "telex.update.created"
-    first_seen = known.first_seen_ms if known is not None else raw["detected_ms"]
-    published = published_time(raw)
-    data: dict[str, Any] = {
-        "id": raw["id"],
-        "source_id": raw["source_id"],
-        "source_url": raw["source_url"],
-        "entry_id": raw["entry_id"],
-        "url": raw["url"],
-        "title": raw["title"],
-        "text": raw["text"],
-        "html": raw["html"],
-        "time_raw": raw["time_raw"],
-        "published": published,
-        "content_hash": raw["content_hash"],
-        "previous_hash": known.content_hash if known is not None else None,
-        "timings": {
-            "first_seen_ms": first_seen,
-            "detected_ms": raw["detected_ms"],
-            "produced_ms": raw.get("produced_ms", raw["detected_ms"]),
-            "processed_ms": processed_ms,
-        },
-    }
-    time_iso = published or iso_from_ms(raw["detected_ms"])
-    state.put(raw["id"], Known(raw["content_hash"], first_seen))
-    return cloudevent(type_, data, time_iso=time_iso, source_id=raw["source_id"])
+# Wire records fetched by the tail but not yet folded into the story index: a bound on memory
+# (the tail waits when it is reached).
+_TAIL_QUEUE_BATCHES = 16
+# The consume loop goes round at least every 0.5 s plus one batch; this long without a round
+# means it is stuck.
+_STALLED_AFTER_S = 60.0
 
 
 class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
     """The processor stage: one consumer-group member."""
 
-    def __init__(self, config: Config, bus: Bus) -> None:
+    def __init__(self, config: Config, bus: Bus, stage: Stage | None = None) -> None:
         self.config = config
         self.bus = bus
+        self.stage = stage if stage is not None else Stage(config)
         self._consumer: AIOKafkaConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
+        self._tailer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._states: dict[int, PartitionState] = {}
         # Held while a batch is processed and committed, and by the rebalance callbacks, so a
-        # partition is never handed over in the middle of a batch.
+        # partition is never handed over in the middle of a batch. Only its holder touches the
+        # partition states and the story index.
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._tail_task: asyncio.Task[None] | None = None
+        self._tail_queue: asyncio.Queue[dict[TopicPartition, list[Any]]] = asyncio.Queue(
+            _TAIL_QUEUE_BATCHES
+        )
+        self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
+        self._last_progress = 0.0
 
     @property
     def ready(self) -> bool:
-        """True once partitions are assigned and their state restored."""
-        return self._assigned
+        """Partitions assigned and restored, and the consume loop went round recently.
+
+        A consumer can hang after a broker restart without an error (aiokafka#1154): readiness
+        comes from this process's own progress, not from the client's view of itself.
+        """
+        stalled = asyncio.get_running_loop().time() - self._last_progress > _STALLED_AFTER_S
+        return self._assigned and not stalled
 
     async def start(self) -> None:
         """Connect and start processing; joining the group continues in the background."""
@@ -106,45 +86,161 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._producer.start()
         self._restorer = self.bus.consumer(group_id=None)
         await self._restorer.start()
+        self._tailer = self.bus.consumer(group_id=None)
+        await self._tailer.start()
         self._consumer = self.bus.consumer(group_id=self.config.processor.group_id)
         self._consumer.subscribe([topics.raw], listener=self)
+        self._tail_task = asyncio.create_task(self._tail(), name="processor-tail")
         self._task = asyncio.create_task(self._run(), name="processor")
         log.info("processor.started", group=self.config.processor.group_id)
 
     async def stop(self) -> None:
         """Stop processing; the current batch is abandoned uncommitted (it will be re-done)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._tail_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._tail_task = None
         await stop_quietly(self._consumer)
         await stop_quietly(self._restorer)
+        await stop_quietly(self._tailer)
         await stop_quietly(self._producer)
-        self._consumer = self._restorer = self._producer = None
+        self._consumer = self._restorer = self._tailer = self._producer = None
 
     # Rebalance listener ------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Wait for the batch in progress to be committed, then forget the revoked state."""
+        """Wait for the batch in progress to be committed, then forget the revoked state.
+
+        Every batch is committed before the lock is released, so there is nothing left to
+        flush here: holding the lock is the flush.
+        """
         async with self._lock:
             for tp in revoked:
                 self._states.pop(tp.partition, None)
+                with contextlib.suppress(KeyError):
+                    metrics.CONSUMER_LAG.remove(str(tp.partition))
             self._assigned = False
+            self._gauge_state()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions before any of their records run."""
         assert self._restorer is not None
+        loop = asyncio.get_running_loop()
         async with self._lock:
+            started = loop.time()
             partitions = sorted(tp.partition for tp in assigned if tp.partition not in self._states)
+            updates: list[dict[str, Any]] = []
             restored = await restore(
-                self._restorer, self.config.topics.wire, partitions, max_entries=200_000
+                self._restorer,
+                self.config.topics.wire,
+                partitions,
+                self.stage.new_state,
+                lambda _p, data: updates.append(data),
             )
+            await asyncio.to_thread(self.stage.index_many, updates)
             self._states.update(restored)
+            # The other partitions' stories must be known before this process links any.
+            await self._sync_tail(since=started)
             self._assigned = True
+            self._last_progress = loop.time()
+            self._gauge_state()
+            metrics.RESTORE_SECONDS.observe(loop.time() - started)
             log.info(
-                "processor.assigned", partitions=",".join(str(tp.partition) for tp in assigned)
+                "processor.assigned",
+                partitions=",".join(str(tp.partition) for tp in assigned),
+                restored=",".join(map(str, partitions)),
+                seconds=round(loop.time() - started, 3),
             )
+
+    # The wire tail (story index of every partition) ---------------------------------------
+
+    async def _tail(self) -> None:
+        """Follow every wire partition from its start, queueing records for the story index."""
+        assert self._tailer is not None
+        loop = asyncio.get_running_loop()
+        wire = self.config.topics.wire
+        while True:
+            try:
+                await self._tailer.topics()
+                ids = sorted(self._tailer.partitions_for_topic(wire) or [])
+                if not ids:
+                    await asyncio.sleep(0.5)
+                    continue
+                tps = [TopicPartition(wire, p) for p in ids]
+                self._tailer.assign(tps)
+                await self._tailer.seek_to_beginning(*tps)
+                while True:
+                    round_started = loop.time()
+                    # This process's own partitions are indexed as their events are made (and
+                    # by the restore): the tail pauses them rather than read its own output,
+                    # and resumes a partition where it paused when the partition is revoked.
+                    owned = set(self._states)
+                    own = [tp for tp in tps if tp.partition in owned]
+                    others = [tp for tp in tps if tp.partition not in owned]
+                    self._tailer.pause(*own)
+                    self._tailer.resume(*others)
+                    batch = (
+                        await self._tailer.getmany(*others, timeout_ms=200, max_records=2000)
+                        if others
+                        else {}
+                    )
+                    if not others:
+                        await asyncio.sleep(0.2)
+                    if batch:
+                        await self._tail_queue.put(batch)
+                    if await self._tail_at_end(others):
+                        self._tail_synced_at = round_started
+            except Exception as exc:
+                # Whatever went wrong, the tail starts over: story links depend on it, and a
+                # dead tail would only show as stories that never link.
+                log.warning("processor.tail_failed", error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _tail_at_end(self, tps: list[TopicPartition]) -> bool:
+        assert self._tailer is not None
+        for tp in tps:
+            high = self._tailer.highwater(tp)
+            if high is None or await self._tailer.position(tp) < high:
+                return False
+        return True
+
+    async def _drain_tail(self) -> None:
+        """Fold queued wire records of partitions this process does not own into the index."""
+        batches = []
+        while not self._tail_queue.empty():
+            batches.append(self._tail_queue.get_nowait())
+        if batches:
+            owned = set(self._states)
+            await asyncio.to_thread(self._index_batches, batches, owned)
+
+    def _index_batches(
+        self, batches: list[dict[TopicPartition, list[Any]]], owned: set[int]
+    ) -> None:
+        for batch in batches:
+            for tp, records in batch.items():
+                if tp.partition in owned:
+                    continue  # this process's own events are indexed as they are made.
+                for record in records:
+                    try:
+                        self.stage.index(orjson.loads(record.value)["data"])
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                        continue
+        self._gauge_state()
+
+    async def _sync_tail(self, since: float, timeout: float = 30.0) -> None:
+        """Wait until the tail has read the whole wire as it was at ``since``, indexing it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tail_synced_at < since:
+            await self._drain_tail()
+            if loop.time() > deadline:
+                # Better to link a few stories late than to stall the partition.
+                log.warning("processor.tail_sync_timeout", seconds=timeout)
+                return
+            await asyncio.sleep(0.02)
+        await self._drain_tail()
 
     # Processing --------------------------------------------------------------------------
 
@@ -158,13 +254,32 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                 batch = await self._consumer.getmany(
                     timeout_ms=500, max_records=self.config.processor.max_batch
                 )
-                if batch:
-                    async with self._lock:
+                async with self._lock:
+                    await self._drain_tail()
+                    if batch:
                         await self._handle(batch)
+                await self._gauge_lag()
+                self._last_progress = asyncio.get_running_loop().time()
             except KafkaError as exc:
                 log.warning("processor.batch_failed", error=repr(exc))
                 await self._rewind()
                 await asyncio.sleep(1.0)
+
+    async def _gauge_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            # highwater() from the last fetch, not end_offsets(): the embedded broker's
+            # end_offsets is wrong for batches of several records (kafka-notes.md).
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                position = await self._consumer.position(tp)
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
+
+    def _gauge_state(self) -> None:
+        metrics.STATE_ENTRIES.labels("dedup").set(sum(len(s) for s in self._states.values()))
+        metrics.STATE_ENTRIES.labels("stories").set(len(self.stage.stories))
 
     async def _rewind(self) -> None:
         """After a failed batch: forget in-memory state and go back to the committed offsets.
@@ -176,12 +291,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 assignment = sorted(self._consumer.assignment())
+                updates: list[dict[str, Any]] = []
                 self._states = await restore(
                     self._restorer,
                     self.config.topics.wire,
                     [tp.partition for tp in assignment],
-                    max_entries=200_000,
+                    self.stage.new_state,
+                    lambda _p, data: updates.append(data),
                 )
+                await asyncio.to_thread(self.stage.index_many, updates)
                 for tp in assignment:
                     committed = await self._consumer.committed(tp)
                     if committed is None:
@@ -191,36 +309,56 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             except KafkaError as exc:
                 log.warning("processor.rewind_failed", error=repr(exc))
 
-    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        assert self._producer is not None and self._consumer is not None
-        topics = self.config.topics
-        pending = []
-        offsets: dict[TopicPartition, int] = {}
-        processed_ms = now_ms()
+    def _compute(
+        self, batch: dict[TopicPartition, list[Any]], processed_ms: int
+    ) -> list[tuple[TopicPartition, Any, dict[str, Any] | str | None]]:
+        """Decide every record of ``batch``: an event, a dead-letter reason, or nothing."""
+        out: list[tuple[TopicPartition, Any, dict[str, Any] | str | None]] = []
         for tp, records in batch.items():
             state = self._states.get(tp.partition)
             if state is None:
                 continue  # revoked while we waited for the lock; its new owner does it.
             for record in records:
                 metrics.RAW_CONSUMED.inc()
-                offsets[tp] = record.offset + 1
                 try:
                     raw = decode_raw(record.value)
                 except PoisonRecord as poison:
-                    pending.append(await self._dead_letter(tp, record, poison.reason))
+                    out.append((tp, record, poison.reason))
                     continue
-                event = process(raw, state, processed_ms)
-                if event is None:
+                try:
+                    result = self.stage.process(raw, state, processed_ms)
+                except Exception as exc:
+                    # A record that breaks the processor itself (a bug, or input the checks
+                    # let through) must not stop its partition: it is dead-lettered, and said.
+                    log.exception("processor.record_failed", offset=record.offset)
+                    out.append((tp, record, f"processing failed: {exc!r}"[:500]))
+                    continue
+                if result.event is None:
                     metrics.DUPLICATES.inc()
-                    continue
+                out.append((tp, record, result.event))
+        return out
+
+    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        assert self._producer is not None and self._consumer is not None
+        topics = self.config.topics
+        # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive.
+        decided = await asyncio.to_thread(self._compute, batch, now_ms())
+        pending = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, record, outcome in decided:
+            offsets[tp] = record.offset + 1
+            if isinstance(outcome, str):
+                pending.append(await self._dead_letter(tp, record, outcome))
+            elif outcome is not None:
                 pending.append(
                     await self._producer.send(
-                        topics.wire, encode(event), key=record.key, partition=tp.partition
+                        topics.wire, encode(outcome), key=record.key, partition=tp.partition
                     )
                 )
-                metrics.EVENTS_PRODUCED.labels(event["type"]).inc()
+                metrics.EVENTS_PRODUCED.labels(outcome["type"]).inc()
         if pending:
             await asyncio.gather(*pending)
+        self._gauge_state()
         if offsets:
             try:
                 await self._consumer.commit(offsets)

@@ -5,16 +5,28 @@ partition *p* to wire partition *p*), so the wire itself is the changelog of thi
 wire partition *p* tells exactly which content of which entry has reached the wire. Recovering
 from it closes the window between an event being acknowledged and its input offset being
 committed: a re-processed record whose event is already on the wire is recognised and dropped.
+A separate changelog topic could not do that, since a crash between writing the event and
+writing the changelog record would leave them disagreeing.
+
+The state is bounded twice: by size (least recently written entries go first) and by event time
+(an entry older than ``ttl_ms`` behind the newest event seen is forgotten). Both depend only on
+the sequence of events, never on the wall clock, so a state restored from the wire is the very
+state the previous owner had.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from telex import metrics
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -26,14 +38,34 @@ class Known:
 
     content_hash: str
     first_seen_ms: int
+    event_ms: int = 0
+    story_id: str | None = None
+    title: str | None = None
+    # Kept for the readable diff of the next revision.
+    text: str | None = None
+    deleted: bool = False
+
+
+def event_ms_of(data: dict[str, Any]) -> int:
+    """An update's event time in unix ms: when it was published, else when it was first seen."""
+    published = data.get("published")
+    if isinstance(published, str):
+        try:
+            return int(datetime.fromisoformat(published).timestamp() * 1000)
+        except ValueError:
+            pass
+    timings = data.get("timings") or {}
+    return int(timings.get("first_seen_ms") or timings.get("detected_ms") or 0)
 
 
 class PartitionState:
-    """Latest known content per update id, bounded in size (oldest entries forgotten first)."""
+    """Latest known content per update id, bounded in size and in event time."""
 
-    def __init__(self, max_entries: int = 200_000) -> None:
+    def __init__(self, max_entries: int = 200_000, ttl_ms: int | None = None) -> None:
         self.max_entries = max_entries
+        self.ttl_ms = ttl_ms
         self._known: OrderedDict[str, Known] = OrderedDict()
+        self._watermark = 0
 
     def __len__(self) -> int:
         return len(self._known)
@@ -46,32 +78,63 @@ class PartitionState:
         """Record what the wire now carries for ``update_id``."""
         self._known[update_id] = known
         self._known.move_to_end(update_id)
-        while len(self._known) > self.max_entries:
-            self._known.popitem(last=False)
+        self._watermark = max(self._watermark, known.event_ms)
+        self._evict()
 
-    def apply_wire_record(self, value: bytes | None) -> None:
-        """Fold one wire event into the state (used during recovery)."""
+    def _evict(self) -> None:
+        horizon = self._watermark - self.ttl_ms if self.ttl_ms is not None else None
+        # Oldest-written first: entries are written in roughly event-time order, and an entry
+        # behind a younger one waits for it (the size bound still holds).
+        while self._known:
+            update_id, known = next(iter(self._known.items()))
+            if len(self._known) > self.max_entries:
+                reason = "size"
+            elif horizon is not None and known.event_ms < horizon:
+                reason = "ttl"
+            else:
+                break
+            del self._known[update_id]
+            metrics.STATE_EVICTIONS.labels("dedup", reason).inc()
+
+    def apply_wire_record(self, value: bytes | None) -> dict[str, Any] | None:
+        """Fold one wire event into the state (used during recovery); returns its data."""
         if value is None:
-            return
+            return None
         try:
             event = orjson.loads(value)
             data = event["data"]
-            first = data.get("timings", {}).get("first_seen_ms") or 0
-            self.put(data["id"], Known(data["content_hash"], int(first)))
+            known = Known(
+                content_hash=data["content_hash"],
+                first_seen_ms=int(data.get("timings", {}).get("first_seen_ms") or 0),
+                event_ms=event_ms_of(data),
+                story_id=data.get("story_id"),
+                title=data.get("title"),
+                text=data.get("text"),
+                deleted=event.get("type") == "telex.update.deleted",
+            )
+            self.put(data["id"], known)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             # Something else wrote to the wire; it is not ours to dedup against.
             log.warning("state.restore.skipped_record")
+            return None
+        result: dict[str, Any] = data
+        return result
 
 
 async def restore(
-    consumer: AIOKafkaConsumer, wire_topic: str, partitions: list[int], max_entries: int
+    consumer: AIOKafkaConsumer,
+    wire_topic: str,
+    partitions: list[int],
+    new_state: Callable[[], PartitionState],
+    on_event: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[int, PartitionState]:
     """Read wire partitions from their start to their current end into fresh states.
 
     ``consumer`` must belong to no group. The end is the high watermark reported by fetches
-    (``end_offsets`` is unreliable on the embedded broker, see kafka-notes.md).
+    (``end_offsets`` is unreliable on the embedded broker, see kafka-notes.md). ``on_event`` sees
+    every restored event's data (the story index is rebuilt from it).
     """
-    states = {p: PartitionState(max_entries) for p in partitions}
+    states = {p: new_state() for p in partitions}
     if not partitions:
         return states
     tps = [TopicPartition(wire_topic, p) for p in partitions]
@@ -81,13 +144,25 @@ async def restore(
     records = 0
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=5000)
-        for tp, items in batch.items():
-            for record in items:
-                states[tp.partition].apply_wire_record(record.value)
-            records += len(items)
+        if batch:
+            # Decoding and re-indexing thousands of events is CPU work: off the event loop.
+            await asyncio.to_thread(_apply, states, batch, on_event)
+            records += sum(len(items) for items in batch.values())
         for tp in list(remaining):
             high = consumer.highwater(tp)
             if high is not None and await consumer.position(tp) >= high:
                 remaining.discard(tp)
     log.info("state.restored", partitions=",".join(map(str, partitions)), records=records)
     return states
+
+
+def _apply(
+    states: dict[int, PartitionState],
+    batch: dict[TopicPartition, list[Any]],
+    on_event: Callable[[int, dict[str, Any]], None] | None,
+) -> None:
+    for tp, items in batch.items():
+        for record in items:
+            data = states[tp.partition].apply_wire_record(record.value)
+            if data is not None and on_event is not None:
+                on_event(tp.partition, data)

@@ -70,13 +70,17 @@ let backoff = 500;
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/v1/stream`);
+  // Resume from the last cursor: what was missed while away, once, then live.
+  const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+  const ws = new WebSocket(`${proto}//${location.host}/v1/stream${query}`);
   ws.onopen = () => { backoff = 500; setStatus("live", "live"); };
   ws.onmessage = (msg) => {
     const frame = JSON.parse(msg.data);
     if (frame.type === "event") {
       cursor = frame.cursor;
       place(frame.event);
+    } else if (frame.type === "resync" || frame.type === "live" || frame.type === "heartbeat") {
+      cursor = frame.cursor; // a resync means updates were missed: a reload shows them all
     }
   };
   ws.onclose = () => {

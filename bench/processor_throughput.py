@@ -1,0 +1,430 @@
+"""Processor throughput: records per second per core, telex vs a plain loop vs Quix Streams.
+
+Three contenders read the same raw updates from the same embedded broker (Tansu) and write to
+their own output topic, each in its own process:
+
+- ``plain``: an aiokafka consume -> produce -> commit loop that passes records through
+  untouched (no parsing, no enrichment): the ceiling.
+- ``telex``: telex's real :class:`~telex.processor.service.Processor` (enrichment, dedup,
+  revisions, stories, wire tail, explicit commits).
+- ``quix``: the same enrichment, dedup, revisions and stories as a Quix Streams application:
+  ``Stage.process`` in a stateful ``apply`` whose dedup state is Quix's own (RocksDB plus its
+  changelog topic), the way a Quix user would keep it crash-safe.
+- ``telex-bare`` (optional): telex's processor with no enricher (dedup, revisions, stories,
+  state and commits only): what telex's own machinery costs.
+- ``quix-memory`` (optional): the same, but with telex's in-memory partition state instead of
+  Quix's store (not crash-safe): what is left is Quix's own per-record overhead.
+
+Each child measures from its first consumed record to its last output acknowledged (start-up,
+model loading and the group join are excluded), in wall time and in CPU time of the whole
+process (all threads). Records per core = records / CPU seconds.
+
+Run (Quix Streams is a bench-only dependency, kept out of telex's own):
+
+    python -m venv .venv-bench && .venv-bench/bin/pip install -e . quixstreams
+    .venv-bench/bin/python bench/processor_throughput.py --records 6000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from telex.bus import EmbeddedBroker
+from telex.events import content_hash, update_id
+from telex.replay.seed import load_seed
+
+PARTITIONS = 3
+SOURCES = [f"blog{n}" for n in range(12)]
+
+
+def make_input(count: int, seed: int = 7) -> tuple[list[tuple[bytes, bytes]], int]:
+    """Raw updates built from the seed blog's paragraphs: ~70% new, 20% re-sends, 10% edits.
+
+    Returns the records and how many wire events they should produce.
+    """
+    rng = random.Random(seed)
+    paragraphs = [p for e in load_seed().entries for p in e.paragraphs]
+    current: dict[str, tuple[str, str, str]] = {}
+    records: list[tuple[bytes, bytes]] = []
+    expected = 0
+    clock = 1_705_568_220_000
+    for n in range(count):
+        clock += 500
+        roll = rng.random()
+        if roll < 0.7 or len(current) < 10:
+            source, entry = rng.choice(SOURCES), f"e{n}"
+            text = " ".join(rng.sample(paragraphs, 2)) + f" ({n})"
+            expected += 1
+        else:
+            uid = rng.choice(sorted(current))
+            source, entry, text = current[uid]
+            if roll >= 0.9:
+                text = f"{text} {rng.choice(paragraphs)}"
+                expected += 1
+        uid = update_id(source, entry)
+        current[uid] = (source, entry, text)
+        record = {
+            "v": 1, "kind": "upsert", "id": uid, "source_id": source,
+            "source_url": f"https://{source}.example/live", "entry_id": entry,
+            "url": f"https://{source}.example/live#{entry}", "title": None, "text": text,
+            "html": "<p>" + text.replace("\n\n", "</p><p>") + "</p>", "time_raw": None,
+            "published": None, "page_date": None, "page_tz": None,
+            "content_hash": content_hash(None, text), "detected_ms": clock,
+        }  # fmt: skip
+        records.append((source.encode(), orjson.dumps(record)))
+    return records, expected
+
+
+# Children ------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall and CPU time from the first record on."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def start(self) -> None:
+        if not self.wall:
+            self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def result(self, records: int) -> dict[str, Any]:
+        return {
+            "records": records,
+            "wall_s": time.perf_counter() - self.wall,
+            "cpu_s": time.process_time() - self.cpu,
+        }
+
+
+async def run_plain(args: argparse.Namespace) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(
+        args.raw, bootstrap_servers=args.bootstrap, group_id=args.group,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        session_timeout_ms=6000, heartbeat_interval_ms=500, request_timeout_ms=10_000,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    await consumer.start()
+    clock, seen = Clock(), 0
+    try:
+        while seen < args.records:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if not batch:
+                continue
+            clock.start()
+            pending, offsets = [], {}
+            for tp, items in batch.items():
+                for record in items:
+                    pending.append(
+                        await producer.send(
+                            args.out, record.value, key=record.key, partition=tp.partition
+                        )
+                    )
+                    offsets[tp] = record.offset + 1
+                seen += len(items)
+            await asyncio.gather(*pending)
+            await consumer.commit(offsets)
+        return clock.result(seen)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def run_telex(args: argparse.Namespace, enrich: bool = True) -> dict[str, Any]:
+    from telex import metrics
+    from telex.bus import Bus
+    from telex.config import load
+    from telex.processor.enrich import Pipeline
+    from telex.processor.service import Processor
+    from telex.processor.stage import Stage
+
+    config = load(
+        None,
+        {
+            "TELEX_KAFKA_BOOTSTRAP": args.bootstrap,
+            "TELEX_KAFKA_IDEMPOTENCE": "off",
+            "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "TELEX_TOPICS_RAW": args.raw,
+            "TELEX_TOPICS_WIRE": args.out,
+            "TELEX_TOPICS_DLQ": args.out + ".dlq",
+            "TELEX_PROCESSOR_GROUP_ID": args.group,
+        },
+    )
+    stage = Stage(config) if enrich else Stage(config, Pipeline([]))
+    processor = Processor(config, Bus(config, args.bootstrap), stage)
+    consumed = metrics.RAW_CONSUMED
+    await processor.start()
+    clock = Clock()
+    try:
+        while consumed._value.get() == 0:
+            await asyncio.sleep(0.002)
+        clock.start()
+        while consumed._value.get() < args.records:
+            await asyncio.sleep(0.005)
+        async with processor._lock:  # the last batch is produced, acknowledged and committed
+            return clock.result(int(consumed._value.get()))
+    finally:
+        await processor.stop()
+
+
+def run_quix(args: argparse.Namespace) -> dict[str, Any]:
+    from quixstreams import Application
+
+    from telex.config import Config
+    from telex.events import decode_raw, encode, now_ms
+    from telex.processor.stage import Stage
+    from telex.processor.state import Known, PartitionState
+
+    stage = Stage(Config())
+
+    class QuixState(PartitionState):
+        """Stage's partition state kept in Quix's RocksDB store (with its changelog)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.state: Any = None
+
+        def get(self, update_id: str) -> Known | None:
+            value = self.state.get(update_id)
+            return Known(**value) if value is not None else None
+
+        def put(self, update_id: str, known: Known) -> None:
+            self.state.set(update_id, known.__dict__)
+
+    adapter = QuixState()
+    clock, seen = Clock(), [0]
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        state_dir=tempfile.mkdtemp(prefix="quix-state-"),
+    )
+    raw_topic = app.topic(args.raw, value_deserializer="bytes", key_deserializer="bytes")
+    out_topic = app.topic(args.out, value_serializer="bytes", key_serializer="bytes")
+
+    def handle(value: bytes, state: Any) -> bytes | None:
+        clock.start()
+        seen[0] += 1
+        adapter.state = state
+        result = stage.process(decode_raw(value), adapter, now_ms())
+        if seen[0] >= args.records:
+            app.stop()
+        return encode(result.event) if result.event is not None else None
+
+    sdf = app.dataframe(raw_topic)
+    sdf = sdf.apply(handle, stateful=True).filter(lambda v: v is not None)
+    sdf.to_topic(out_topic)
+    app.run()
+    return clock.result(seen[0])
+
+
+def run_quix_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Quix Streams with telex's in-memory partition state: the framework's own overhead."""
+    from quixstreams import Application
+    from quixstreams.context import message_context
+
+    from telex.config import Config
+    from telex.events import decode_raw, encode, now_ms
+    from telex.processor.stage import Stage
+    from telex.processor.state import PartitionState
+
+    stage = Stage(Config())
+    states: dict[int, PartitionState] = {}
+    clock, seen = Clock(), [0]
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        state_dir=tempfile.mkdtemp(prefix="quix-state-"),
+    )
+    raw_topic = app.topic(args.raw, value_deserializer="bytes", key_deserializer="bytes")
+    out_topic = app.topic(args.out, value_serializer="bytes", key_serializer="bytes")
+
+    def handle(value: bytes) -> bytes | None:
+        clock.start()
+        seen[0] += 1
+        partition = message_context().partition
+        state = states.get(partition)
+        if state is None:
+            state = states[partition] = stage.new_state()
+        result = stage.process(decode_raw(value), state, now_ms())
+        if seen[0] >= args.records:
+            app.stop()
+        return encode(result.event) if result.event is not None else None
+
+    sdf = app.dataframe(raw_topic)
+    sdf = sdf.apply(handle).filter(lambda v: v is not None)
+    sdf.to_topic(out_topic)
+    app.run()
+    return clock.result(seen[0])
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.contender == "quix":
+        result = run_quix(args)
+    elif args.contender == "quix-memory":
+        result = run_quix_memory(args)
+    elif args.contender == "plain":
+        result = asyncio.run(run_plain(args))
+    elif args.contender == "telex-bare":
+        result = asyncio.run(run_telex(args, enrich=False))
+    else:
+        result = asyncio.run(run_telex(args))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# Parent --------------------------------------------------------------------------------------
+
+
+async def prepare(bootstrap: str, raw: str, out: str, records: list[tuple[bytes, bytes]]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    # Explicit retention settings: Quix Streams derives its changelog topics' settings from
+    # the input topic's retention.ms/retention.bytes, which Tansu reports only when they were
+    # set at creation (it raises KeyError: 'retention.ms' otherwise).
+    configs = {"retention.ms": "604800000", "retention.bytes": "-1"}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(raw, PARTITIONS, 1, topic_configs=configs),
+                NewTopic(out, PARTITIONS, 1, topic_configs=configs),
+                NewTopic(out + ".dlq", 1, 1, topic_configs=configs),
+            ]
+        )
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(raw, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def count_topic(bootstrap: str, topic: str) -> int:
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        total, remaining = 0, set(tps)
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
+            total += sum(len(v) for v in batch.values())
+            for tp in list(remaining):
+                high = consumer.highwater(tp)
+                if high is not None and await consumer.position(tp) >= high:
+                    remaining.discard(tp)
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def parent(args: argparse.Namespace) -> None:
+    records, expected = make_input(args.records)
+    broker = EmbeddedBroker()
+    await broker.start()
+    results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.contenders}
+    try:
+        for run in range(args.runs):
+            for contender in args.contenders:
+                raw, out = f"bench{run}.{contender}.raw", f"bench{run}.{contender}.out"
+                await prepare(broker.bootstrap, raw, out, records)
+                cmd = [
+                    sys.executable, __file__, "--child", contender, "--bootstrap",
+                    broker.bootstrap, "--raw", raw, "--out", out, "--group",
+                    f"bench{run}-{contender}", "--records", str(len(records)),
+                ]  # fmt: skip
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env={**os.environ, "TELEX_LOG_LEVEL": "warning"},
+                )
+                try:
+                    stdout, stderr = await asyncio.wait_for(proc.communicate(), args.timeout)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+                    stdout, stderr = b"", b"timed out"
+                line = next(
+                    (x for x in stdout.decode().splitlines() if x.startswith("RESULT ")), None
+                )
+                if line is None:
+                    print(f"{contender} run {run}: FAILED\n{stderr.decode()[-3000:]}")
+                    results[contender].append({"failed": stderr.decode()[-3000:]})
+                    continue
+                result = json.loads(line[len("RESULT ") :])
+                result["outputs"] = await count_topic(broker.bootstrap, out)
+                results[contender].append(result)
+                print(
+                    f"{contender:6} run {run}: {result['records']} records, "
+                    f"{result['records'] / result['wall_s']:9.0f}/s wall, "
+                    f"{result['records'] / result['cpu_s']:9.0f}/s per core, "
+                    f"{result['outputs']} outputs (expected "
+                    f"{len(records) if contender == 'plain' else expected})",
+                    flush=True,
+                )
+    finally:
+        await broker.stop()
+    python = platform.python_version()
+    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, Python {python}")
+    print(
+        f"input: {len(records)} raw updates -> {expected} wire events; median of {args.runs} runs"
+    )
+    medians: dict[str, float] = {}
+    for contender, runs in results.items():
+        ok = [r for r in runs if "failed" not in r]
+        if not ok:
+            print(f"  {contender:6} failed every run")
+            continue
+        medians[contender] = statistics.median(r["records"] / r["cpu_s"] for r in ok)
+        wall = statistics.median(r["records"] / r["wall_s"] for r in ok)
+        print(f"  {contender:6} {medians[contender]:9.0f} records/s per core  ({wall:.0f}/s wall)")
+    if "telex" in medians:
+        for other in ("plain", "quix", "quix-memory"):
+            if other in medians:
+                print(f"  telex / {other}: {medians['telex'] / medians[other]:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=6000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--contenders", nargs="+", default=["plain", "telex", "quix"])
+    parser.add_argument("--child", dest="contender", default=None)
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--raw")
+    parser.add_argument("--out")
+    parser.add_argument("--group")
+    args = parser.parse_args()
+    if args.contender:
+        child(args)
+    else:
+        asyncio.run(parent(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The processor service in-process on the real broker: metrics, DLQ, enrichment on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from jsonschema import Draft202012Validator
+
+from telex import metrics
+from telex.bus import Bus, EmbeddedBroker, ensure_topics, required_topics
+from telex.config import Config
+from telex.events import content_hash, update_id
+from telex.processor.service import Processor
+from telex.replay.seed import SeedBlog
+
+from .test_pipeline import read_topic, wait_for
+
+
+def value(metric: Any) -> float:
+    return float(metric._value.get())
+
+
+def raw(source: str, entry: str, text: str, html: str | None = None) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1, "kind": "upsert", "id": update_id(source, entry), "source_id": source,
+            "source_url": f"https://{source}.example/live", "entry_id": entry,
+            "url": f"https://{source}.example/live#{entry}", "title": None, "text": text,
+            "html": html, "time_raw": "10:46 GMT", "published": None, "page_date": "2024-01-18",
+            "page_tz": None, "content_hash": content_hash(None, text),
+            "detected_ms": 1_705_574_760_000,
+        }
+    )  # fmt: skip
+
+
+async def test_processor_metrics_dlq_and_enriched_wire(
+    broker: EmbeddedBroker,
+    config_factory: Callable[..., Config],
+    seed: SeedBlog,
+    wire_schema: Draft202012Validator,
+) -> None:
+    config = config_factory(broker.bootstrap)
+    await ensure_topics(broker.bootstrap, required_topics(config.topics))
+    texts = ["\n\n".join(e.paragraphs) for e in seed.entries]
+    records: list[tuple[bytes, bytes]] = []
+    for n, text in enumerate(texts):
+        html = f'<p onclick="x()">{text}</p><script>steal()</script><a href="/more">more</a>'
+        records.append((b"rt", raw("rt", f"e{n}", text, html)))
+    records += [(b"rt", raw("rt", f"e{n}", texts[n])) for n in range(4)]  # re-sends
+    records.append((b"rt", raw("rt", "e0", texts[0] + " Lavrov later added nothing.")))
+    records.append((b"tass", raw("tass", "x", "BREAKING: " + texts[5])))  # near-duplicate
+    records += [(b"rt", b"not json"), (b"rt", orjson.dumps({"v": 1}))]
+
+    before = {
+        o: value(metrics.DEDUP_OUTCOMES.labels(o))
+        for o in ("new", "duplicate", "revision", "story_linked")
+    }
+    dlq_before = value(metrics.DLQ.labels("processor"))
+    enrich_before = metrics.ENRICH_SECONDS.labels("entities")._sum.get()
+
+    processor = Processor(config, Bus(config, broker.bootstrap))
+    await processor.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for key, val in records:
+                await producer.send_and_wait(config.topics.raw, val, key=key)
+        finally:
+            await producer.stop()
+        await wait_for(lambda: value(metrics.DLQ.labels("processor")) >= dlq_before + 2, 60)
+        await wait_for(
+            lambda: (
+                value(metrics.DEDUP_OUTCOMES.labels("story_linked")) >= before["story_linked"] + 1
+            ),
+            60,
+        )
+        assert processor.ready
+        # Lag is exported per assigned partition and drains to zero.
+        await wait_for(
+            lambda: all(
+                metrics.CONSUMER_LAG.labels(str(p))._value.get() == 0
+                for p in range(config.topics.partitions)
+            ),
+            30,
+        )
+        await asyncio.sleep(0.5)
+    finally:
+        await processor.stop()
+
+    assert value(metrics.DEDUP_OUTCOMES.labels("new")) - before["new"] == 10
+    assert value(metrics.DEDUP_OUTCOMES.labels("duplicate")) - before["duplicate"] == 4
+    assert value(metrics.DEDUP_OUTCOMES.labels("revision")) - before["revision"] == 1
+    assert metrics.ENRICH_SECONDS.labels("entities")._sum.get() > enrich_before
+
+    wire = [orjson.loads(r.value) for r in await read_topic(broker.bootstrap, config.topics.wire)]
+    assert len(wire) == 12
+    for event in wire:
+        wire_schema.validate(event)
+        data = event["data"]
+        for entity in data["entities"]:
+            assert data["text"][entity["start"] : entity["end"]] == entity["text"]
+        if data["html"]:
+            assert "<script" not in data["html"] and "steal()" not in data["html"]
+            assert "onclick" not in data["html"]
+    by_entry = {(e["data"]["source_id"], e["data"]["entry_id"], e["type"]): e for e in wire}
+    first = by_entry[("rt", "e0", "telex.update.created")]["data"]
+    assert first["links"] == ["https://rt.example/more"]
+    assert first["language"] == "en" and first["quotes"][0]["speaker"] == "Lavrov"
+    revised = by_entry[("rt", "e0", "telex.update.revised")]["data"]
+    assert revised["diff"] == "+ Lavrov later added nothing."
+    assert revised["story_id"] == first["story_id"]
+    near = by_entry[("tass", "x", "telex.update.created")]["data"]
+    assert near["story_id"] == by_entry[("rt", "e5", "telex.update.created")]["data"]["story_id"]
+
+    dead = await read_topic(broker.bootstrap, config.topics.dlq)
+    assert len(dead) == 2
+    reasons = sorted(dict(r.headers)["telex.reason"].decode() for r in dead)
+    assert reasons[0].startswith("kind must be") and reasons[1].startswith("not JSON")

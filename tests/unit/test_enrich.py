@@ -1,0 +1,246 @@
+"""Every enricher on real sentences: the seed live blog and a few other news lines."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from telex import metrics
+from telex.config import Config, WatchTerm
+from telex.processor.enrich import Document, Pipeline
+from telex.processor.enrich.entities import EntitiesEnricher
+from telex.processor.enrich.gazetteer import build
+from telex.processor.enrich.html import HtmlEnricher, extract_links, sanitise
+from telex.processor.enrich.language import LanguageEnricher, identifier
+from telex.processor.enrich.quotes import QuotesEnricher
+from telex.processor.enrich.sentiment import SentimentEnricher
+from telex.processor.enrich.tags import TagsEnricher
+from telex.processor.enrich.watch import WatchEnricher
+from telex.processor.stage import published_time
+from telex.replay.seed import SeedBlog
+
+
+def entry_text(seed: SeedBlog, time: str) -> str:
+    entry = next(e for e in seed.entries if e.time == time)
+    return "\n\n".join(entry.paragraphs)
+
+
+@pytest.fixture(scope="module")
+def entities() -> EntitiesEnricher:
+    return EntitiesEnricher(build(100_000))
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    config = Config.model_validate(
+        {"processor": {"watch": [{"name": "NATO", "aliases": ["North Atlantic Alliance"]}]}}
+    )
+    return Pipeline.from_config(config)
+
+
+def found(ents: list[Any], type_: str) -> list[str]:
+    return [e["text"] for e in ents if e["type"] == type_]
+
+
+def test_entities_of_the_seed_blog_with_offsets(seed: SeedBlog, entities: EntitiesEnricher) -> None:
+    text = entry_text(seed, "10:43 GMT")
+    ents, canonical = entities.find(text)
+    for e in ents:
+        assert text[e["start"] : e["end"]] == e["text"]
+    assert set(found(ents, "place")) == {
+        "Japan", "US", "Hiroshima", "Nagasaki", "Dresden", "Europe", "Britain", "Washington",
+        "London",
+    }  # fmt: skip
+    assert found(ents, "person") == ["Lavrov", "Lavrov", "Lavrov"]
+    us = next(e for e in ents if e["text"] == "US")
+    assert canonical[(us["start"], us["end"])] == "United States"
+
+    text = entry_text(seed, "08:46 GMT")
+    ents, _ = entities.find(text)
+    assert found(ents, "person")[0] == "Vladimir Zelensky"  # "Ukrainian leader Vladimir ..."
+    assert "Kiev" in found(ents, "place")
+
+    text = entry_text(seed, "08:57 GMT")
+    ents, _ = entities.find(text)
+    assert "UN Security Council" in found(ents, "org")
+    assert "Middle East" in found(ents, "place")
+
+
+def test_titled_people_and_surnames(entities: EntitiesEnricher) -> None:
+    text = (
+        "Russian Foreign Minister Sergey Lavrov met President Joe Biden in Geneva. "
+        "Biden said NATO would respond, according to the White House."
+    )
+    ents, canonical = entities.find(text)
+    assert found(ents, "person") == ["Sergey Lavrov", "Joe Biden", "Biden"]
+    assert found(ents, "org") == ["NATO", "White House"]
+    assert found(ents, "place") == ["Geneva"]
+    biden = next(e for e in ents if e["text"] == "Biden")
+    assert canonical[(biden["start"], biden["end"])] == "Joe Biden"
+    # Sentence-initial words and ordinary capitalised words are not people.
+    ents, _ = entities.find("He said the talks were over. Officials said nothing more.")
+    assert found(ents, "person") == []
+
+
+def test_quotes_with_speakers_from_the_seed(seed: SeedBlog, pipeline: Pipeline) -> None:
+    quotes = pipeline.run(Document(text=entry_text(seed, "09:43 GMT")))["quotes"]
+    assert quotes[0] == {"text": "rumors", "speaker": "Lavrov"}
+    # '…,” the diplomat stated': a role stands for the person last named.
+    assert quotes[1]["text"].startswith("Everyone knows that it is not Ukraine")
+    assert quotes[1]["speaker"] == "Lavrov"
+    # A quotation spanning two sentences, right after an attributed one, is kept whole.
+    quotes = pipeline.run(Document(text=entry_text(seed, "10:46 GMT")))["quotes"]
+    assert quotes[-1] == {
+        "text": "According to this logic, we can do whatever we want. That won\u2019t work if we "
+        "want to systematically uphold international law.",
+        "speaker": "Lavrov",
+    }
+    assert all(q["speaker"] == "Lavrov" for q in quotes)
+
+
+def test_quotes_without_attribution_have_no_speaker() -> None:
+    enricher = QuotesEnricher()
+    doc = Document(text='The banner read "No war". Nobody claimed it.')
+    enricher.enrich(doc)
+    assert doc.fields["quotes"] == [{"text": "No war", "speaker": None}]
+    doc = Document(text="“We will not back down,” said Ursula von der Leyen.")
+    EntitiesEnricher(build(100_000)).enrich(doc)
+    enricher.enrich(doc)
+    assert doc.fields["quotes"][0]["text"] == "We will not back down"
+    assert doc.fields["quotes"][0]["speaker"] is not None
+
+
+def test_language_of_real_sentences(seed: SeedBlog) -> None:
+    enricher = LanguageEnricher()
+    assert enricher.detect(entry_text(seed, "08:29 GMT")) == "en"
+    assert (
+        enricher.detect("Der russische Außenminister sagte, die Gespräche würden fortgesetzt.")
+        == "de"
+    )
+    assert (
+        enricher.detect("Le ministre russe des Affaires étrangères a tenu une conférence.") == "fr"
+    )
+    assert (
+        enricher.detect("Министр иностранных дел России провёл пресс-конференцию в Москве.") == "ru"
+    )
+    assert enricher.detect("OK") is None  # too short to tell
+    # Only ISO 639-1 codes ever reach the wire.
+    assert all(len(code) == 2 for code in identifier().nb_classes)
+    assert enricher.detect("إزيك يا صاحبي، عامل إيه النهارده؟ الجو حلو قوي في القاهرة") == "ar"
+
+
+def test_sentiment_is_bounded_and_english_only(seed: SeedBlog) -> None:
+    enricher = SentimentEnricher()
+    negative = Document(text=entry_text(seed, "10:43 GMT"), fields={"language": "en"})
+    enricher.enrich(negative)
+    assert -1.0 <= negative.fields["sentiment"] < -0.3
+    positive = Document(text="We are sure that Eurasian countries are capable of handling this.")
+    positive.fields["language"] = "en"
+    enricher.enrich(positive)
+    assert positive.fields["sentiment"] > 0.2
+    german = Document(text="Die Lage ist schrecklich.", fields={"language": "de"})
+    enricher.enrich(german)
+    assert german.fields["sentiment"] is None
+
+
+def test_html_is_sanitised_and_links_are_absolute() -> None:
+    html = (
+        '<p onclick="steal()">Read <a href="/news/1">this</a> and '
+        '<a href="javascript:alert(1)">that</a><script>bad()</script></p>'
+        '<img src="x.png" onerror="boom()">'
+    )
+    clean = sanitise(html)
+    assert "script" not in clean and "onclick" not in clean and "onerror" not in clean
+    assert "javascript:" not in clean
+    assert 'rel="noopener noreferrer nofollow"' in clean
+    links = extract_links(html, "More at https://example.org/live?id=3.", "https://rt.com/live/")
+    assert links == ["https://rt.com/news/1", "https://example.org/live?id=3"]
+    doc = Document(text="x", html=None)
+    HtmlEnricher().enrich(doc)
+    assert doc.fields == {"html": None, "links": []}
+
+
+def test_watch_list_ignores_case_and_respects_words() -> None:
+    enricher = WatchEnricher(
+        (WatchTerm(name="NATO", aliases=("North Atlantic Alliance",)), WatchTerm(name="Lavrov"))
+    )
+    text = "Nato and the north atlantic alliance met; Lavrov spoke. NATOs and Lavrovian do not."
+    matches = enricher.find(text)
+    assert [(text[m.start : m.end], m.canonical) for m in matches] == [
+        ("Nato", "NATO"),
+        ("north atlantic alliance", "NATO"),
+        ("Lavrov", "Lavrov"),
+    ]
+
+
+def test_watch_list_scales() -> None:
+    terms = (*tuple(WatchTerm(name=f"term{n}") for n in range(50000)), WatchTerm(name="Kremlin"))
+    enricher = WatchEnricher(terms)
+    assert [m.canonical for m in enricher.find("The Kremlin said term49999 twice.")] == [
+        "Kremlin",
+        "term49999",
+    ]
+
+
+def test_tags(seed: SeedBlog, pipeline: Pipeline) -> None:
+    fields = pipeline.run(Document(text=entry_text(seed, "09:18 GMT")))
+    tags = fields["tags"]
+    assert tags[0] == "nato"  # watched term first
+    assert {"ukraine", "russia", "lavrov", "crimea"} <= set(tags)
+    assert all(t == t.lower() for t in tags) and len(tags) == len(set(tags)) <= 12
+    assert TagsEnricher().keywords_of("Talks, talks and more talks about grain.", set()) == [
+        "talks",
+        "grain",
+    ]
+
+
+def test_seed_times_are_resolved_to_utc(seed: SeedBlog) -> None:
+    raw: Any = {"published": None, "page_date": "2024-01-18", "page_tz": None}
+    assert published_time({**raw, "time_raw": "10:46 GMT"}) == "2024-01-18T10:46:00Z"
+    assert published_time({**raw, "time_raw": "13:46 MSK"}) == "2024-01-18T10:46:00Z"
+    assert published_time({**raw, "time_raw": "not a time"}) is None
+
+
+def test_pipeline_is_deterministic_and_complete(seed: SeedBlog, pipeline: Pipeline) -> None:
+    for entry in seed.entries:
+        text = "\n\n".join(entry.paragraphs)
+        first = pipeline.run(Document(text=text))
+        assert first == pipeline.run(Document(text=text))
+        assert first["language"] == "en"
+        assert set(first) >= {"language", "entities", "tags", "quotes", "sentiment", "links"}
+
+
+class Broken:
+    name = "broken"
+    defaults: ClassVar[dict[str, Any]] = {"broken_field": None}
+
+    def enrich(self, doc: Document) -> None:
+        raise RuntimeError("model fell over")
+
+
+def test_a_failing_enricher_degrades_its_field_only(seed: SeedBlog) -> None:
+    pipe = Pipeline([Broken(), LanguageEnricher()])
+    before = metrics.ENRICH_FAILURES.labels("broken")._value.get()
+    fields = pipe.run(Document(text=entry_text(seed, "08:29 GMT")))
+    assert fields == {"broken_field": None, "language": "en"}
+    assert metrics.ENRICH_FAILURES.labels("broken")._value.get() == before + 1
+
+
+def make_broken(config: Config) -> Broken:
+    return Broken()
+
+
+def test_plugins_are_loaded_from_config() -> None:
+    config = Config.model_validate(
+        {
+            "processor": {
+                "enrichers": ["language"],
+                "plugins": ["tests.unit.test_enrich:make_broken"],
+            }
+        }
+    )
+    pipe = Pipeline.from_config(config)
+    assert [e.name for e in pipe.enrichers] == ["language", "broken"]
+    with pytest.raises(ValueError, match="unknown enricher"):
+        Config.model_validate({"processor": {"enrichers": ["nope"]}})
