@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from telex.poller.cli import sources_command
 
             url = args.url or f"http://{config.http.host}:{config.http.port}"
-            return sources_command(args, url)
+            tokens = config.http.admin_tokens
+            return sources_command(args, url, tokens[0] if tokens else None)
         elif args.command == "tail":
             url = args.url or f"http://{config.http.host}:{config.http.port}"
             asyncio.run(_tail(url, args.json))

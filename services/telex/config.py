@@ -117,6 +117,26 @@ class HttpConfig(_Section):
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a container).")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    admin_tokens: tuple[str, ...] = Field(
+        (),
+        description="Bearer tokens the management APIs (/v1/sources, /v1/webhooks) require "
+        "(comma-separated in the environment). Empty leaves them open: only for loopback.",
+    )
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _strong_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(token) < 16 for token in value):
+            # Never echo the token itself: config errors end up in logs.
+            raise ValueError("each admin token must be at least 16 characters")
+        return value
 
 
 class ReplayConfig(_Section):
@@ -691,7 +711,7 @@ def _format_errors(exc: ValidationError, origin: Mapping[str, str], file: str | 
         where = origin.get(path) or (f"file {file}" if file else "defaults")
         value = err.get("input")
         # Never echo a secret (webhook secrets) into a terminal or a log.
-        hidden = isinstance(value, dict) or "secret" in path
+        hidden = isinstance(value, dict) or any(w in path for w in ("secret", "token", "key"))
         shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {path} from {where}: {err['msg']}{shown}")
     return "invalid configuration:\n" + "\n".join(lines)

@@ -7,12 +7,14 @@ routes of all the services it runs in one app.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,12 +29,56 @@ class Component(Protocol):
     def ready(self) -> bool: ...
 
 
+def admin_guard(tokens: Sequence[str]) -> Callable[[Request], Awaitable[None]]:
+    """A dependency that requires one of ``tokens`` as a bearer token (or ``X-API-Key``).
+
+    With no tokens configured the management APIs are open, which is only safe when telex
+    listens on loopback; :func:`warn_if_open` says so at start-up.
+    """
+    expected = [t.encode() for t in tokens]
+
+    async def check(request: Request) -> None:
+        if not expected:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        given = given or request.headers.get("x-api-key", "")
+        if not any(hmac.compare_digest(given.encode(), token) for token in expected):
+            raise HTTPException(
+                status_code=401,
+                detail="a valid admin token is required (Authorization: Bearer ...)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
+def warn_if_open(host: str, tokens: Sequence[str], log: Any) -> None:
+    """Log a warning when the management APIs are reachable beyond loopback without a token."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not tokens and not loopback:
+        log.warning(
+            "http.management_open",
+            host=host,
+            hint="set [http] admin_tokens (TELEX_HTTP_ADMIN_TOKENS) to protect /v1/sources "
+            "and /v1/webhooks",
+        )
+
+
 def create_app(
     components: dict[str, Component],
     routers: Iterable[APIRouter] = (),
     dashboard: bool = False,
+    admin_routers: Iterable[APIRouter] = (),
+    admin_tokens: Sequence[str] = (),
 ) -> FastAPI:
-    """The FastAPI app for a process running ``components``."""
+    """The FastAPI app for a process running ``components``.
+
+    ``admin_routers`` (sources, webhooks) require one of ``admin_tokens`` when any is set.
+    """
     app = FastAPI(title="telex", version=telex.__version__, docs_url="/docs")
 
     @app.get("/healthz", tags=["operations"])
@@ -55,6 +101,9 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    guard = Depends(admin_guard(admin_tokens))
+    for router in admin_routers:
+        app.include_router(router, dependencies=[guard])
 
     if dashboard:
         web = resources.files("telex") / "web"

@@ -21,7 +21,7 @@ from fastapi import APIRouter
 from telex import bus as kafka
 from telex.config import Config, SourceConfig
 from telex.gateway.service import Gateway
-from telex.http import Component, create_app, server
+from telex.http import Component, create_app, server, warn_if_open
 from telex.log import get_logger
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
@@ -117,6 +117,7 @@ async def started(
             log.info("replay.started", url=running.replay_url, interval=config.replay.interval)
 
         routers: list[APIRouter] = []
+        admin_routers: list[APIRouter] = []
         if "processor" in roles:
             processor = Processor(config, bus)
             await _lifecycle(stack, processor.start, processor.stop)
@@ -125,7 +126,7 @@ async def started(
             poller = Poller(config, bus, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
-            routers.append(poller.router)
+            admin_routers.append(poller.router)
         if "gateway" in roles:
             gateway = Gateway(config, bus)
             await _lifecycle(stack, gateway.start, gateway.stop)
@@ -135,9 +136,17 @@ async def started(
             notifier = Notifier(config, bus)
             await _lifecycle(stack, notifier.start, notifier.stop)
             running.components["notifier"] = notifier
-            routers.append(WebhooksApi(notifier).router())
+            admin_routers.append(WebhooksApi(notifier).router())
 
-        app = create_app(running.components, routers, dashboard="gateway" in roles)
+        app = create_app(
+            running.components,
+            routers,
+            dashboard="gateway" in roles,
+            admin_routers=admin_routers,
+            admin_tokens=config.http.admin_tokens,
+        )
+        if admin_routers:
+            warn_if_open(config.http.host, config.http.admin_tokens, log)
         gw = config.gateway
         running.http_url = await stack.enter_async_context(
             serve_http(

@@ -121,7 +121,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
             if v is not None
         }
     try:
-        response = httpx.request(method, api + path, json=body, timeout=30.0, trust_env=False)
+        tokens = config.http.admin_tokens
+        headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
+        response = httpx.request(
+            method, api + path, json=body, headers=headers, timeout=30.0, trust_env=False
+        )
     except httpx.HTTPError as exc:
         print(f"telex: cannot reach {base}: {exc}", file=sys.stderr)
         return 1

@@ -131,11 +131,12 @@ def _print_response(response: httpx.Response) -> int:
     return 0
 
 
-def sources_command(args: argparse.Namespace, base_url: str) -> int:
+def sources_command(args: argparse.Namespace, base_url: str, token: str | None = None) -> int:
     """Run one ``telex sources`` action against a running telex's API."""
     api = base_url.rstrip("/") + "/v1/sources"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=headers) as client:
             if args.action == "list":
                 response = client.get(api)
                 if response.status_code != 200:
