@@ -199,6 +199,9 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
             await recv_type(ws, "subscribed")
             error = await recv_type(ws, "error")
             assert error["code"] == "bad_cursor" and "[77]" in error["error"]
+        async with websockets.connect(f"{url}/v1/stream?cursor={foreign}") as ws:
+            assert (await recv_type(ws, "error"))["code"] == "bad_cursor"
+            assert await close_code(ws) == 1008
         async with websockets.connect(f"{url}/v1/stream?cursor=garbage!") as ws:
             error = await recv_type(ws, "error")
             assert error["code"] == "bad_cursor"

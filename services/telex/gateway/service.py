@@ -630,13 +630,13 @@ class WebSocketSession:
         try:
             try:
                 filter_, cursor, backlog = gw.initial(self.principal, query)
+                if filter_ is not None:
+                    await self._start({"default": filter_}, cursor, backlog)
             except RequestError as exc:
+                # Nothing usable was asked for: say what, and close (a retry would be the same).
                 self.error(exc.code, exc.message)
                 metrics.CLOSES.labels("bad_request").inc()
                 self.close(CLOSE_POLICY, "bad request: see the error frame")
-                filter_ = None
-            if filter_ is not None:
-                await self._start({"default": filter_}, cursor, backlog)
             await self._receive_loop()
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the peer went away mid-send: nothing to tell it.
