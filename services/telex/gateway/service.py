@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketDisconnect
 
 from telex import metrics
@@ -94,6 +95,21 @@ def _parse_cursor(token: Any) -> dict[int, int] | None:
         return decode_cursor(token)
     except CursorError as exc:
         raise RequestError("bad_cursor", str(exc)) from None
+
+
+_FILTERS: dict[str, Filter] = {}
+
+
+def shared(filter_: Filter) -> Filter:
+    """One instance per distinct filter: thousands of dashboards ask for the same few."""
+    key = filter_.key
+    known = _FILTERS.get(key)
+    if known is not None:
+        return known
+    if len(_FILTERS) >= 10_000:
+        _FILTERS.clear()
+    _FILTERS[key] = filter_
+    return filter_
 
 
 def _merge(a: Mapping[int, int], b: tuple[int, ...]) -> dict[int, int]:
@@ -299,7 +315,7 @@ class Gateway:
         if query.get("subscribe", "").lower() in ("none", "false", "0"):
             return None, None, 0
         try:
-            filter_ = principal.restrict(Filter.from_query(query))
+            filter_ = shared(principal.restrict(Filter.from_query(query)))
         except FilterError as exc:
             code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
             raise RequestError(code, str(exc)) from None
@@ -445,9 +461,11 @@ class Gateway:
 
         async def stream(websocket: WebSocket) -> None:
             """The live wire over WebSocket: filters, cursors, resume. See the AsyncAPI doc."""
-            query = dict(websocket.query_params)
+            # Parsed here rather than through websocket.headers/query_params, which Starlette
+            # would keep for the life of every idle connection.
+            query = dict(QueryParams(websocket.scope["query_string"]))
             try:
-                principal = self.admit(websocket.headers, query)
+                principal = self.admit(Headers(scope=websocket.scope), query)
             except AuthError as exc:
                 await websocket.send_denial_response(
                     JSONResponse({"error": exc.message}, status_code=exc.status)
@@ -544,6 +562,8 @@ def _value_of(entry: Entry) -> bytes:
 
 class WebSocketSession:
     """One ``/v1/stream`` connection: its subscriptions, its cursor, its errors."""
+
+    __slots__ = ("_closer", "_sender", "bucket", "conn", "gw", "principal", "proto", "ws")
 
     def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal) -> None:
         self.gw = gateway
@@ -716,7 +736,7 @@ class WebSocketSession:
             raise RequestError("bad_frame", f"unknown field(s) {extra} in subscribe")
         sid = self._sub_id(data)
         try:
-            filter_ = self.principal.restrict(Filter.parse(data.get("filter")))
+            filter_ = shared(self.principal.restrict(Filter.parse(data.get("filter"))))
         except FilterError as exc:
             code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
             raise RequestError(code, str(exc)) from None
