@@ -162,8 +162,9 @@ class Client(asyncio.Protocol):
                 size = int.from_bytes(data[i + 2 : i + 4], "big")
             elif size == 127:
                 size = int.from_bytes(data[i + 2 : i + 10], "big")
+            if data[i] & 0x0F in (1, 2):  # text or binary: a protocol ping is no delivery
+                frames += 1
             i += head + size
-            frames += 1
         self.frames += frames
         if i > n:
             self.skip = i - n
@@ -185,7 +186,10 @@ class Client(asyncio.Protocol):
             if len(buf) - i < head + size:
                 break
             payload = bytes(buf[i + head : i + head + size])
+            opcode = buf[i] & 0x0F
             i += head + size
+            if opcode not in (1, 2):
+                continue
             self.frames += 1
             start = payload.find(b'"id":"e_')
             if start >= 0:
@@ -243,6 +247,8 @@ async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int,
                 "TELEX_GATEWAY_BACKLOG": "0",
                 "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "600",
                 "TELEX_GATEWAY_IDLE_TIMEOUT": "600",
+                # The client does not answer protocol pings (nor do the baselines send any).
+                "TELEX_GATEWAY_PING_INTERVAL": "3600",
                 "TELEX_LOG_LEVEL": "warning",
             }
         )
