@@ -95,12 +95,19 @@ async def test_history_pages_newest_first_with_filters(
                 assert all(u["type"] == "event" and u["cursor"] for u in page["updates"])
                 seen.extend(u["event"]["id"] for u in page["updates"])
                 if page["next"] is None:
+                    assert page["truncated"] is False  # memory reaches back to the start
                     break
                 page = (
                     await client.get(f"/v1/updates?tags=even&limit=2&before={page['next']}")
                 ).json()
             assert seen == [batch[i]["id"] for i in (8, 6, 4, 2, 0)]
             assert (await client.get("/v1/updates?before=xx!")).status_code == 400
+        gw.hub.ring.size = 2  # as if the gateway remembered only the newest events
+        await produce(kafka, config.topics.wire, [wire_event(20, "a"), wire_event(21, "a")])
+        await wait_for(lambda: sum(gw.hub.positions.values()) == 11)
+        async with httpx.AsyncClient(base_url=running.http_url or "") as client:
+            page = (await client.get("/v1/updates?limit=10")).json()
+            assert len(page["updates"]) == 2 and page["next"] is None and page["truncated"]
 
 
 @pytest.fixture

@@ -254,7 +254,7 @@ class Ring:
             self.floor[entry.partition] = entry.offset + 1
             return
         self.entries.append(entry)
-        if len(self.entries) > self.size:
+        while len(self.entries) > self.size:
             old = self.entries.popleft()
             self.floor[old.partition] = old.offset + 1
 

@@ -517,7 +517,8 @@ class Gateway:
             """Recent updates, newest first, with the same filters as the stream.
 
             Pages through what this gateway holds in memory (``[gateway] history_size``);
-            ``next`` is null on the last page.
+            ``next`` is null on the last page, and ``truncated`` is true when the wire holds
+            older events than that memory (resume a stream with a cursor to get those).
             """
             query = dict(request.query_params)
             try:
@@ -551,7 +552,20 @@ class Gateway:
         for p in self.hub.positions:
             scanned.setdefault(p, self.hub.positions[p])
         next_cursor = None if exhausted else encode_cursor(scanned)
-        return b'{"updates":[' + b",".join(picked) + b'],"next":' + orjson.dumps(next_cursor) + b"}"
+        # Older events than the gateway holds in memory are on the wire but not served here:
+        # say so rather than let a last page look like the beginning of the wire.
+        truncated = exhausted and any(
+            floor > self._log_start.get(p, 0) for p, floor in self.hub.ring.floor.items()
+        )
+        return (
+            b'{"updates":['
+            + b",".join(picked)
+            + b'],"next":'
+            + orjson.dumps(next_cursor)
+            + b',"truncated":'
+            + (b"true" if truncated else b"false")
+            + b"}"
+        )
 
 
 def _value_of(entry: Entry) -> bytes:
