@@ -37,6 +37,7 @@ test: lint typecheck pytest
 docs: $(STAMP)
 	$(BIN)/telex reference metrics > docs/metrics.md
 	$(BIN)/telex reference config > docs/configuration.md
+	$(BIN)/python deploy/grafana/build_dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import resource
 import signal
@@ -96,7 +97,9 @@ class Client(asyncio.Protocol):
         self.frames = 0
         self.base = 0
         self.phase: Phase | None = None
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None
+        self.seen: set[bytes] = set()  # event ids, sampled clients only: duplicates show
+        self.dupes = 0
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -159,8 +162,9 @@ class Client(asyncio.Protocol):
                 size = int.from_bytes(data[i + 2 : i + 4], "big")
             elif size == 127:
                 size = int.from_bytes(data[i + 2 : i + 10], "big")
+            if data[i] & 0x0F in (1, 2):  # text or binary: a protocol ping is no delivery
+                frames += 1
             i += head + size
-            frames += 1
         self.frames += frames
         if i > n:
             self.skip = i - n
@@ -182,8 +186,17 @@ class Client(asyncio.Protocol):
             if len(buf) - i < head + size:
                 break
             payload = bytes(buf[i + head : i + head + size])
+            opcode = buf[i] & 0x0F
             i += head + size
+            if opcode not in (1, 2):
+                continue
             self.frames += 1
+            start = payload.find(b'"id":"e_')
+            if start >= 0:
+                ident = payload[start + 8 : start + 32]
+                if ident in self.seen:
+                    self.dupes += 1
+                self.seen.add(ident)
             at = payload.find(b'"sent_ns":')
             if at >= 0 and self.phase is not None:
                 sent = int(payload[at + 10 : payload.find(b",", at)])
@@ -191,8 +204,12 @@ class Client(asyncio.Protocol):
         del buf[:i]
 
 
+_ids = itertools.count()
+
+
 def event(n: int, run: str, pad: int) -> bytes:
     """A wire event of realistic size; ``sent_ns`` is read back by the sampled clients."""
+    n = next(_ids)  # unique across phases, so that sampled clients can spot duplicates
     return orjson.dumps(
         {
             "specversion": "1.0",
@@ -230,6 +247,8 @@ async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int,
                 "TELEX_GATEWAY_BACKLOG": "0",
                 "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "600",
                 "TELEX_GATEWAY_IDLE_TIMEOUT": "600",
+                # The client does not answer protocol pings (nor do the baselines send any).
+                "TELEX_GATEWAY_PING_INTERVAL": "3600",
                 "TELEX_LOG_LEVEL": "warning",
             }
         )
@@ -319,7 +338,8 @@ async def measure(
         clients = await connect(n, port, path)
         await asyncio.sleep(2.0)
         rss1 = rss_bytes(proc.pid)
-        await phase(clients, producer, topic, 3, None, "warmup", args.pad, 30)
+        warm, _ = await phase(clients, producer, topic, 3, None, "warmup", args.pad, 60)
+        await asyncio.sleep(0.5)  # nothing of the warm-up may be counted as throughput
         burst = max(20, args.deliveries // n)
         cpu0 = cpu_seconds(proc.pid)
         state, elapsed = await phase(clients, producer, topic, burst, None, "tp", args.pad, 90)
@@ -338,6 +358,8 @@ async def measure(
             "server_cpu_share": cpu / elapsed,
             "complete": state.done == n,
             "lost": burst * n - received,
+            "warmup_complete": warm.done == n,
+            "duplicates_seen": sum(c.dupes for c in clients),
             "p50_ms": 1000 * sampled[len(sampled) // 2] if sampled else float("nan"),
             "p99_ms": 1000 * sampled[int(len(sampled) * 0.99)] if sampled else float("nan"),
             "latency_rate": rate,

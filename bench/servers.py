@@ -151,6 +151,7 @@ async def naive(port: int, bootstrap: str, topic: str) -> None:
         log_level="warning",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        ws_ping_interval=None,  # as the gateway in the benchmark: the client sends no pongs
         backlog=4096,
     )
     task = asyncio.create_task(broadcast())

@@ -138,15 +138,11 @@ RESTORE_SECONDS = Histogram(
 )
 
 # Gateway
-CONNECTIONS = Gauge("telex_gateway_connections", "Open WebSocket connections.")
 WIRE_CONSUMED = Counter("telex_gateway_events_consumed_total", "Wire events read by this gateway.")
 DELIVERED = Counter(
     "telex_gateway_frames_sent_total",
     "Event frames written to subscribers, by transport.",
     ["transport"],
-)
-SLOW_DISCONNECTS = Counter(
-    "telex_gateway_slow_disconnects_total", "Connections closed because they could not keep up."
 )
 END_TO_END = Histogram(
     "telex_end_to_end_latency_seconds",
@@ -156,12 +152,12 @@ END_TO_END = Histogram(
 
 # Gateway (subscriptions, fan-out, replay)
 GATEWAY_CONNECTIONS = Gauge(
-    "telex_gateway_open_connections", "Open gateway connections, by transport.", ["transport"]
+    "telex_gateway_connections", "Open gateway connections, by transport.", ["transport"]
 )
 SUBSCRIPTIONS = Gauge("telex_gateway_subscriptions", "Active subscriptions on all connections.")
 GATEWAY_BYTES = Counter("telex_gateway_sent_bytes_total", "Bytes of event frames written.")
 GATEWAY_SLOW = Counter(
-    "telex_gateway_slow_closes_total",
+    "telex_gateway_slow_disconnects_total",
     "Connections closed as too slow (send queue over its byte limit), by transport.",
     ["transport"],
 )

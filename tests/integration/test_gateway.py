@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +19,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from telex import metrics
-from telex.bus import EmbeddedBroker
+from telex.bus import EmbeddedBroker, ensure_topics, free_port, required_topics
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
 
@@ -199,6 +203,9 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
             await recv_type(ws, "subscribed")
             error = await recv_type(ws, "error")
             assert error["code"] == "bad_cursor" and "[77]" in error["error"]
+        async with websockets.connect(f"{url}/v1/stream?cursor={foreign}") as ws:
+            assert (await recv_type(ws, "error"))["code"] == "bad_cursor"
+            assert await close_code(ws) == 1008
         async with websockets.connect(f"{url}/v1/stream?cursor=garbage!") as ws:
             error = await recv_type(ws, "error")
             assert error["code"] == "bad_cursor"
@@ -314,3 +321,58 @@ async def test_drain_closes_with_1012_and_refuses_new_connections(
         with contextlib.suppress(Exception):
             for ws in clients:
                 await ws.close()
+
+
+async def test_idle_connection_without_subscription_is_closed(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    config = with_gateway(config_factory(broker.bootstrap), idle_timeout=0.4)
+    async with gateway(config) as (_, _, url):
+        idle = await websockets.connect(f"{url}/v1/stream?subscribe=none")
+        busy = await websockets.connect(f"{url}/v1/stream?backlog=0")
+        assert await close_code(idle, timeout=10) == 4000
+        assert await quiet(busy, 0.5) == []  # a subscribed connection is not idle
+        await busy.close()
+
+
+async def test_sigterm_drains_a_gateway_process_with_1012(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    config = config_factory(broker.bootstrap)
+    await ensure_topics(broker.bootstrap, required_topics(config.topics))
+    port = free_port()
+    env = {
+        **os.environ,
+        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TELEX_TOPICS_WIRE": config.topics.wire,
+        "TELEX_TOPICS_RAW": config.topics.raw,
+        "TELEX_TOPICS_DLQ": config.topics.dlq,
+        "TELEX_HTTP_PORT": str(port),
+        "TELEX_GATEWAY_DRAIN_BATCH": "2",
+        "TELEX_GATEWAY_DRAIN_INTERVAL": "0.1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("telex")),
+        "gateway",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            while b"Press Ctrl-C" not in await proc.stdout.readline():
+                pass
+        clients = [await websockets.connect(f"ws://127.0.0.1:{port}/v1/stream") for _ in range(5)]
+        proc.send_signal(signal.SIGTERM)
+        codes = [await close_code(ws, timeout=20) for ws in clients]
+        assert codes == [1012] * 5
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+        assert proc.stderr is not None
+        log = (await proc.stderr.read()).decode()
+        assert "gateway.draining" in log and "Traceback" not in log, log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

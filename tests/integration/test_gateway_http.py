@@ -3,6 +3,7 @@ and authentication (API keys, JWT, origins) on all of them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -101,6 +102,20 @@ async def test_history_pages_newest_first_with_filters(
                 ).json()
             assert seen == [batch[i]["id"] for i in (8, 6, 4, 2, 0)]
             assert (await client.get("/v1/updates?before=xx!")).status_code == 400
+        gw.hub.ring.size = 2  # as if the gateway remembered only the newest events
+        await produce(kafka, config.topics.wire, [wire_event(20, "a"), wire_event(21, "a")])
+        await wait_for(lambda: sum(gw.hub.positions.values()) == 11)
+        async with httpx.AsyncClient(base_url=running.http_url or "") as client:
+            # Two from memory, then the rest read back from Kafka, still newest first.
+            page = (await client.get("/v1/updates?limit=4")).json()
+            got = [u["event"]["id"] for u in page["updates"]]
+            page = (await client.get(f"/v1/updates?limit=20&before={page['next']}")).json()
+            got += [u["event"]["id"] for u in page["updates"]]
+            assert page["next"] is None
+            newest_first = [wire_event(21, "a"), wire_event(20, "a"), *reversed(batch)]
+            assert got == [e["id"] for e in newest_first]
+            even = (await client.get("/v1/updates?tags=even&limit=20")).json()
+            assert [u["event"]["id"] for u in even["updates"]] == seen
 
 
 @pytest.fixture
@@ -170,3 +185,25 @@ async def test_auth_refusals_and_source_restrictions(
         assert error["code"] == "forbidden" and "'b'" in error["error"]
         for ws in (wall, desk, screen):
             await ws.close()
+
+
+async def test_sse_stream_ends_with_a_close_message_on_drain(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+) -> None:
+    config = config_factory(broker.bootstrap)
+    async with gateway(config) as (running, gw, _), producer(broker.bootstrap) as kafka:
+        async with (
+            httpx.AsyncClient(base_url=running.http_url or "", timeout=20) as client,
+            client.stream("GET", "/v1/events?backlog=0") as response,
+        ):
+            lines = response.aiter_lines()
+            await wait_for(lambda: len(gw.hub.conns) == 1)
+            await produce(kafka, config.topics.wire, [wire_event(1, "a")])
+            (event,) = await sse_messages(lines, 1)
+            assert event["data"]["type"] == "event" and event["id"] == event["data"]["cursor"]
+            drain = asyncio.create_task(gw.drain())
+            (close,) = await sse_messages(lines, 1)
+            assert close["event"] == "close" and close["data"]["code"] == 1012
+            assert [line async for line in lines] == []  # and the response ends
+            await drain
+        assert gw.hub.conns == {}

@@ -59,3 +59,16 @@ def test_grafana_dashboard_queries_real_metrics() -> None:
             used.add(metric if metric in known else base)
     # Every metric telex exports is on the dashboard somewhere.
     assert known <= used, f"not on the dashboard: {sorted(known - used)}"
+
+
+def test_grafana_dashboard_is_built_from_its_panel_list() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "build_dashboard", ROOT / "deploy/grafana/build_dashboard.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (ROOT / "deploy/grafana/telex.json").read_text()
+    assert committed == module.render(), "run python deploy/grafana/build_dashboard.py"

@@ -113,11 +113,11 @@ def test_slow_connection_is_closed_and_others_unaffected() -> None:
     slow.subs = {"default": Filter()}
     hub.go_live(slow)
     fast = conn(hub, default=Filter())
-    before = metrics.SLOW_DISCONNECTS._value.get()
+    before = metrics.GATEWAY_SLOW.labels("ws")._value.get()
     for n in range(10):
         publish(hub, event(n))
         received(fast)
     assert slow.slow and not fast.slow
     assert isinstance(slow.session, Closed) and slow.session.codes == [4008]
-    assert metrics.SLOW_DISCONNECTS._value.get() == before + 1
+    assert metrics.GATEWAY_SLOW.labels("ws")._value.get() == before + 1
     assert slow not in hub.groups[Filter().key].members

@@ -211,7 +211,6 @@ class Conn:
         if self.slow:
             return
         self.slow = True
-        metrics.SLOW_DISCONNECTS.inc()
         metrics.GATEWAY_SLOW.labels(self.fmt).inc()
         if self.ready is not None:
             self.ready.set()
@@ -254,7 +253,7 @@ class Ring:
             self.floor[entry.partition] = entry.offset + 1
             return
         self.entries.append(entry)
-        if len(self.entries) > self.size:
+        while len(self.entries) > self.size:
             old = self.entries.popleft()
             self.floor[old.partition] = old.offset + 1
 
@@ -286,14 +285,12 @@ class Hub:
     def attach(self, conn: Conn) -> None:
         """Count an open connection (live or not)."""
         self.conns[conn] = None
-        metrics.CONNECTIONS.inc()
         metrics.GATEWAY_CONNECTIONS.labels(conn.fmt).inc()
 
     def detach(self, conn: Conn) -> None:
         """Forget a connection entirely."""
         self.go_offline(conn)
         if self.conns.pop(conn, False) is None:
-            metrics.CONNECTIONS.dec()
             metrics.GATEWAY_CONNECTIONS.labels(conn.fmt).dec()
 
     def is_live(self, conn: Conn) -> bool:

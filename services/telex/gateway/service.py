@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketDisconnect
 
 from telex import metrics
@@ -50,6 +51,8 @@ CLOSE_POLICY = 1008  # floods and unusable connection requests
 CLOSE_IDLE = 4000  # no subscription for too long
 REPLAY_CHUNK = 200  # memory replay: entries written between checks of the write buffer
 PUBLISH_CHUNK = 64  # events per fan-out step: bounds one write per connection
+HISTORY_WINDOW = 500  # records per partition read back at a time for /v1/updates
+HISTORY_SCAN = 5000  # records read back from Kafka per /v1/updates request at most
 SUB_ID_MAX = 64
 _SUBSCRIBE_FIELDS = frozenset({"op", "id", "filter", "cursor", "backlog"})
 
@@ -94,6 +97,21 @@ def _parse_cursor(token: Any) -> dict[int, int] | None:
         return decode_cursor(token)
     except CursorError as exc:
         raise RequestError("bad_cursor", str(exc)) from None
+
+
+_FILTERS: dict[str, Filter] = {}
+
+
+def shared(filter_: Filter) -> Filter:
+    """One instance per distinct filter: thousands of dashboards ask for the same few."""
+    key = filter_.key
+    known = _FILTERS.get(key)
+    if known is not None:
+        return known
+    if len(_FILTERS) >= 10_000:
+        _FILTERS.clear()
+    _FILTERS[key] = filter_
+    return filter_
 
 
 def _merge(a: Mapping[int, int], b: tuple[int, ...]) -> dict[int, int]:
@@ -299,7 +317,7 @@ class Gateway:
         if query.get("subscribe", "").lower() in ("none", "false", "0"):
             return None, None, 0
         try:
-            filter_ = principal.restrict(Filter.from_query(query))
+            filter_ = shared(principal.restrict(Filter.from_query(query)))
         except FilterError as exc:
             code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
             raise RequestError(code, str(exc)) from None
@@ -445,9 +463,11 @@ class Gateway:
 
         async def stream(websocket: WebSocket) -> None:
             """The live wire over WebSocket: filters, cursors, resume. See the AsyncAPI doc."""
-            query = dict(websocket.query_params)
+            # Parsed here rather than through websocket.headers/query_params, which Starlette
+            # would keep for the life of every idle connection.
+            query = dict(QueryParams(websocket.scope["query_string"]))
             try:
-                principal = self.admit(websocket.headers, query)
+                principal = self.admit(Headers(scope=websocket.scope), query)
             except AuthError as exc:
                 await websocket.send_denial_response(
                     JSONResponse({"error": exc.message}, status_code=exc.status)
@@ -498,8 +518,9 @@ class Gateway:
         ) -> Response:
             """Recent updates, newest first, with the same filters as the stream.
 
-            Pages through what this gateway holds in memory (``[gateway] history_size``);
-            ``next`` is null on the last page.
+            Newest first from the gateway's memory, then read back from the wire; ``next``
+            (pass it as ``before``) is null on the last page. A page may hold fewer than
+            ``limit`` updates when a sparse filter meets a long stretch of the wire.
             """
             query = dict(request.query_params)
             try:
@@ -512,28 +533,82 @@ class Gateway:
                 return JSONResponse({"error": str(exc), "code": "bad_filter"}, status_code=400)
             except RequestError as exc:
                 return JSONResponse({"error": exc.message, "code": exc.code}, status_code=400)
-            return Response(self._history(filter_, bound, limit), media_type="application/json")
+            page = await self._history(filter_, bound, limit)
+            return Response(page, media_type="application/json")
 
         return router
 
-    def _history(self, filter_: Filter, bound: dict[int, int], limit: int) -> bytes:
+    async def _history(self, filter_: Filter, bound: dict[int, int], limit: int) -> bytes:
         matcher = filter_.compile()
         picked: list[bytes] = []
-        scanned = dict(bound)
-        exhausted = True
+        # edge[p]: everything on partition p at or above it has been scanned.
+        edge = {p: min(bound.get(p, head), head) for p, head in self.hub.positions.items()}
+        full = False
         for entry in reversed(self.hub.ring.entries):
-            if entry.offset >= bound.get(entry.partition, 1 << 62):
+            if entry.offset >= edge[entry.partition]:
                 continue
             if len(picked) >= limit:
-                exhausted = False
+                full = True
                 break
-            scanned[entry.partition] = entry.offset
+            edge[entry.partition] = entry.offset
             if matcher.matches(entry.event):
                 picked.append(entry.payload)
-        for p in self.hub.positions:
-            scanned.setdefault(p, self.hub.positions[p])
-        next_cursor = None if exhausted else encode_cursor(scanned)
+        if not full:
+            # Memory exhausted: older events are read back from the wire, newest first.
+            for p, floor in self.hub.ring.floor.items():
+                edge[p] = min(edge[p], floor)
+            full = await self._history_from_kafka(matcher, edge, limit, picked)
+        more = full or any(o > self._log_start.get(p, 0) for p, o in edge.items())
+        next_cursor = encode_cursor(edge) if more else None
         return b'{"updates":[' + b",".join(picked) + b'],"next":' + orjson.dumps(next_cursor) + b"}"
+
+    async def _history_from_kafka(
+        self, matcher: Any, edge: dict[int, int], limit: int, picked: list[bytes]
+    ) -> bool:
+        """Fill ``picked`` from Kafka below ``edge`` (moved down as read); True when full.
+
+        Reads at most HISTORY_SCAN records per request; the caller's ``next`` continues.
+        """
+        scanned = 0
+        while scanned < HISTORY_SCAN:
+            start = {
+                p: max(self._log_start.get(p, 0), o - HISTORY_WINDOW)
+                for p, o in edge.items()
+                if o > self._log_start.get(p, 0)
+            }
+            if not start:
+                return False
+            found: list[tuple[int, int, int, bytes]] = []
+            async with self._replays:
+                async for records in read_range(
+                    self.bus, self.config.topics.wire, start, {p: edge[p] for p in start}
+                ):
+                    scanned += len(records)
+                    for r in records:
+                        event = self._decode(r.value, r.partition, r.offset)
+                        if event is not None and matcher.matches(event):
+                            found.append((r.timestamp, r.offset, r.partition, r.value))
+            found.sort(reverse=True)
+            room = limit - len(picked)
+            taken = found[:room]
+            # A conservative cursor (never past an event not yet seen on any partition).
+            base = {**edge, **start}
+            for _, offset, partition, value in taken:
+                cursor = encode_cursor({**base, partition: offset + 1})
+                picked.append(event_payload(value, cursor))
+            if len(found) > room:
+                lowest: dict[int, int] = {}
+                for _, offset, partition, _ in taken:
+                    lowest[partition] = min(offset, lowest.get(partition, offset))
+                matched = {partition for _, _, partition, _ in found}
+                for p in start:
+                    if p in lowest:
+                        edge[p] = lowest[p]
+                    elif p not in matched:
+                        edge[p] = start[p]
+                return True
+            edge.update(start)
+        return False
 
 
 def _value_of(entry: Entry) -> bytes:
@@ -544,6 +619,8 @@ def _value_of(entry: Entry) -> bytes:
 
 class WebSocketSession:
     """One ``/v1/stream`` connection: its subscriptions, its cursor, its errors."""
+
+    __slots__ = ("_closer", "_sender", "bucket", "conn", "gw", "principal", "proto", "ws")
 
     def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal) -> None:
         self.gw = gateway
@@ -630,13 +707,13 @@ class WebSocketSession:
         try:
             try:
                 filter_, cursor, backlog = gw.initial(self.principal, query)
+                if filter_ is not None:
+                    await self._start({"default": filter_}, cursor, backlog)
             except RequestError as exc:
+                # Nothing usable was asked for: say what, and close (a retry would be the same).
                 self.error(exc.code, exc.message)
                 metrics.CLOSES.labels("bad_request").inc()
                 self.close(CLOSE_POLICY, "bad request: see the error frame")
-                filter_ = None
-            if filter_ is not None:
-                await self._start({"default": filter_}, cursor, backlog)
             await self._receive_loop()
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the peer went away mid-send: nothing to tell it.
@@ -716,7 +793,7 @@ class WebSocketSession:
             raise RequestError("bad_frame", f"unknown field(s) {extra} in subscribe")
         sid = self._sub_id(data)
         try:
-            filter_ = self.principal.restrict(Filter.parse(data.get("filter")))
+            filter_ = shared(self.principal.restrict(Filter.parse(data.get("filter"))))
         except FilterError as exc:
             code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
             raise RequestError(code, str(exc)) from None
