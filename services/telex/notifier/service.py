@@ -694,6 +694,16 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         if not result.ok:
             verdict, next_due = await self._after_failure(sub, job, result, at)
         await self._record_attempt(sub.id, job, result, at, verdict, next_due)
+        # Per attempt at debug level; the processor's update.processed line maps the update id
+        # to this event id, so one update can be followed to its receivers.
+        log.debug(
+            "update.delivered",
+            event=job.event_id,
+            subscription=sub.id,
+            attempt=job.attempt,
+            outcome=result.outcome,
+            verdict=verdict,
+        )
         # Only once the hand-off is acknowledged: a failed one is redone, not skipped.
         self.attempts.mark_done(job.webhook_id, job.attempt)
         job.release()
