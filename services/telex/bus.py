@@ -13,11 +13,11 @@ import os
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
@@ -291,3 +291,75 @@ async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer | None) -> No
         await client.stop()
     except (KafkaError, KafkaConnectionError, OSError) as exc:
         log.warning("kafka.client.stop_failed", error=repr(exc))
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, topic: str, apply: Callable[[Any], None], timeout: float = 30.0
+) -> None:
+    """Assign every partition of ``topic`` from the start and apply records up to its end.
+
+    The end is ``highwater()`` after a fetch: the embedded broker's ``end_offsets()`` is wrong
+    when a batch holds several records (kafka-notes.md).
+    """
+    await consumer.topics()
+    partitions = consumer.partitions_for_topic(topic) or set()
+    if not partitions:
+        raise RuntimeError(f"topic {topic} does not exist")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    remaining = set(tps)
+    async with asyncio.timeout(timeout):
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    apply(record)
+            for tp in list(remaining):
+                high = consumer.highwater(tp)
+                if high is not None and await consumer.position(tp) >= high:
+                    remaining.discard(tp)
+
+
+class TopicFollower:
+    """Keeps a local view of a topic: reads it to its end, then applies new records as they come.
+
+    The way readers of compacted topics (subscriptions, sources) and logs (attempts) stay
+    current; ``apply`` must honour tombstones (``value is None``) itself, since the embedded
+    broker never compacts.
+    """
+
+    def __init__(self, topic: str, apply: Callable[[Any], None], name: str) -> None:
+        self.topic = topic
+        self.name = name
+        self._apply = apply
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, consumer: AIOKafkaConsumer) -> None:
+        """Start ``consumer`` (group-less), read the topic to its end, then follow it."""
+        self._consumer = consumer
+        await consumer.start()
+        await read_to_end(consumer, self.topic, self._apply)
+        self._task = asyncio.create_task(self._follow(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop following (the consumer is stopped by its owner)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500)
+            except KafkaError as exc:
+                log.warning("topic.follow_failed", topic=self.topic, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for records in batch.values():
+                for record in records:
+                    self._apply(record)

@@ -9,18 +9,15 @@ already shows its attempt.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
+from telex.bus import TopicFollower
 from telex.log import get_logger
-from telex.notifier.subscriptions import read_to_end
 
 log = get_logger(__name__)
 
@@ -55,36 +52,15 @@ class AttemptLog:
         self.recent: dict[str, deque[dict[str, Any]]] = {}
         self.health: dict[str, Health] = {}
         self._done: OrderedDict[str, int] = OrderedDict()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(topic, self._apply_record, "notifier-attempts")
 
     async def start(self, consumer: AIOKafkaConsumer) -> None:
         """Read the log to its end, then follow it."""
-        self._consumer = consumer
-        await consumer.start()
-        await read_to_end(consumer, self.topic, self._apply_record)
-        self._task = asyncio.create_task(self._follow(), name="notifier-attempts")
+        await self._follower.start(consumer)
 
     async def stop(self) -> None:
         """Stop following the log."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500)
-            except KafkaError as exc:
-                log.warning("notifier.attempts.read_failed", error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
-            for records in batch.values():
-                for record in records:
-                    self._apply_record(record)
+        await self._follower.stop()
 
     def _apply_record(self, record: Any) -> None:
         try:

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from telex import metrics
-from telex.bus import Bus, TopicSpec, stop_quietly
+from telex.bus import Bus, TopicSpec, read_to_end, stop_quietly
 from telex.config import Config, NotifierConfig
 from telex.events import now_ms
 from telex.filters import Filter
@@ -859,7 +859,6 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         until_ms: int | None = None,
     ) -> list[tuple[Job, dict[str, str]]]:
         """Dead letters of a subscription (the latest per delivery), optionally narrowed."""
-        from telex.notifier.subscriptions import read_to_end
 
         found: dict[str, tuple[Job, dict[str, str]]] = {}
 

@@ -10,17 +10,16 @@ than what it holds, so a process sees its own writes at once and others' shortly
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets as _secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field
 
+from telex.bus import TopicFollower
 from telex.events import now_ms
 from telex.filters import Filter, Matcher
 from telex.log import get_logger
@@ -107,9 +106,8 @@ class SubscriptionStore:
         self.topic = topic
         self.entries: dict[str, Entry] = {}
         self._deleted: dict[str, int] = {}
-        self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(topic, self._apply_record, "notifier-subscriptions")
         self._lock = asyncio.Lock()
         self.on_change: Callable[[Subscription | None, str], None] | None = None
 
@@ -124,33 +122,13 @@ class SubscriptionStore:
 
     async def start(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         """Read the topic to its end, then keep following it in the background."""
-        self._consumer = consumer
         self._producer = producer
-        await consumer.start()
-        await read_to_end(consumer, self.topic, self._apply_record)
-        self._task = asyncio.create_task(self._follow(), name="notifier-subscriptions")
+        await self._follower.start(consumer)
         log.info("notifier.subscriptions.loaded", count=len(self.entries))
 
     async def stop(self) -> None:
         """Stop following the topic (the clients are stopped by their owner)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500)
-            except KafkaError as exc:
-                log.warning("notifier.subscriptions.read_failed", error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
-            for records in batch.values():
-                for record in records:
-                    self._apply_record(record)
+        await self._follower.stop()
 
     def _apply_record(self, record: Any) -> None:
         sub_id = record.key.decode() if record.key else ""
@@ -220,31 +198,3 @@ class SubscriptionStore:
             )
             self._delete(sub_id, version)
             return True
-
-
-async def read_to_end(
-    consumer: AIOKafkaConsumer, topic: str, apply: Callable[[Any], None], timeout: float = 30.0
-) -> None:
-    """Assign every partition of ``topic`` from the start and apply records up to its end.
-
-    Lag uses ``highwater()`` after a fetch: the embedded broker's ``end_offsets()`` is wrong
-    when a batch holds several records (kafka-notes.md).
-    """
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(topic) or set()
-    if not partitions:
-        raise RuntimeError(f"topic {topic} does not exist")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    remaining = set(tps)
-    async with asyncio.timeout(timeout):
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    apply(record)
-            for tp in list(remaining):
-                high = consumer.highwater(tp)
-                if high is not None and await consumer.position(tp) >= high:
-                    remaining.discard(tp)
