@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from telex import metrics
@@ -130,6 +132,22 @@ def test_language_of_real_sentences(seed: SeedBlog) -> None:
     # Only ISO 639-1 codes ever reach the wire.
     assert all(len(code) == 2 for code in identifier().nb_classes)
     assert enricher.detect("إزيك يا صاحبي، عامل إيه النهارده؟ الجو حلو قوي في القاهرة") == "ar"
+
+
+def test_fast_language_table_gives_the_stock_scores(seed: SeedBlog) -> None:
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    stock.set_languages([code for code in stock.labels if len(code) == 2])
+    fast = identifier()
+    assert fast.nb_ptc.dtype == np.float32 and fast.nb_ptc.flags["C_CONTIGUOUS"]
+    texts = [p for e in seed.entries for p in e.paragraphs] + [
+        "Die Lage ist schrecklich und niemand weiß, wie es weitergeht.",
+        "La situation reste très tendue à Kyiv ce matin, selon le ministère.",
+        "Сегодня в Москве прошла встреча министров иностранных дел.",
+        "東京で大きな地震が発生しました。",
+        "إزيك يا صاحبي، عامل إيه النهارده؟",
+    ]
+    for text in texts:
+        assert fast.classify(text) == stock.classify(text), text
 
 
 def test_sentiment_is_bounded_and_english_only(seed: SeedBlog) -> None:
