@@ -96,8 +96,10 @@ class StoryIndex:
         self.window_ms = window_ms
         self.max_entries = max_entries
         self._entries: OrderedDict[str, StoryEntry] = OrderedDict()
-        self._bands: list[dict[bytes, set[str]]] = [{} for _ in range(BANDS)]
+        # Band key -> the rows of the entries that have it.
+        self._bands: list[dict[bytes, set[int]]] = [{} for _ in range(BANDS)]
         self._watermark = 0
+        self._story_of_row: list[str] = []
         self._sigs: npt.NDArray[np.uint64] = np.zeros((1024, NUM_PERM), dtype=np.uint64)
         self._times: npt.NDArray[np.int64] = np.zeros(1024, dtype=np.int64)
         self._free: list[int] = []
@@ -128,16 +130,17 @@ class StoryIndex:
         Ties go to the earliest update, then to the smallest story id, so the answer does not
         depend on the order the index was filled in.
         """
-        candidates: set[str] = set()
+        candidates: set[int] = set()
         for band, key in zip(self._bands, self._keys(sig), strict=True):
             members = band.get(key)
             if members:
                 candidates.update(members)
-        candidates.discard(exclude)
+        excluded = self._entries.get(exclude)
+        if excluded is not None:
+            candidates.discard(excluded.slot)
         if not candidates:
             return None
-        entries = [self._entries[c] for c in candidates]
-        rows = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
+        rows = np.fromiter(candidates, dtype=np.intp, count=len(candidates))
         # One comparison of all candidates at once: a live story can have hundreds of members.
         agree = np.count_nonzero(self._sigs[rows] == sig, axis=1)
         near = np.abs(self._times[rows] - event_ms) <= self.window_ms
@@ -145,11 +148,11 @@ class StoryIndex:
         good = np.flatnonzero(near & (agree >= self.threshold * NUM_PERM - 1e-9))
         best: tuple[float, int, str] | None = None
         for i in good.tolist():
-            entry = entries[i]
             score = int(agree[i]) / NUM_PERM
             if score < self.threshold:
                 continue
-            rank = (-score, entry.event_ms, entry.story_id)
+            row = int(rows[i])
+            rank = (-score, int(self._times[row]), self._story_of_row[row])
             if best is None or rank < best:
                 best = rank
         return best[2] if best is not None else None
@@ -160,9 +163,10 @@ class StoryIndex:
         slot = self._take_slot()
         self._sigs[slot] = sig
         self._times[slot] = event_ms
+        self._story_of_row[slot] = story_id
         self._entries[update_id] = StoryEntry(slot, story_id, event_ms)
         for band, key in zip(self._bands, self._keys(sig), strict=True):
-            band.setdefault(key, set()).add(update_id)
+            band.setdefault(key, set()).add(slot)
         self._watermark = max(self._watermark, event_ms)
         self._evict()
 
@@ -174,6 +178,7 @@ class StoryIndex:
             self._sigs = np.resize(self._sigs, (grown, NUM_PERM))
             self._times = np.resize(self._times, grown)
         self._rows += 1
+        self._story_of_row.append("")
         return self._rows - 1
 
     def remove(self, update_id: str) -> None:
@@ -184,7 +189,7 @@ class StoryIndex:
         for band, key in zip(self._bands, self._keys(self._sigs[entry.slot]), strict=True):
             members = band.get(key)
             if members is not None:
-                members.discard(update_id)
+                members.discard(entry.slot)
                 if not members:
                     del band[key]
         self._free.append(entry.slot)
