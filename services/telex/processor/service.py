@@ -370,8 +370,14 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                             )
                         )
                     builder = builders[tp.partition] = self._producer.create_batch()
-                    # An empty batch takes one record of any size (the broker judges it).
-                    self._append(builder, record.key, value)
+                    if not self._append(builder, record.key, value):
+                        # aiokafka lets an empty batch take one record of any size; should
+                        # that ever change, the record still goes, on its own.
+                        pending.append(
+                            await self._producer.send(
+                                topics.wire, value, key=record.key, partition=tp.partition
+                            )
+                        )
                 produced[event["type"]] += 1
         for partition, builder in builders.items():
             pending.append(
