@@ -50,6 +50,11 @@ async def test_processor_metrics_dlq_and_enriched_wire(
     for n, text in enumerate(texts):
         html = f'<p onclick="x()">{text}</p><script>steal()</script><a href="/more">more</a>'
         records.append((b"rt", raw("rt", f"e{n}", text, html)))
+        if n == 4:
+            # An event far larger than a producer batch (16 KB) in the middle of a batch:
+            # it must travel whole, in order.
+            big = " ".join(f"w{i}" for i in range(20_000))
+            records.append((b"rt", raw("rt", "big", big)))
     records += [(b"rt", raw("rt", f"e{n}", texts[n])) for n in range(4)]  # re-sends
     records.append((b"rt", raw("rt", "e0", texts[0] + " Lavrov later added nothing.")))
     records.append((b"tass", raw("tass", "x", "BREAKING: " + texts[5])))  # near-duplicate
@@ -92,13 +97,26 @@ async def test_processor_metrics_dlq_and_enriched_wire(
     finally:
         await processor.stop()
 
-    assert value(metrics.DEDUP_OUTCOMES.labels("new")) - before["new"] == 10
+    assert value(metrics.DEDUP_OUTCOMES.labels("new")) - before["new"] == 11
     assert value(metrics.DEDUP_OUTCOMES.labels("duplicate")) - before["duplicate"] == 4
     assert value(metrics.DEDUP_OUTCOMES.labels("revision")) - before["revision"] == 1
     assert metrics.ENRICH_SECONDS.labels("entities")._sum.get() > enrich_before
 
-    wire = [orjson.loads(r.value) for r in await read_topic(broker.bootstrap, config.topics.wire)]
-    assert len(wire) == 12
+    wire_records = await read_topic(broker.bootstrap, config.topics.wire)
+    wire = [orjson.loads(r.value) for r in wire_records]
+    assert len(wire) == 13
+    # One source, one raw partition, one wire partition: the wire keeps the input's order.
+    # (read_topic keeps each partition's records in offset order)
+    rt_order = [
+        (e["data"]["entry_id"], e["type"].rsplit(".", 1)[1])
+        for e in wire
+        if e["data"]["source_id"] == "rt"
+    ]
+    assert rt_order == [(f"e{n}", "created") for n in range(5)] + [("big", "created")] + [
+        (f"e{n}", "created") for n in range(5, 10)
+    ] + [("e0", "revised")]
+    big_event = next(e for e in wire if e["data"]["entry_id"] == "big")
+    assert big_event["data"]["text"] == big
     for event in wire:
         wire_schema.validate(event)
         data = event["data"]

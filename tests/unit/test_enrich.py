@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from telex import metrics
 from telex.config import Config, WatchTerm
+from telex.processor.diff import sentences
 from telex.processor.enrich import Document, Pipeline
 from telex.processor.enrich.entities import EntitiesEnricher
 from telex.processor.enrich.gazetteer import build
 from telex.processor.enrich.html import HtmlEnricher, extract_links, sanitise
 from telex.processor.enrich.language import LanguageEnricher, identifier
 from telex.processor.enrich.quotes import QuotesEnricher
-from telex.processor.enrich.sentiment import SentimentEnricher
+from telex.processor.enrich.sentiment import FastVader, SentimentEnricher
 from telex.processor.enrich.tags import TagsEnricher
 from telex.processor.enrich.watch import WatchEnricher
 from telex.processor.stage import published_time
@@ -130,6 +134,22 @@ def test_language_of_real_sentences(seed: SeedBlog) -> None:
     assert enricher.detect("إزيك يا صاحبي، عامل إيه النهارده؟ الجو حلو قوي في القاهرة") == "ar"
 
 
+def test_fast_language_table_gives_the_stock_scores(seed: SeedBlog) -> None:
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    stock.set_languages([code for code in stock.labels if len(code) == 2])
+    fast = identifier()
+    assert fast.nb_ptc.dtype == np.float32 and fast.nb_ptc.flags["C_CONTIGUOUS"]
+    texts = [p for e in seed.entries for p in e.paragraphs] + [
+        "Die Lage ist schrecklich und niemand weiß, wie es weitergeht.",
+        "La situation reste très tendue à Kyiv ce matin, selon le ministère.",
+        "Сегодня в Москве прошла встреча министров иностранных дел.",
+        "東京で大きな地震が発生しました。",
+        "إزيك يا صاحبي، عامل إيه النهارده؟",
+    ]
+    for text in texts:
+        assert fast.classify(text) == stock.classify(text), text
+
+
 def test_sentiment_is_bounded_and_english_only(seed: SeedBlog) -> None:
     enricher = SentimentEnricher()
     negative = Document(text=entry_text(seed, "10:43 GMT"), fields={"language": "en"})
@@ -142,6 +162,47 @@ def test_sentiment_is_bounded_and_english_only(seed: SeedBlog) -> None:
     german = Document(text="Die Lage ist schrecklich.", fields={"language": "de"})
     enricher.enrich(german)
     assert german.fields["sentiment"] is None
+
+
+# Sentences that take every branch the fast path touches: negations one to three words back,
+# "never so", "without doubt", idioms before and after the word, boosters, "kind of", "but",
+# "least", capitals, emoji, emoticons, sentences of one to three words.
+VADER_CASES = [
+    "This is not so bad at all, but it is kind of terrible 😀!!",
+    "never so good",
+    "It was never this good.",
+    "without doubt the best",
+    "good",
+    "I don't think it's the bomb, kind of sort of ok",
+    "no good",
+    "No, no good at all :) ",
+    "the shit is at least not bad",
+    "at least he is very least happy",
+    "least happy",
+    "It is the bomb",
+    "GREAT but BAD",
+    "yeah right, cut the mustard",
+    "isn't it GREAT?!",
+    "He is not the worst, nor the best",
+    "no problem or worries",
+    "bad ass move by the bus stop",
+    "Police said three people were killed 💔 and dozens hurt",
+    "kind of",
+    "so",
+    "It was the kiss of death",
+    "it was the kiss of",
+    "a truly sad broken heart today",
+    "They said it was never so very bad",
+    "we were without any doubt sad",
+]
+
+
+def test_fast_vader_scores_exactly_as_the_library(seed: SeedBlog) -> None:
+    library, fast = SentimentIntensityAnalyzer(), FastVader()
+    texts = [p for e in seed.entries for p in e.paragraphs] + VADER_CASES
+    texts += [s for t in texts for s in sentences(t)]
+    for text in texts:
+        assert fast.polarity_scores(text) == library.polarity_scores(text), text
 
 
 def test_html_is_sanitised_and_links_are_absolute() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 
 from telex.bus import Bus
@@ -59,11 +60,12 @@ def test_a_record_that_breaks_the_stage_is_dead_lettered_and_the_batch_goes_on()
     decided = processor._compute(batch, processed_ms=5)
     outcomes = [d[2] for d in decided]
     assert [r.offset for _, r, _ in decided] == [0, 1, 2, 3, 4]
-    assert isinstance(outcomes[0], dict) and outcomes[0]["type"] == "telex.update.created"
+    assert isinstance(outcomes[0], tuple) and outcomes[0][0]["type"] == "telex.update.created"
+    assert orjson.loads(outcomes[0][1]) == outcomes[0][0]  # the bytes that go to the wire
     assert outcomes[1] == "processing failed: ZeroDivisionError('a bug')"
     assert isinstance(outcomes[2], str) and outcomes[2].startswith("not JSON")
     assert outcomes[3] is None  # duplicate
-    assert isinstance(outcomes[4], dict)
+    assert isinstance(outcomes[4], tuple) and outcomes[4][0]["data"]["text"].startswith("second")
     # A partition revoked while the batch waited is left to its new owner.
     assert (
         processor._compute({TopicPartition(config.topics.raw, 1): [Record(0, None, b"")]}, 6) == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import zlib
 from typing import Any
 
+import numpy as np
 from jsonschema import Draft202012Validator
 
 from telex.config import Config
@@ -11,6 +14,7 @@ from telex.events import content_hash, decode_raw, encode, update_id
 from telex.processor.diff import readable_diff
 from telex.processor.stage import Stage
 from telex.processor.state import Known, PartitionState
+from telex.processor.stories import _A, _B, _SHIFT, signature, words
 from telex.replay.seed import SeedBlog
 
 TEXT = (
@@ -157,3 +161,22 @@ def test_restore_indexes_only_the_story_window(seed: SeedBlog) -> None:
     assert len(fresh.stories) == 7
     assert fresh.stories.story_of(events[0]["id"]) is None
     assert fresh.stories.story_of(events[-1]["id"]) == events[-1]["story_id"]
+
+
+def reference_signature(text: str) -> list[int]:
+    """MinHash as first written: a set of "a b" shingle strings, each CRC-32'd on its own."""
+    tokens = words(text)
+    shingles = {f"{a} {b}" for a, b in itertools.pairwise(tokens)}
+    hashes = np.array([zlib.crc32(s.encode("utf-8", "surrogatepass")) for s in shingles], np.uint64)
+    return [int(v) for v in ((hashes[:, None] * _A[None, :] + _B[None, :]) >> _SHIFT).min(axis=0)]
+
+
+def test_signatures_are_those_of_the_shingle_definition(seed: SeedBlog) -> None:
+    # Signatures are part of the contract (every process, every version, must link the same
+    # way): the fast computation must give exactly the values of the plain definition.
+    texts = [p for e in seed.entries for p in e.paragraphs]
+    texts += ["Żółć gęślą jaźń — naïve café Ωmega, repeated repeated repeated repeated words"]
+    for text in texts:
+        sig = signature(text, min_words=2)
+        assert sig is not None
+        assert [int(v) for v in sig] == reference_signature(text), text

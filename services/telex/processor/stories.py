@@ -51,11 +51,13 @@ def signature(text: str, min_words: int = 8) -> Signature | None:
     tokens = words(text)
     if len(tokens) < min_words:
         return None
-    shingles = {f"{a} {b}" for a, b in itertools.pairwise(tokens)}
+    # CRC-32 continues: crc32(b, crc32(b" ", crc32(a))) == crc32(a + b" " + b). Each word is
+    # hashed once and each pair by one C call, with no shingle string built. Repeated pairs
+    # give repeated hashes, which cannot change a minimum, so no set is needed either.
+    encoded = " ".join(tokens).encode("utf-8", "surrogatepass").split(b" ")
+    spaced = map(zlib.crc32, itertools.repeat(b" "), map(zlib.crc32, encoded))
     hashes = np.fromiter(
-        (zlib.crc32(s.encode("utf-8", "surrogatepass")) for s in shingles),
-        dtype=np.uint64,
-        count=len(shingles),
+        map(zlib.crc32, encoded[1:], spaced), dtype=np.uint64, count=len(encoded) - 1
     )
     permuted = (hashes[:, None] * _A[None, :] + _B[None, :]) >> _SHIFT
     result: Signature = permuted.min(axis=0)
@@ -74,23 +76,34 @@ def new_story_id(update_id: str) -> str:
 
 @dataclass(frozen=True)
 class StoryEntry:
-    """One update in the index."""
+    """One update in the index; its signature and event time live in row ``slot``."""
 
-    signature: Signature
+    slot: int
     story_id: str
     event_ms: int
 
 
 class StoryIndex:
-    """Recent updates of every partition, for story linking; bounded in size and event time."""
+    """Recent updates of every partition, for story linking; bounded in size and event time.
+
+    Signatures and event times are kept as rows of two arrays (a freed row is reused), so that
+    matching compares all candidates in one vectorised step instead of gathering them one by
+    one.
+    """
 
     def __init__(self, threshold: float, window_ms: int, max_entries: int) -> None:
         self.threshold = threshold
         self.window_ms = window_ms
         self.max_entries = max_entries
         self._entries: OrderedDict[str, StoryEntry] = OrderedDict()
-        self._bands: list[dict[bytes, set[str]]] = [{} for _ in range(BANDS)]
+        # Band key -> the rows of the entries that have it.
+        self._bands: list[dict[bytes, set[int]]] = [{} for _ in range(BANDS)]
         self._watermark = 0
+        self._story_of_row: list[str] = []
+        self._sigs: npt.NDArray[np.uint64] = np.zeros((1024, NUM_PERM), dtype=np.uint64)
+        self._times: npt.NDArray[np.int64] = np.zeros(1024, dtype=np.int64)
+        self._free: list[int] = []
+        self._rows = 0  # rows ever handed out; the rest of the arrays is spare capacity
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,7 +115,9 @@ class StoryIndex:
 
     @staticmethod
     def _keys(sig: Signature) -> list[bytes]:
-        return [sig[i * ROWS : (i + 1) * ROWS].tobytes() for i in range(BANDS)]
+        raw = sig.tobytes()
+        step = ROWS * sig.itemsize
+        return [raw[i * step : (i + 1) * step] for i in range(BANDS)]
 
     def story_of(self, update_id: str) -> str | None:
         """The story ``update_id`` belongs to, if the index holds it."""
@@ -115,25 +130,29 @@ class StoryIndex:
         Ties go to the earliest update, then to the smallest story id, so the answer does not
         depend on the order the index was filled in.
         """
-        candidates: set[str] = set()
+        candidates: set[int] = set()
         for band, key in zip(self._bands, self._keys(sig), strict=True):
-            candidates.update(band.get(key, ()))
-        candidates.discard(exclude)
-        entries = [
-            entry
-            for entry in (self._entries[c] for c in candidates)
-            if abs(entry.event_ms - event_ms) <= self.window_ms
-        ]
-        if not entries:
+            members = band.get(key)
+            if members:
+                candidates.update(members)
+        excluded = self._entries.get(exclude)
+        if excluded is not None:
+            candidates.discard(excluded.slot)
+        if not candidates:
             return None
+        rows = np.fromiter(candidates, dtype=np.intp, count=len(candidates))
         # One comparison of all candidates at once: a live story can have hundreds of members.
-        agree = np.count_nonzero(np.stack([e.signature for e in entries]) == sig, axis=1)
+        agree = np.count_nonzero(self._sigs[rows] == sig, axis=1)
+        near = np.abs(self._times[rows] - event_ms) <= self.window_ms
+        # An integer bound on agreeing values is the same test as score >= threshold.
+        good = np.flatnonzero(near & (agree >= self.threshold * NUM_PERM - 1e-9))
         best: tuple[float, int, str] | None = None
-        for entry, same in zip(entries, agree.tolist(), strict=True):
-            score = same / NUM_PERM
+        for i in good.tolist():
+            score = int(agree[i]) / NUM_PERM
             if score < self.threshold:
                 continue
-            rank = (-score, entry.event_ms, entry.story_id)
+            row = int(rows[i])
+            rank = (-score, int(self._times[row]), self._story_of_row[row])
             if best is None or rank < best:
                 best = rank
         return best[2] if best is not None else None
@@ -141,24 +160,39 @@ class StoryIndex:
     def add(self, update_id: str, sig: Signature, story_id: str, event_ms: int) -> None:
         """Remember ``update_id`` (replacing what was known of it) and evict what is too old."""
         self.remove(update_id)
-        entry = StoryEntry(sig, story_id, event_ms)
-        self._entries[update_id] = entry
+        slot = self._take_slot()
+        self._sigs[slot] = sig
+        self._times[slot] = event_ms
+        self._story_of_row[slot] = story_id
+        self._entries[update_id] = StoryEntry(slot, story_id, event_ms)
         for band, key in zip(self._bands, self._keys(sig), strict=True):
-            band.setdefault(key, set()).add(update_id)
+            band.setdefault(key, set()).add(slot)
         self._watermark = max(self._watermark, event_ms)
         self._evict()
+
+    def _take_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        if self._rows == len(self._times):
+            grown = 2 * len(self._times)
+            self._sigs = np.resize(self._sigs, (grown, NUM_PERM))
+            self._times = np.resize(self._times, grown)
+        self._rows += 1
+        self._story_of_row.append("")
+        return self._rows - 1
 
     def remove(self, update_id: str) -> None:
         """Forget ``update_id``."""
         entry = self._entries.pop(update_id, None)
         if entry is None:
             return
-        for band, key in zip(self._bands, self._keys(entry.signature), strict=True):
+        for band, key in zip(self._bands, self._keys(self._sigs[entry.slot]), strict=True):
             members = band.get(key)
             if members is not None:
-                members.discard(update_id)
+                members.discard(entry.slot)
                 if not members:
                     del band[key]
+        self._free.append(entry.slot)
 
     def _evict(self) -> None:
         horizon = self._watermark - self.window_ms

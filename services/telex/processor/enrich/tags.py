@@ -39,11 +39,12 @@ class TagsEnricher:
         """The most frequent content words of ``text`` not already in ``exclude``."""
         counts: Counter[str] = Counter()
         first: dict[str, int] = {}
-        for i, match in enumerate(_TOKEN.finditer(text)):
-            word = match.group(0).lower().replace("\u2019", "'")
+        stopwords = self.stopwords
+        for i, token in enumerate(_TOKEN.findall(text)):
+            word = token.lower().replace("\u2019", "'")
             if word.endswith("'s"):
                 word = word[:-2]
-            if len(word) < 4 or word in self.stopwords or word in exclude:
+            if len(word) < 4 or word in stopwords or word in exclude:
                 continue
             counts[word] += 1
             first.setdefault(word, i)
