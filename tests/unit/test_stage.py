@@ -180,3 +180,19 @@ def test_signatures_are_those_of_the_shingle_definition(seed: SeedBlog) -> None:
         sig = signature(text, min_words=2)
         assert sig is not None
         assert [int(v) for v in sig] == reference_signature(text), text
+
+
+def test_debug_trace_links_the_update_to_its_wire_event(caplog: Any) -> None:
+    import logging
+
+    stage = Stage(Config())
+    state = PartitionState()
+    record = raw("rt", "e1", TEXT)
+    with caplog.at_level(logging.DEBUG, logger="telex.processor.stage"):
+        created = stage.process(record, state, processed_ms=1)
+        stage.process(record, state, processed_ms=2)
+    traces = [r for r in caplog.records if r.getMessage() == "update.processed"]
+    assert [t.fields for t in traces] == [  # type: ignore[attr-defined]
+        {"update": record["id"], "outcome": "new", "event": created.event["id"]},
+        {"update": record["id"], "outcome": "duplicate", "event": None},
+    ]

@@ -7,17 +7,21 @@ index, so re-processing after a crash decides the same way.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from telex import metrics
 from telex.config import Config
 from telex.events import EventType, RawUpdate, cloudevent
+from telex.log import get_logger
 from telex.processor.diff import readable_diff
 from telex.processor.enrich import Document, Pipeline
 from telex.processor.state import Known, PartitionState, event_ms_of
 from telex.processor.stories import StoryIndex, new_story_id, signature
 from telex.timeparse import iso_from_ms, iso_utc, parse_date, resolve
+
+_trace = get_logger(__name__)
 
 Outcome = Literal["new", "duplicate", "revision", "story_linked", "deleted"]
 
@@ -99,6 +103,12 @@ class Stage:
         """The wire event for ``raw`` (``None`` when the wire already carries it)."""
         result = self._process(raw, state, processed_ms)
         self._outcomes[result.outcome].inc()
+        if _trace.logger.isEnabledFor(logging.DEBUG):
+            # One line per update at debug level: links the update id to its wire event id.
+            event_id = result.event["id"] if result.event is not None else None
+            _trace.debug(
+                "update.processed", update=raw["id"], outcome=result.outcome, event=event_id
+            )
         return result
 
     def _process(self, raw: RawUpdate, state: PartitionState, processed_ms: int) -> Result:
