@@ -44,7 +44,7 @@ CHROMIUM_ARGS = [
 ]
 PAGE_DATE = "18 January 2024"
 # Sources the tests write to: each test edits its own page, so tests do not depend on order.
-DESKS = ("desk-order", "desk-filter", "desk-revise", "desk-resume")
+DESKS = ("desk-order", "desk-filter", "desk-revise", "desk-resume", "desk-resync")
 
 NETWORK_NOTICES = ("WebSocket connection to", "Failed to load resource")
 # DOM conditions may take a few poll cycles of the pipeline to come true.
@@ -101,12 +101,12 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    async def spawn(self, name: str, args: list[str], port: int) -> None:
+    async def spawn(self, name: str, args: list[str], port: int, **env: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = await asyncio.create_subprocess_exec(
             TELEX,
             *args,
-            env={**self.env, "TELEX_HTTP_PORT": str(port)},
+            env={**self.env, "TELEX_HTTP_PORT": str(port), **env},
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
@@ -127,8 +127,8 @@ class Stack:
         proc.kill()
         await proc.wait()
 
-    async def start_gateway(self) -> None:
-        await self.spawn("gateway", ["gateway"], self.gateway_port)
+    async def start_gateway(self, **env: str) -> None:
+        await self.spawn("gateway", ["gateway"], self.gateway_port, **env)
         await self.wait_ready(self.gateway_port)
 
 

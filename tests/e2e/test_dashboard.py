@@ -220,3 +220,32 @@ async def test_gateway_killed_and_restarted_resumes_with_nothing_missed_or_doubl
     assert len(received) == len(set(received))
     assert await tab.evaluate("window.telex.wire.duplicates") == 0
     assert errors == []
+
+
+async def test_a_resync_answer_reloads_history(stack: Stack, page: PageFixture) -> None:
+    # Runs last: it leaves a gateway that replays nothing, so every resume becomes a resync.
+    tab, frames, errors = page
+    desk = stack.desks["desk-resync"]
+    status = tab.locator("#status")
+    await tab.goto(stack.url + "/?sources=desk-resync")
+    await expect(tab.locator(".card")).to_have_count(1)
+    await expect(status).to_have_attribute("data-state", "live")
+
+    await stack.kill_gateway()
+    await expect(status).to_have_attribute("data-state", "reconnecting")
+    text = "Talks on a prisoner exchange will continue next week in Abu Dhabi, a spokesman said."
+    desk.add("y1", "11:50", text)
+    async with asyncio.timeout(30):
+        while not any(
+            e["data"]["text"] == text for e in await wire_events(stack)
+        ):  # the update is on the wire, the page has not seen it
+            await asyncio.sleep(0.3)
+    await stack.start_gateway(TELEX_GATEWAY_MAX_REPLAY_EVENTS="0")
+
+    # The gateway cannot replay: it says so, and the page reloads its history.
+    await expect(tab.locator("#alert")).to_contain_text("could not be replayed")
+    await expect(status).to_contain_text("history reloaded")
+    await expect(tab.locator(".card", has_text="prisoner exchange")).to_have_count(1)
+    await expect(tab.locator(".card")).to_have_count(2)
+    assert any(f.get("type") == "resync" for _, f in frames.by_url)
+    assert errors == []

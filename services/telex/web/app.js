@@ -2,7 +2,7 @@
 import { h } from "./dom.js";
 import * as filters from "./filters.js";
 import { Health } from "./health.js";
-import { Stream } from "./stream.js";
+import { BACKLOG, Stream } from "./stream.js";
 import { Watch } from "./watch.js";
 import { languageName, Wire } from "./wire.js";
 
@@ -33,6 +33,7 @@ const watch = new Watch();
 const wire = new Wire(ui.wire, { watch: () => watch.pattern });
 const known = { sources: new Set(), entities: new Set(), languages: new Set() };
 let olderCursor = null; // where "Load older" continues from
+let backlogCount = 0; // a full backlog means the gateway may hold older updates
 let unseen = 0; // updates that arrived while the tab was hidden
 let newerCount = 0; // updates that arrived above while the viewer was reading further down
 let countdown = null;
@@ -67,6 +68,9 @@ function onState(state, detail) {
       setStatus("live", note ? `Live · ${note}` : "Live", "Connected: new updates appear as they are published");
       break;
     }
+    case "refused":
+      setStatus("offline", "Not connected · change the filters", detail.reason || "");
+      break;
     case "offline":
       setStatus("offline", "Offline · waiting for the network", detail.reason || "");
       break;
@@ -108,7 +112,10 @@ function onEvent(event, { phase, cursor }) {
   const atTop = window.scrollY < 120;
   const result = wire.apply(event);
   if (result.kind === "duplicate") return;
-  if (phase === "backlog" && olderCursor === null) olderCursor = cursor;
+  if (phase === "backlog") {
+    if (olderCursor === null) olderCursor = cursor;
+    backlogCount += 1;
+  }
   learn(result.data);
   showEmpty();
   if (phase === "live") health.observe(result.data.timings?.detected_ms);
@@ -142,7 +149,7 @@ function showEmpty() {
   ui.empty.textContent = filters.size(filter)
     ? "No updates match this view yet. Matching updates appear here as they arrive."
     : "Waiting for the first update…";
-  ui.older.hidden = none || olderCursor === null;
+  ui.older.hidden = none || olderCursor === null || backlogCount < BACKLOG;
 }
 
 function showAlert(text) {
@@ -177,6 +184,7 @@ async function onResync(reason) {
     const page = await fetchHistory(null, 100);
     wire.clear();
     olderCursor = page.next;
+    backlogCount = page.next ? BACKLOG : 0;
     // Newest first on the page: show the oldest first so that edits land on their update.
     for (const frame of page.updates.slice().reverse()) {
       const result = wire.apply(frame.event);
@@ -267,6 +275,7 @@ function applyFilter(next, { push = true } = {}) {
 function onSubscribed() {
   wire.clear();
   olderCursor = null;
+  backlogCount = 0;
   newerCount = 0;
   ui.newer.hidden = true;
   showEmpty();

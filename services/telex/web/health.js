@@ -2,7 +2,7 @@
 // as this browser sees them.
 import { h } from "./dom.js";
 
-const SOURCES_EVERY_MS = 15000;
+const SOURCES_EVERY_MS = 10000;
 const LATENCY_SAMPLES = 50;
 const rel = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" });
 
@@ -41,6 +41,10 @@ export class Health {
 
   start() {
     this.pollSources();
+    // Opening the list shows the status of now, not of the last poll.
+    document.querySelector(".health__sources").addEventListener("toggle", (ev) => {
+      if (ev.target.open) this.pollSources();
+    });
     setInterval(() => this.pollSources(), SOURCES_EVERY_MS);
     setInterval(() => this.showRate(), 5000);
   }

@@ -7,7 +7,7 @@
 //   "live"    everything after that.
 import { toParams } from "./filters.js";
 
-const BACKLOG = 100;
+export const BACKLOG = 100;
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 const STABLE_MS = 5000; // a connection open this long resets the back-off
@@ -23,6 +23,8 @@ const CLOSE_REASONS = {
   4000: "idle",
   4008: "this browser fell behind",
 };
+
+const REFUSALS = new Set(["bad_filter", "forbidden", "bad_request"]);
 
 export class Stream {
   /**
@@ -41,6 +43,7 @@ export class Stream {
     this.openedAt = 0;
     this.switching = false;
     this.connections = 0;
+    this.refused = null;
   }
 
   start() {
@@ -64,6 +67,12 @@ export class Stream {
   connect() {
     clearTimeout(this.timer);
     this.timer = null;
+    if (this.switching) {
+      // The connection dropped while changing view: start the new view afresh.
+      this.switching = false;
+      this.cursor = null;
+      this.h.onSubscribed(this.filter);
+    }
     const resuming = Boolean(this.cursor);
     this.phase = resuming ? "replay" : "backlog";
     this.h.onState(this.connections ? "reconnecting" : "connecting", { attempt: this.attempt });
@@ -139,6 +148,8 @@ export class Stream {
         }
         break;
       case "error":
+        // A view the gateway refuses is not retried until the viewer changes it.
+        if (REFUSALS.has(frame.code)) this.refused = frame.error;
         this.h.onError(frame);
         break;
       default:
@@ -153,6 +164,10 @@ export class Stream {
 
   scheduleReconnect(code) {
     const reason = CLOSE_REASONS[code] || `closed (${code})`;
+    if (this.refused) {
+      this.h.onState("refused", { reason: this.refused });
+      return;
+    }
     let delay;
     if (code === 1012 && this.attempt === 0) {
       // A restart: come back soon, spread out so that every client does not land at once.
@@ -175,6 +190,7 @@ export class Stream {
   /** Reconnect at once (a button, the browser coming back online). */
   retryNow() {
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) return;
+    this.refused = null;
     this.connect();
   }
 
@@ -184,6 +200,7 @@ export class Stream {
    */
   setFilter(filter) {
     this.filter = filter;
+    this.refused = null;
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN) {
       this.switching = true;

@@ -250,8 +250,8 @@ export class Wire {
     const paras = paragraphs(data.text, pattern);
     const body = h("div", { class: "card__text" }, paras[0]);
     if (paras.length > 1) {
-      // Long entries show their first paragraph; the rest is a click (or a watch match) away.
-      const open = () => Boolean(entry.expanded ?? watched.length);
+      // Long entries show their first paragraph; the rest is a click away.
+      const open = () => Boolean(entry.expanded);
       const moreId = `m-${data.id}`;
       const rest = h("div", { class: "card__more", id: moreId, hidden: !open() }, paras.slice(1));
       const more = paras.length - 1;
