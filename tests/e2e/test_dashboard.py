@@ -81,6 +81,11 @@ async def test_updates_arrive_newest_first_and_in_place(stack: Stack, page: Page
     )
     await expect(card.locator(".quotes cite")).to_have_text(["Lavrov"])
 
+    # The health strip measured the live ones: a rate and a latency, in this browser.
+    await expect(tab.locator("#latency")).to_have_attribute("data-ms", re.compile(r"^\d+$"))
+    await expect(tab.locator("#rate")).not_to_have_text("0")
+    # This gateway runs alone: source status lives on the poller's port, and the strip says so.
+    await expect(tab.locator("#sources-summary")).to_have_text("n/a")
     assert await tab.evaluate("window.sameDocument") is True
     assert errors == []
 
@@ -164,6 +169,45 @@ async def test_a_revision_edits_the_existing_card(stack: Stack, page: PageFixtur
 
     revised = [e for e in frames.events() if e["type"] == "telex.update.revised"]
     assert [e["data"]["id"] for e in revised] == [update_id]
+    assert errors == []
+
+
+async def test_watch_terms_highlight_are_kept_and_the_keyboard_moves(
+    stack: Stack, page: PageFixture
+) -> None:
+    tab, _, errors = page
+    desk = stack.desks["desk-watch"]
+    await tab.goto(stack.url + "/?sources=desk-watch")
+    await expect(tab.locator(".card")).to_have_count(1)
+    await tab.fill("#w-terms", "ceasefire, Kherson")
+    await tab.get_by_role("button", name="Save watch terms").click()
+
+    desk.add("w1", "12:00", "Both sides agreed to a ceasefire along the front line from "
+             "midnight, the mediators said after two days of talks in Geneva.")  # fmt: skip
+    card = tab.locator(".card", has_text="Both sides agreed")
+    await expect(card).to_have_class(re.compile(r"\bcard--watch\b"))
+    await expect(card.locator("mark")).to_have_text(["ceasefire"])
+    await expect(card.locator(".badge--watch")).to_have_text("Watch: ceasefire")
+    # The one announcement of the wire for screen readers: a watched update arrived.
+    await expect(tab.locator("#announcer")).to_contain_text("Watched update from desk-watch")
+    await expect(tab.locator(".card--watch")).to_have_count(1)
+
+    # Kept in this browser: after a reload the terms and the highlight are still there.
+    await tab.reload()
+    await expect(tab.locator("#w-terms")).to_have_value("ceasefire, Kherson")
+    await expect(tab.locator(".card--watch")).to_have_count(1)
+
+    # Keyboard: j/k move between updates, / goes to the words filter.
+    cards = tab.locator("#wire .card")
+    await expect(cards).to_have_count(2)
+    await tab.keyboard.press("j")
+    await expect(cards.nth(0)).to_be_focused()
+    await tab.keyboard.press("j")
+    await expect(cards.nth(1)).to_be_focused()
+    await tab.keyboard.press("k")
+    await expect(cards.nth(0)).to_be_focused()
+    await tab.keyboard.press("/")
+    await expect(tab.locator("#f-terms")).to_be_focused()
     assert errors == []
 
 
