@@ -81,6 +81,10 @@ class Desk:
         self.entries.append((anchor, time, text))
         self.publish()
 
+    def remove(self, anchor: str) -> None:
+        self.entries = [e for e in self.entries if e[0] != anchor]
+        self.publish()
+
     def edit(self, anchor: str, text: str) -> None:
         self.entries = [(a, t, text if a == anchor else x) for a, t, x in self.entries]
         self.publish()

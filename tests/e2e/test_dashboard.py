@@ -169,6 +169,15 @@ async def test_a_revision_edits_the_existing_card(stack: Stack, page: PageFixtur
 
     revised = [e for e in frames.events() if e["type"] == "telex.update.revised"]
     assert [e["data"]["id"] for e in revised] == [update_id]
+
+    # An entry taken down at its source stays on screen, marked, rather than vanishing.
+    desk.add("r2", "11:35", "Roads into the district will stay closed until the water "
+             "recedes, the regional governor said in a televised address.")  # fmt: skip
+    await expect(tab.locator(".card")).to_have_count(3)
+    desk.remove("r1")
+    await expect(edited).to_have_attribute("data-type", "deleted")
+    await expect(edited.locator(".badge--deleted")).to_have_text("Removed at source")
+    await expect(tab.locator(".card")).to_have_count(3)
     assert errors == []
 
 
