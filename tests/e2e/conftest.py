@@ -44,7 +44,15 @@ CHROMIUM_ARGS = [
 ]
 PAGE_DATE = "18 January 2024"
 # Sources the tests write to: each test edits its own page, so tests do not depend on order.
-DESKS = ("desk-order", "desk-filter", "desk-revise", "desk-watch", "desk-resume", "desk-resync")
+DESKS = (
+    "desk-order",
+    "desk-filter",
+    "desk-revise",
+    "desk-watch",
+    "desk-escape",
+    "desk-resume",
+    "desk-resync",
+)
 
 NETWORK_NOTICES = ("WebSocket connection to", "Failed to load resource")
 # DOM conditions may take a few poll cycles of the pipeline to come true.

@@ -220,6 +220,25 @@ async def test_watch_terms_highlight_are_kept_and_the_keyboard_moves(
     assert errors == []
 
 
+async def test_event_text_is_shown_as_text_never_as_markup(stack: Stack, page: PageFixture) -> None:
+    tab, _, errors = page
+    desk = stack.desks["desk-escape"]
+    # Escaped on the source page, so the text of the update itself contains the markup.
+    desk.add("x1", "12:10", "Protesters outside the embassy held signs reading "
+             "&lt;b&gt;No war&lt;/b&gt; and &lt;img src=x onerror=\"window.pwned=1\"&gt; "
+             "while police watched from across the street.")  # fmt: skip
+    await tab.goto(stack.url + "/?sources=desk-escape")
+    card = tab.locator(".card", has_text="Protesters outside")
+    await expect(card).to_have_count(1)
+    await expect(card.locator(".card__text")).to_contain_text("<b>No war</b> and <img src=x")
+    assert await card.locator(".card__text b, .card__text img").count() == 0
+    assert await tab.evaluate("window.pwned") is None
+    # The page's policy allows no inline script or foreign asset even if something slipped.
+    response = await tab.request.get(stack.url + "/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert errors == []
+
+
 async def test_gateway_killed_and_restarted_resumes_with_nothing_missed_or_doubled(
     stack: Stack, page: PageFixture
 ) -> None:
