@@ -37,6 +37,7 @@ let backlogCount = 0; // a full backlog means the gateway may hold older updates
 let unseen = 0; // updates that arrived while the tab was hidden
 let newerCount = 0; // updates that arrived above while the viewer was reading further down
 let countdown = null;
+let noteTimer = null;
 const baseTitle = document.title;
 
 // Connection state ----------------------------------------------------------------------------
@@ -50,6 +51,7 @@ function setStatus(state, text, detail = "") {
 
 function onState(state, detail) {
   clearInterval(countdown);
+  clearTimeout(noteTimer);
   ui.retry.hidden = !(state === "reconnecting" || state === "offline") || !detail.retryAt;
   switch (state) {
     case "connecting":
@@ -65,7 +67,13 @@ function onState(state, detail) {
       let note = "";
       if (detail.resumed) note = `resumed: ${detail.replayed} missed ${detail.replayed === 1 ? "update" : "updates"}`;
       if (detail.resync) note = "gap: history reloaded";
-      setStatus("live", note ? `Live · ${note}` : "Live", "Connected: new updates appear as they are published");
+      const title = "Connected: new updates appear as they are published";
+      setStatus("live", note ? `Live · ${note}` : "Live", title);
+      if (note) {
+        // The note matters for a while, not all day: it moves to the tooltip.
+        const at = new Date().toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+        noteTimer = setTimeout(() => setStatus("live", "Live", `${title}\n${at}: ${note}`), 20000);
+      }
       break;
     }
     case "refused":
@@ -75,13 +83,14 @@ function onState(state, detail) {
       setStatus("offline", "Offline · waiting for the network", detail.reason || "");
       break;
     case "reconnecting": {
+      // The status (a live region) changes once per outage, not at every attempt; the
+      // countdown lives in the Retry button, outside it.
       if (!detail.retryAt) {
-        setStatus("reconnecting", "Reconnecting…");
+        if (ui.status.dataset.state !== "reconnecting") setStatus("reconnecting", "Reconnecting…");
         break;
       }
-      // The countdown is outside the live region's text changes that matter: it updates
-      // the title only, so screen readers hear "Disconnected" once, not every second.
-      setStatus("reconnecting", `Disconnected · ${detail.reason}`, "");
+      const text = `Disconnected · ${detail.reason}`;
+      if (ui.statusText.textContent !== text) setStatus("reconnecting", text, "");
       const tick = () => {
         const s = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
         ui.retry.textContent = s > 0 ? `Retry now (auto in ${s} s)` : "Retrying…";

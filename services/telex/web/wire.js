@@ -7,6 +7,7 @@ const TYPE_REVISED = "telex.update.revised";
 const TYPE_DELETED = "telex.update.deleted";
 const MAX_TAGS = 5;
 const MAX_UPDATES = 2000; // cards kept on screen; the oldest go first
+const MAX_EVENT_IDS = 20000; // event ids remembered to drop a frame seen twice
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dateFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
@@ -175,6 +176,9 @@ export class Wire {
       else entry.card.setAttribute(attr, v);
     }
     if (wasOpen) entry.card.querySelector(".card__diff").open = true;
+    // Flash again: the edit is news (a reflow restarts the animation).
+    entry.card.classList.remove("card--flash");
+    void entry.card.offsetWidth;
     entry.card.classList.add("card--flash");
     const key = sortKey(data);
     if (key !== entry.key) {
@@ -425,6 +429,14 @@ export class Wire {
 
   /** Drop the oldest stories beyond the cap, so a screen left open for days stays light. */
   trim() {
+    if (this.events.size > MAX_EVENT_IDS) {
+      // Insertion order: the oldest ids go first; a frame that old will not come again.
+      let drop = this.events.size - MAX_EVENT_IDS / 2;
+      for (const id of this.events) {
+        if (drop-- <= 0) break;
+        this.events.delete(id);
+      }
+    }
     while (this.updates.size > MAX_UPDATES && this.list.lastElementChild) {
       const el = this.list.lastElementChild;
       const story = this.stories.get(el.dataset.story);
