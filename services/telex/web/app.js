@@ -4,7 +4,7 @@ import * as filters from "./filters.js";
 import { Health } from "./health.js";
 import { BACKLOG, Stream } from "./stream.js";
 import { Watch } from "./watch.js";
-import { languageName, Wire } from "./wire.js";
+import { languageName, tickAges, Wire } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -435,5 +435,6 @@ fillWatch();
 showEmpty();
 health.start();
 stream.start();
+setInterval(() => tickAges(ui.wire), 30000);
 // For tests and the curious: the state of this page.
 window.telex = { wire, stream, health };

@@ -58,7 +58,28 @@ function timeElement(data) {
   });
   el.append(h("span", { class: "card__clock", text: timeFmt.format(when) }));
   if (!sameDay(when, new Date())) el.append(h("span", { class: "card__date", text: dateFmt.format(when) }));
+  el.append(h("span", { class: "card__ago", text: ago(when.getTime()) }));
   return el;
+}
+
+const relFmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+/** "3 minutes ago" for the last day; "" for anything older (the date says enough). */
+export function ago(ms) {
+  const seconds = (ms - Date.now()) / 1000;
+  if (seconds < -86400 || seconds > 300) return "";
+  if (seconds > -60) return "just now";
+  if (seconds > -3600) return relFmt.format(Math.round(seconds / 60), "minute");
+  return relFmt.format(Math.round(seconds / 3600), "hour");
+}
+
+/** Keep the "minutes ago" of every card current. */
+export function tickAges(root) {
+  for (const el of root.querySelectorAll("time.card__time")) {
+    const span = el.querySelector(".card__ago");
+    const text = ago(Date.parse(el.getAttribute("datetime")));
+    if (span && span.textContent !== text) span.textContent = text;
+  }
 }
 
 function paragraphs(text, pattern) {
