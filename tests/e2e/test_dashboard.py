@@ -22,6 +22,14 @@ DATETIMES_BY_STORY = """() => [...document.querySelectorAll('#wire > .story')].m
     (story) => [...story.querySelectorAll('.card time')].map((t) => t.getAttribute('datetime')))"""
 
 
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, button, a, select, textarea')]
+    .filter((el) => {
+        const name = (el.getAttribute('aria-label') || (el.labels && el.labels.length
+            ? el.labels[0].textContent : el.textContent) || '').trim();
+        return !name;
+    }).map((el) => el.outerHTML.slice(0, 80))"""
+
+
 async def wire_events(stack: Stack) -> list[dict[str, Any]]:
     records = await read_topic(stack.config.kafka.bootstrap, stack.config.topics.wire)
     return [orjson.loads(r.value) for r in records]
@@ -217,6 +225,10 @@ async def test_watch_terms_highlight_are_kept_and_the_keyboard_moves(
     await expect(cards.nth(0)).to_be_focused()
     await tab.keyboard.press("/")
     await expect(tab.locator("#f-terms")).to_be_focused()
+
+    # Every control has a name a screen reader can say.
+    unnamed = await tab.evaluate(UNNAMED_CONTROLS)
+    assert unnamed == []
     assert errors == []
 
 
