@@ -26,6 +26,7 @@ const ui = {
   watchForm: $("watch"),
   watchNote: $("watch-note"),
   announcer: $("announcer"),
+  summary: $("summary"),
 };
 
 let filter = filters.fromQuery(location.search);
@@ -154,6 +155,8 @@ function announce(text) {
 
 function showEmpty() {
   const none = wire.size === 0;
+  const n = wire.size;
+  ui.summary.textContent = `${filters.size(filter) ? "This view" : "All sources"} · ${n} ${n === 1 ? "update" : "updates"}, newest first`;
   ui.empty.hidden = !none;
   ui.empty.textContent = filters.size(filter)
     ? "No updates match this view yet. Matching updates appear here as they arrive."
@@ -226,6 +229,7 @@ async function loadOlder() {
     showAlert(`Could not load older updates (${err.message}).`);
   } finally {
     ui.older.disabled = false;
+    showEmpty();
   }
 }
 
