@@ -50,6 +50,7 @@ DESKS = (
     "desk-revise",
     "desk-watch",
     "desk-escape",
+    "desk-older",
     "desk-resume",
     "desk-resync",
 )

@@ -38,7 +38,8 @@ async def wire_events(stack: Stack) -> list[dict[str, Any]]:
 async def test_updates_arrive_newest_first_and_in_place(stack: Stack, page: PageFixture) -> None:
     tab, _, errors = page
     desk = stack.desks["desk-order"]
-    await tab.goto(stack.url + "/")
+    # Two sources, not the whole wire: another test floods it past the backlog a view gets.
+    await tab.goto(stack.url + "/?sources=replay,desk-order")
     await tab.evaluate("window.sameDocument = true")
     await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
     # The replayed live blog: its ten entries, the newest on top.
@@ -105,11 +106,12 @@ async def test_filter_narrows_server_side_and_the_url_shares_it(
     desk = stack.desks["desk-filter"]
     desk.add("f1", "11:20", "Grain corridor talks resumed in Istanbul on Thursday, with "
              "negotiators from both sides meeting for the first time in weeks.")  # fmt: skip
-    await tab.goto(stack.url + "/")
+    await tab.goto(stack.url + "/?sources=desk-filter,desk-order")
     mine = tab.locator('.card[data-source="desk-filter"]')
     await expect(mine).to_have_count(2)
-    assert await tab.locator(".card").count() > 2
+    await expect(tab.locator('.card[data-source="desk-order"]')).not_to_have_count(0)
 
+    await expect(tab.locator("#f-sources")).to_have_value("desk-filter, desk-order")
     await tab.fill("#f-sources", "desk-filter")
     await tab.get_by_role("button", name="Apply filters").click()
     await expect(tab).to_have_url(re.compile(r"\?sources=desk-filter$"))
@@ -251,13 +253,41 @@ async def test_event_text_is_shown_as_text_never_as_markup(stack: Stack, page: P
     assert errors == []
 
 
+async def test_older_updates_load_from_history(stack: Stack, page: PageFixture) -> None:
+    tab, _, errors = page
+    desk = stack.desks["desk-older"]
+    # More than the backlog a view starts with; short texts are never linked into stories.
+    bulletins = [
+        (f"b{i}", f"{6 + i // 60:02d}:{i % 60:02d}", f"Overnight bulletin {i}.") for i in range(120)
+    ]
+    desk.entries = bulletins + desk.entries
+    desk.publish()
+    async with asyncio.timeout(30):
+        while sum(e["data"]["source_id"] == desk.source_id for e in await wire_events(stack)) < 121:
+            await asyncio.sleep(0.3)
+
+    await tab.goto(stack.url + "/?sources=desk-older")
+    cards = tab.locator(".card")
+    await expect(cards).to_have_count(100)
+    await expect(tab.locator("#summary")).to_have_text("This view · 100 updates, newest first")
+    older = tab.get_by_role("button", name="Load older updates")
+    await older.click()
+    await expect(cards).to_have_count(121)
+    await expect(older).to_be_hidden()
+    times = await tab.locator(".card time").evaluate_all(
+        "els => els.map((t) => t.getAttribute('datetime'))"
+    )
+    assert times == sorted(times, reverse=True) and len(set(times)) == 121
+    assert errors == []
+
+
 async def test_gateway_killed_and_restarted_resumes_with_nothing_missed_or_doubled(
     stack: Stack, page: PageFixture
 ) -> None:
     tab, frames, errors = page
     desk = stack.desks["desk-resume"]
     status = tab.locator("#status")
-    await tab.goto(stack.url + "/")
+    await tab.goto(stack.url + "/?sources=desk-resume")
     await expect(status).to_have_attribute("data-state", "live")
     await expect(tab.locator('.card[data-source="desk-resume"]')).to_have_count(1)
 
@@ -290,13 +320,17 @@ async def test_gateway_killed_and_restarted_resumes_with_nothing_missed_or_doubl
     assert len(frames.urls) >= 2
     assert "cursor=" in frames.urls[-1] and "backlog=" not in frames.urls[-1]
 
-    # Nothing missing: every update on the wire has its card...
+    # Nothing missing: every update of the view on the wire has its card...
     for text in missed.values():
         await expect(tab.locator(".card", has_text=text[:30])).to_have_count(1)
     await expect(
         tab.locator('.card[data-source="desk-resume"]', has_text="corrected")
     ).to_have_attribute("data-edits", "1")
-    on_wire = {e["data"]["id"] for e in await wire_events(stack)}
+    on_wire = {
+        e["data"]["id"]
+        for e in await wire_events(stack)
+        if e["data"]["source_id"] == desk.source_id
+    }
     on_screen = await tab.locator(".card").evaluate_all("els => els.map((c) => c.dataset.id)")
     # ...and nothing doubled: one card per update, and no event frame received twice.
     assert sorted(on_screen) == sorted(on_wire)
