@@ -10,6 +10,8 @@ their own output topic, each in its own process:
 - ``quix``: the same enrichment, dedup, revisions and stories as a Quix Streams application:
   ``Stage.process`` in a stateful ``apply`` whose dedup state is Quix's own (RocksDB plus its
   changelog topic), the way a Quix user would keep it crash-safe.
+- ``telex-bare`` (optional): telex's processor with no enricher (dedup, revisions, stories,
+  state and commits only): what telex's own machinery costs.
 - ``quix-memory`` (optional): the same, but with telex's in-memory partition state instead of
   Quix's store (not crash-safe): what is left is Quix's own per-record overhead.
 
@@ -142,11 +144,13 @@ async def run_plain(args: argparse.Namespace) -> dict[str, Any]:
         await producer.stop()
 
 
-async def run_telex(args: argparse.Namespace) -> dict[str, Any]:
+async def run_telex(args: argparse.Namespace, enrich: bool = True) -> dict[str, Any]:
     from telex import metrics
     from telex.bus import Bus
     from telex.config import load
+    from telex.processor.enrich import Pipeline
     from telex.processor.service import Processor
+    from telex.processor.stage import Stage
 
     config = load(
         None,
@@ -161,7 +165,8 @@ async def run_telex(args: argparse.Namespace) -> dict[str, Any]:
             "TELEX_PROCESSOR_GROUP_ID": args.group,
         },
     )
-    processor = Processor(config, Bus(config, args.bootstrap))
+    stage = Stage(config) if enrich else Stage(config, Pipeline([]))
+    processor = Processor(config, Bus(config, args.bootstrap), stage)
     consumed = metrics.RAW_CONSUMED
     await processor.start()
     clock = Clock()
@@ -276,6 +281,8 @@ def child(args: argparse.Namespace) -> None:
         result = run_quix_memory(args)
     elif args.contender == "plain":
         result = asyncio.run(run_plain(args))
+    elif args.contender == "telex-bare":
+        result = asyncio.run(run_telex(args, enrich=False))
     else:
         result = asyncio.run(run_telex(args))
     print("RESULT " + json.dumps(result), flush=True)

@@ -15,7 +15,7 @@ _LATENCY_BUCKETS = (
 # Poller
 POLLS = Counter(
     "telex_poller_polls_total",
-    "Source polls by outcome (ok, not_modified, error).",
+    "Source polls by outcome (ok, not_modified, unchanged, error).",
     ["outcome"],
 )
 ENTRIES_PRODUCED = Counter(

@@ -19,6 +19,7 @@ _FIXED: dict[str, float] = {
     "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10,
     "JST": 9, "KST": 9, "HKT": 8, "SGT": 8, "AEST": 10, "AEDT": 11, "ACST": 9.5,
     "AWST": 8, "NZST": 12, "NZDT": 13, "SAST": 2, "WAT": 1, "EAT": 3, "GST": 4, "PKT": 5,
+    "MEZ": 1, "MESZ": 2, "HEC": 1, "HAEC": 2,
 }  # fmt: skip
 # Abbreviations that name a region whose offset depends on the date (daylight saving).
 _REGIONAL: dict[str, str] = {
@@ -31,7 +32,16 @@ _MONTH_NAMES = (
     "jan january", "feb february", "mar march", "apr april", "may", "jun june", "jul july",
     "aug august", "sep sept september", "oct october", "nov november", "dec december",
 )  # fmt: skip
+# The same months in French, German, Spanish and Italian, for pages telex was not tuned to.
+_MONTH_NAMES_INTL = (
+    "janvier januar jänner enero gennaio", "février fevrier februar febrero febbraio",
+    "mars märz maerz marzo", "avril abril aprile", "mai mayo maggio", "juin juni junio giugno",
+    "juillet juli julio luglio", "août aout agosto", "septembre septiembre setiembre settembre",
+    "octobre oktober octubre ottobre", "novembre noviembre",
+    "décembre decembre dezember diciembre dicembre",
+)  # fmt: skip
 _MONTHS = {name: i + 1 for i, names in enumerate(_MONTH_NAMES) for name in names.split()}
+_MONTHS.update({name: i + 1 for i, names in enumerate(_MONTH_NAMES_INTL) for name in names.split()})
 
 # "GMT+3", "UTC-05:30": an offset written after a zone name.
 _GMT_OFFSET = r"(?:GMT|UTC)\s?[+-]\d{1,2}(?::?\d\d)?\b"
@@ -52,8 +62,36 @@ _RELATIVE = re.compile(
     r"d|days?|w|weeks?)\s+ago\b",
     re.IGNORECASE,
 )
+# "il y a 2 heures", "vor 5 Minuten", "hace 3 horas": the word for "ago" comes first.
+_RELATIVE_BEFORE = re.compile(
+    r"\b(?:il y a|vor|hace)\s+(?P<n>\d+|une?|einer?|un[ao]?)\s*"
+    r"(?P<unit>s|sec|secondes?|sek|sekunden?|segundos?|min|mins|minutes?|minuten?|minutos?|"
+    r"h|heures?|std|stunden?|horas?|jours?|tagen?|d[ií]as?|semaines?|wochen?|semanas?)\b",
+    re.IGNORECASE,
+)
+_YESTERDAY = re.compile(r"\b(?:yesterday|hier|gestern|ayer|ieri)\b", re.IGNORECASE)
+
+
+def _unit_seconds(unit: str) -> int | None:
+    unit = unit.lower()
+    if unit.startswith("mo"):
+        return None  # months: too vague to place
+    if unit == "s" or unit.startswith(("sec", "sek", "seg")):
+        return 1
+    if unit == "m" or unit.startswith("min"):
+        return 60
+    if unit in ("h", "hr", "hrs", "std") or unit.startswith(("hour", "heure", "stund", "hora")):
+        return 3600
+    if unit == "d" or unit.startswith(("day", "jour", "tag", "día", "dia")):
+        return 86400
+    if unit == "w" or unit.startswith(("week", "semaine", "woche", "semana")):
+        return 604800
+    return None
+
+
 _DATE_DMY = re.compile(
-    r"\b(?P<d>[0-3]?\d)(?:st|nd|rd|th)?\s+(?P<mon>[A-Za-z]{3,9})\.?,?\s+(?P<y>\d{4})\b"
+    r"\b(?P<d>[0-3]?\d)(?:st|nd|rd|th|er|\.)?\s+(?:de\s+)?(?P<mon>[^\W\d_]{3,10})\.?,?"
+    r"\s+(?:de\s+)?(?P<y>\d{4})\b"
 )
 _DATE_MDY = re.compile(
     r"\b(?P<mon>[A-Za-z]{3,9})\.?\s+(?P<d>[0-3]?\d)(?:st|nd|rd|th)?,?\s+(?P<y>\d{4})\b"
@@ -161,13 +199,12 @@ def resolve(
     lowered = text.lower()
     if lowered in ("just now", "now", "moments ago"):
         return now.astimezone(UTC)
-    rel = _RELATIVE.search(text)
+    rel = _RELATIVE.search(text) or _RELATIVE_BEFORE.search(text)
     if rel:
-        n = 1 if rel["n"].lower() in ("a", "an", "one") else int(rel["n"])
-        unit = rel["unit"].lower()[0]
-        if unit == "m" and rel["unit"].lower().startswith("mo"):
+        n = int(rel["n"]) if rel["n"].isdigit() else 1
+        seconds = _unit_seconds(rel["unit"])
+        if seconds is None:
             return None
-        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
         # To the minute: "2 hours ago" is no more precise, and a stable value keeps re-polls
         # from reporting a new time every few seconds.
         moment = (now - timedelta(seconds=n * seconds)).astimezone(UTC)
@@ -192,7 +229,7 @@ def resolve(
     tz = zone_for(clock["zone"]) if clock["zone"] else default_tz
     tz = tz or default_tz
     on_date = parse_date(text) or page_date
-    if "yesterday" in lowered:
+    if _YESTERDAY.search(text):
         on_date = (now.astimezone(tz) - timedelta(days=1)).date()
     if on_date is not None:
         local = datetime(on_date.year, on_date.month, on_date.day, hour, minute, second, tzinfo=tz)
@@ -207,7 +244,11 @@ def is_relative(raw: str | None) -> bool:
     if not raw:
         return False
     lowered = raw.strip().lower()
-    return lowered in ("just now", "now", "moments ago") or _RELATIVE.search(raw) is not None
+    return (
+        lowered in ("just now", "now", "moments ago")
+        or _RELATIVE.search(raw) is not None
+        or _RELATIVE_BEFORE.search(raw) is not None
+    )
 
 
 def iso_utc(moment: datetime) -> str:

@@ -21,6 +21,7 @@ class Page:
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    etag: bool = True
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Site:
     pages: dict[str, Page] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     base: str = ""
+    active: int = 0
+    most_active: int = 0
 
     def set(self, path: str, body: str | bytes, content_type: str = "", **headers: str) -> None:
         data = body.encode() if isinstance(body, str) else body
@@ -46,6 +49,12 @@ class Site:
         self.hits[path] = self.hits.get(path, 0) + 1
         if path == "/endless":
             return StreamingResponse(_endless(), media_type="text/html")
+        if path.startswith("/hold"):
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            await asyncio.sleep(0.1)
+            self.active -= 1
+            return Response("<p>held</p>", media_type="text/html")
         if path == "/slow":
             await asyncio.sleep(30)
         if path.startswith("/loop/"):
@@ -55,8 +64,8 @@ class Site:
         if page is None:
             return Response("not found", status_code=404)
         etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'
-        headers = {"ETag": etag, **page.headers}
-        if page.status == 200 and request.headers.get("if-none-match") == etag:
+        headers = {"ETag": etag, **page.headers} if page.etag else dict(page.headers)
+        if page.etag and page.status == 200 and request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         return Response(
             page.body, status_code=page.status, media_type=page.content_type, headers=headers

@@ -90,6 +90,15 @@ SHAPES = {
         ("2026-06-01T11:25:00Z", "Gates are open."),
         ("2026-06-01T09:46:00Z", "Queues stretch"),
     ],
+    "both.html": [
+        ("2024-03-21T08:05:00Z", "Leaders arrive"),
+        ("2024-03-21T10:40:00Z", "Statement agreed"),
+    ],
+    "french.html": [
+        ("2026-06-01T10:00:00Z", "Le ministre quitte"),
+        ("2024-01-18T09:46:00Z", "Question sur l"),
+        ("2024-01-18T07:29:00Z", "La conférence commence."),
+    ],
     "rss2.xml": [
         ("2024-01-18T10:46:00Z", "Ceasefire talks resume"),
         ("2024-01-18T13:00:00Z", "Markets open lower"),
@@ -122,6 +131,11 @@ async def test_ids_are_the_publishers_own(site: Site, fetcher: Fetcher) -> None:
     assert [e["time_raw"] for e in html] == ["01:17", "00:45", "22:00"]
     rss = await fetch_and_extract(fetcher, site.url("/rss2.xml"))
     assert [e["entry_id"] for e in rss] == ["wire-1002", "wire-1001"]
+    both = await fetch_and_extract(fetcher, site.url("/both.html"))
+    assert [(e["entry_id"], e["time_raw"]) for e in both] == [
+        ("https://summit.example/live#u1", "09:05 CET"),  # JSON-LD's id, the page's time
+        ("https://summit.example/live#u2", "11:40 CET"),
+    ]
     relative = await fetch_and_extract(fetcher, site.url("/relative-bst.html"))
     assert [str(e["entry_id"]).rsplit("#", 1)[1] for e in relative] == ["c9", "c8", "c7"]
 
@@ -173,6 +187,16 @@ async def test_huge_and_endless_bodies_are_cut_off(site: Site, fetcher: Fetcher)
         with pytest.raises(FetchError) as info:
             await fetcher.fetch(site.url(path))
         assert info.value.reason == "too_large"
+
+
+async def test_requests_per_host_are_limited(site: Site) -> None:
+    limited = Fetcher(PollerConfig(per_host=2), LOOPBACK)
+    try:
+        results = await asyncio.gather(*(limited.fetch(site.url(f"/hold/{i}")) for i in range(8)))
+    finally:
+        await limited.aclose()
+    assert all(r.status == 200 for r in results)
+    assert site.most_active == 2
 
 
 async def test_slow_server_times_out(site: Site) -> None:
@@ -277,3 +301,28 @@ async def test_telex_extract_on_a_url_and_on_nothing(site: Site) -> None:
     out, err = await proc.communicate()
     assert proc.returncode == 1 and out == b""
     assert b"no entries found" in err
+
+
+class RebindingPolicy(AddressPolicy):
+    """A name that resolves to a public address, then to loopback (DNS rebinding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        return ["93.184.216.34"] if self.lookups == 1 else ["127.0.0.1"]
+
+
+async def test_the_connection_goes_only_to_a_checked_address(site: Site) -> None:
+    policy = RebindingPolicy()
+    guarded = Fetcher(PollerConfig(timeout=3), policy)
+    port = site.base.rsplit(":", 1)[1]
+    try:
+        with pytest.raises(FetchError) as info:
+            await guarded.fetch(f"http://rebind.test:{port}/rss2.xml")
+        assert info.value.reason == "refused_address" and "127.0.0.1" in str(info.value)
+        assert policy.lookups == 2  # checked before the request, and again at connect time
+    finally:
+        await guarded.aclose()

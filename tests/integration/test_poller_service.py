@@ -4,7 +4,9 @@ and a failing source that keeps being polled with its state visible."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from telex import metrics
 from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.poller.service import Poller
@@ -19,6 +22,9 @@ from telex.runtime import started
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic, wait_for
+from .test_poller_http import DATA
+
+TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 def live_page(entries: list[tuple[str, str, str]]) -> str:
@@ -72,7 +78,7 @@ async def test_sources_api_revisions_deletions_and_failures(
             [("p3", "10:46", "Third."), ("p2", "10:30", "Second."), ("p1", "10:00", "First.")]
         ),
     )
-    async with started(config, roles=("poller",), replay=False) as running:
+    async with started(config, roles=("poller", "processor"), replay=False) as running:
         poller = running.components["poller"]
         assert isinstance(poller, Poller)
         api = f"{running.http_url}/v1/sources"
@@ -103,6 +109,18 @@ async def test_sources_api_revisions_deletions_and_failures(
             values = await wait_for_raw(running.bootstrap, raw_topic, lambda v: len(v) >= 4)
             assert values[3]["id"] == ids["Third."] and values[3]["kind"] == "upsert"
             assert values[3]["content_hash"] != values[2]["content_hash"]
+            # ...which the processor puts on the wire as telex.update.revised.
+
+            async def revised() -> list[dict[str, Any]]:
+                wire = await read_topic(running.bootstrap, config.topics.wire)
+                events = [orjson.loads(r.value) for r in wire]
+                return [e for e in events if e["type"] == "telex.update.revised"]
+
+            async with asyncio.timeout(30):
+                while not (found := await revised()):
+                    await asyncio.sleep(0.3)
+            assert found[0]["data"]["id"] == ids["Third."]
+            assert found[0]["data"]["text"] == "Third, corrected."
 
             # An entry vanishing from inside the page is reported deleted, with its last text.
             site.set(
@@ -114,6 +132,17 @@ async def test_sources_api_revisions_deletions_and_failures(
             raw_schema.validate(deleted)
             assert deleted["kind"] == "delete" and deleted["id"] == ids["Second."]
             assert deleted["text"] == "Second."
+
+            # ...which the processor puts on the wire as telex.update.deleted, once.
+            async def deletions() -> list[dict[str, Any]]:
+                wire = await read_topic(running.bootstrap, config.topics.wire)
+                events = [orjson.loads(r.value) for r in wire]
+                return [e for e in events if e["type"] == "telex.update.deleted"]
+
+            async with asyncio.timeout(30):
+                while not (gone := await deletions()):
+                    await asyncio.sleep(0.3)
+            assert [e["data"]["id"] for e in gone] == [ids["Second."]]
 
             # A source that fails keeps being polled, its backoff and error visible.
             site.set("/gone", "")
@@ -134,6 +163,15 @@ async def test_sources_api_revisions_deletions_and_failures(
             )
             await wait_for(lambda: poller.states["gone"].cadence.consecutive_errors == 0)
 
+            # A server without validators sending the same bytes: read, not re-extracted.
+            site.set("/plain", live_page([("x", "08:00", "Plain.")]))
+            site.pages["/plain"].etag = False
+            unchanged = metrics.POLLS.labels("unchanged")._value.get()
+            assert (await client.put(f"{api}/plain", json={"url": site.url("/plain")})).is_success
+            await wait_for(lambda: metrics.POLLS.labels("unchanged")._value.get() >= unchanged + 2)
+            assert poller.states["plain"].updates_produced == 1
+            assert (await client.delete(f"{api}/plain")).status_code == 204
+
             listing = (await client.get(api)).json()
             assert [s["id"] for s in listing["sources"]] == ["gone", "live"]
             assert listing["sources"][1]["status"]["entries_seen"] == 2
@@ -145,3 +183,45 @@ async def test_sources_api_revisions_deletions_and_failures(
             await wait_for(lambda: "live" not in poller.states)
             assert (await client.get(f"{api}/live")).status_code == 404
             assert (await client.delete(f"{api}/live")).status_code == 404
+
+
+async def telex(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        TELEX, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_telex_sources_commands(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config], site: Site
+) -> None:
+    config = config_factory(
+        broker.bootstrap,
+        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
+        TELEX_KAFKA_SESSION_TIMEOUT_MS="3000",
+        TELEX_KAFKA_REQUEST_TIMEOUT_MS="5000",
+    )
+    site.set("/feed", (DATA / "rss2.xml").read_bytes(), "application/rss+xml")
+    async with started(config, roles=("poller",), replay=False) as running:
+        assert running.http_url is not None
+        url = running.http_url
+        code, out, _ = await telex("sources", "--url", url, "add", "wire", site.url("/feed"),
+                                   "--kind", "feed", "--interval", "0.5")  # fmt: skip
+        assert code == 0 and orjson.loads(out)["kind"] == "feed"
+        code, _, err = await telex("sources", "--url", url, "add", "bad", "ftp://x")
+        assert code == 1 and "url: Value error, must be an http" in err
+        poller = running.components["poller"]
+        assert isinstance(poller, Poller)
+        await wait_for(lambda: "wire" in poller.states and poller.states["wire"].polls >= 1)
+        code, out, _ = await telex("sources", "--url", url, "list")
+        assert code == 0 and out.split()[:3] == ["wire", "feed", "ok"]
+        code, out, _ = await telex("sources", "--url", url, "update", "wire", "--enabled", "false")
+        assert code == 0 and orjson.loads(out)["enabled"] is False
+        await wait_for(lambda: "wire" not in poller.states)  # disabled: no longer polled
+        code, out, _ = await telex("sources", "--url", url, "get", "wire")
+        assert code == 0 and orjson.loads(out)["status"] is None
+        assert (await telex("sources", "--url", url, "remove", "wire"))[0] == 0
+        code, _, err = await telex("sources", "--url", url, "get", "wire")
+        assert code == 1 and "no source 'wire'" in err

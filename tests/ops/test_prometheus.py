@@ -26,7 +26,7 @@ TELEX = str(Path(sys.executable).with_name("telex"))
 async def services(
     broker: EmbeddedBroker, config_factory: Callable[..., Config], tmp_path: Path
 ) -> AsyncIterator[dict[str, int]]:
-    """replay, poller, processor and gateway as separate processes on the test broker."""
+    """replay and the four services as separate processes on the test broker."""
     config = config_factory(broker.bootstrap)
     replay_port = free_port()
     toml = tmp_path / "telex.toml"
@@ -44,11 +44,18 @@ async def services(
         "TELEX_TOPICS_RAW": config.topics.raw,
         "TELEX_TOPICS_WIRE": config.topics.wire,
         "TELEX_TOPICS_DLQ": config.topics.dlq,
+        "TELEX_TOPICS_SOURCES": config.topics.sources,
+        "TELEX_POLLER_GROUP_ID": config.poller.group_id,
+        "TELEX_NOTIFIER_GROUP_ID": config.processor.group_id + "-notifier",
+        "TELEX_NOTIFIER_TOPIC_WEBHOOKS": config.topics.raw + ".webhooks",
+        "TELEX_NOTIFIER_TOPIC_RETRY": config.topics.raw + ".webhooks.retry",
+        "TELEX_NOTIFIER_TOPIC_DLQ": config.topics.raw + ".webhooks.dlq",
+        "TELEX_NOTIFIER_TOPIC_ATTEMPTS": config.topics.raw + ".webhooks.attempts",
         "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
         "TELEX_REPLAY_INTERVAL": "0.2",
         "TELEX_POLLER_INTERVAL": "0.3",
     }
-    ports = {name: free_port() for name in ("poller", "processor", "gateway")}
+    ports = {name: free_port() for name in ("poller", "processor", "gateway", "notifier")}
     commands = {"replay": ["replay", "--port", str(replay_port)]}
     commands.update({name: [name] for name in ports})
     procs = {
@@ -68,7 +75,7 @@ async def services(
             proc.send_signal(signal.SIGTERM)
         for name, proc in procs.items():
             try:
-                await asyncio.wait_for(proc.wait(), 15)
+                await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
@@ -137,7 +144,7 @@ async def test_prometheus_scrapes_every_service_and_sees_latency(
     try:
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{prom_port}") as client,
-            asyncio.timeout(90),
+            asyncio.timeout(150),
         ):
             while True:
                 try:
@@ -157,6 +164,8 @@ async def test_prometheus_scrapes_every_service_and_sees_latency(
             ):
                 while not await query(client, f'{metric}{{job="{job}"}} > 0'):
                     await asyncio.sleep(0.5)
+            # The notifier has nothing to deliver here, but its series are scraped.
+            assert await query(client, 'telex_notifier_pending_retries{job="notifier"}')
             assert latency[0]["metric"]["job"] == "gateway"
     finally:
         prometheus.terminate()

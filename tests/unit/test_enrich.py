@@ -12,7 +12,7 @@ from telex.processor.enrich import Document, Pipeline
 from telex.processor.enrich.entities import EntitiesEnricher
 from telex.processor.enrich.gazetteer import build
 from telex.processor.enrich.html import HtmlEnricher, extract_links, sanitise
-from telex.processor.enrich.language import LanguageEnricher
+from telex.processor.enrich.language import LanguageEnricher, identifier
 from telex.processor.enrich.quotes import QuotesEnricher
 from telex.processor.enrich.sentiment import SentimentEnricher
 from telex.processor.enrich.tags import TagsEnricher
@@ -125,6 +125,9 @@ def test_language_of_real_sentences(seed: SeedBlog) -> None:
         enricher.detect("Министр иностранных дел России провёл пресс-конференцию в Москве.") == "ru"
     )
     assert enricher.detect("OK") is None  # too short to tell
+    # Only ISO 639-1 codes ever reach the wire.
+    assert all(len(code) == 2 for code in identifier().nb_classes)
+    assert enricher.detect("إزيك يا صاحبي، عامل إيه النهارده؟ الجو حلو قوي في القاهرة") == "ar"
 
 
 def test_sentiment_is_bounded_and_english_only(seed: SeedBlog) -> None:

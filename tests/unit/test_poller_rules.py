@@ -164,3 +164,92 @@ def test_time_next_to_text_without_space_is_not_swallowed() -> None:
     )
     page = extract_html(f"<html><body><h1>L</h1><div>{blocks}</div></body></html>", "http://x/")
     assert [e.text for e in page.entries] == ["Third.", "Second.", "First."]
+
+
+def test_stale_json_ld_does_not_hide_newer_entries_on_the_page() -> None:
+    ld = (
+        '{"@type": "LiveBlogPosting", "coverageStartTime": "2024-01-18T08:00:00Z",'
+        ' "liveBlogUpdate": ['
+        '{"@id": "http://x.test/live#p2", "datePublished": "2024-01-18T10:30:00Z",'
+        ' "articleBody": "Second."},'
+        '{"@id": "http://x.test/live#p1", "datePublished": "2024-01-18T10:00:00Z",'
+        ' "articleBody": "First."}]}'
+    )
+    html = (
+        f'<html><head><script type="application/ld+json">{ld}</script></head><body><h1>L</h1>'
+        '<article id="p3"><span>10:46 GMT</span><p>Third, not yet in the JSON-LD.</p></article>'
+        '<article id="p2"><span>10:30 GMT</span><p>Second.</p></article>'
+        '<article id="p1"><span>10:00 GMT</span><p>First.</p></article></body></html>'
+    )
+    page = extract_html(html, "http://x.test/live")
+    assert [(e.entry_id.rsplit("#")[1], e.published, e.time_raw) for e in page.entries] == [
+        ("p3", "2024-01-18T10:46:00Z", "10:46 GMT"),
+        ("p2", "2024-01-18T10:30:00Z", "10:30 GMT"),
+        ("p1", "2024-01-18T10:00:00Z", "10:00 GMT"),
+    ]
+
+
+def test_pinned_copy_of_an_entry_is_dropped_for_the_one_in_the_stream() -> None:
+    html = (
+        "<html><body><h1>L</h1><p>18 January 2024</p>"
+        '<div class="pinned" id="pin-1"><span>10:00</span><p>Evacuation order in force.</p></div>'
+        '<article id="p2"><span>10:30</span><p>Roads closed.</p></article>'
+        '<article id="p1"><span>10:00</span><p>Evacuation order in force.</p></article>'
+        "</body></html>"
+    )
+    page = extract_html(html, "http://x.test/live")
+    assert [e.entry_id.rsplit("#")[1] for e in page.entries] == ["p2", "p1"]
+
+
+def test_an_edit_to_the_first_words_keeps_a_derived_id() -> None:
+    from telex.poller.extract import Entry, derived_id
+    from telex.poller.identity import carry_derived_ids
+
+    def entry(text: str, time: str = "10:46") -> Entry:
+        return derived_id(Entry(entry_id="", text=text, time_raw=time, published=None))
+
+    before = [entry("Prime minister says the vote will go ahead on Tuesday as planned."),
+              entry("Opposition walks out.", "10:30")]  # fmt: skip
+    after = [entry("The prime minister says the vote will go ahead on Tuesday as planned."),
+             entry("Opposition walks out.", "10:30"),
+             entry("Completely different news at the same minute.")]  # fmt: skip
+    assert after[0].entry_id != before[0].entry_id  # the first words changed...
+    carried = carry_derived_ids({e.entry_id: e for e in before}, after)
+    assert carried[0].entry_id == before[0].entry_id  # ...the id did not
+    assert carried[1].entry_id == before[1].entry_id
+    assert carried[2].entry_id == after[2].entry_id  # a new entry keeps its own
+
+
+def test_bare_times_take_the_zone_the_page_declares() -> None:
+    html = (
+        '<html><head><meta property="article:published_time" content="2024-01-18T08:00:00+03:00">'
+        "</head><body><h1>Moscow live</h1><p>18 January 2024</p>"
+        '<article id="p1"><span>10:46</span><p>Lavrov speaks.</p></article></body></html>'
+    )
+    page = extract_html(html, "http://x.test/live")
+    assert page.page_tz == "+03:00"
+    assert page.entries[0].published == "2024-01-18T07:46:00Z"
+    # A zone configured for the source wins over what the page suggests.
+    assert extract_html(html, "http://x.test/live", page_tz="UTC").entries[0].published == (
+        "2024-01-18T10:46:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("il y a 2 heures", "2024-01-18T10:00:00Z"),
+        ("vor 5 Minuten", "2024-01-18T11:55:00Z"),
+        ("hace 3 horas", "2024-01-18T09:00:00Z"),
+        ("hier à 10h46", "2024-01-17T10:46:00Z"),
+        ("gestern, 09:30", "2024-01-17T09:30:00Z"),
+        ("18. Januar 2024, 10:46 MEZ", "2024-01-18T09:46:00Z"),
+        ("18 de enero de 2024 10:46", "2024-01-18T10:46:00Z"),
+        ("1er février 2024 à 10h46", "2024-02-01T10:46:00Z"),
+    ],
+)
+def test_times_in_other_languages(raw: str, expected: str) -> None:
+    from datetime import UTC, datetime
+
+    moment = resolve(raw, now=datetime(2024, 1, 18, 12, 0, tzinfo=UTC))
+    assert moment is not None and iso_utc(moment) == expected

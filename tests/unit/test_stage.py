@@ -138,3 +138,22 @@ def test_diff_of_title_and_unchanged_text() -> None:
     assert readable_diff("Same.", "Same.", "Old", "New") == "- title: Old\n+ title: New"
     assert readable_diff("Same text.", "same  text.") is not None  # case is a change for readers
     assert readable_diff("A.", "A.") is None
+
+
+def test_restore_indexes_only_the_story_window(seed: SeedBlog) -> None:
+    stage = Stage(Config())
+    state = stage.new_state()
+    hour = 3600 * 1000
+    events = []
+    for n, entry in enumerate(seed.entries):
+        text = "\n\n".join(entry.paragraphs)
+        record = raw("rt", f"e{n}", text, time_raw=None, page_date=None,
+                     detected_ms=1_705_568_220_000 + n * hour)  # fmt: skip
+        result = stage.process(record, state, n)
+        assert result.event is not None
+        events.append(result.event["data"])
+    fresh = Stage(Config())  # story window 6 h: the last entry (9 h) sees 3 h .. 9 h
+    fresh.index_many(events)
+    assert len(fresh.stories) == 7
+    assert fresh.stories.story_of(events[0]["id"]) is None
+    assert fresh.stories.story_of(events[-1]["id"]) == events[-1]["story_id"]

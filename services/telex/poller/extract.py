@@ -27,9 +27,10 @@ from telex.timeparse import is_relative, iso_utc, parse_date, resolve
 
 # A node whose whole text is a time of day, optionally with a zone or am/pm; or a relative time.
 _TIME_TEXT = re.compile(
-    r"^\W{0,3}(?:(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s*[ap]\.?m\.?)?"
+    r"^\W{0,3}(?:(?:[01]?\d|2[0-3])[:.h][0-5]\d(?:\s*[ap]\.?m\.?)?"
     r"(?:\s*\b(?-i:[A-Z]{2,5})\b(?:\s?[+-]\d{1,2}(?::?\d\d)?)?)?"
-    r"|\d+\s*(?:s|sec|min|mins|minutes?|h|hr|hrs|hours?)\s+ago|just now)\W{0,3}$",
+    r"|\d+\s*(?:s|sec|min|mins|minutes?|h|hr|hrs|hours?)\s+ago|just now"
+    r"|(?:il y a|vor|hace)\s+\d+\s*[^\W\d_]{1,9}\.?)\W{0,3}$",
     re.IGNORECASE,
 )
 _SKIP_ANCESTORS = frozenset({"header", "footer", "nav", "aside", "script", "style", "noscript"})
@@ -271,6 +272,23 @@ def _from_structure(
     return entries
 
 
+_OFFSET = re.compile(r"T\d\d:\d\d(?::\d\d(?:\.\d+)?)?([+-]\d\d:?\d\d|Z)$")
+
+
+def _page_zone(doc: Any, ld_start: str | None) -> str | None:
+    """The page's UTC offset, from a machine-readable time it carries (JSON-LD, Open Graph
+    ``article:published_time``, a ``<time datetime>``): the zone of times it writes bare."""
+    candidates = [ld_start or ""]
+    candidates += doc.xpath('//meta[@property="article:published_time"]/@content')[:1]
+    candidates += doc.xpath("//time/@datetime")[:1]
+    for value in candidates:
+        match = _OFFSET.search(str(value).strip())
+        if match:
+            offset = match.group(1)
+            return "+00:00" if offset == "Z" else offset
+    return None
+
+
 def _page_date(doc: Any, ld_start: str | None) -> date | None:
     if ld_start:
         moment = resolve(ld_start)
@@ -358,6 +376,53 @@ def _from_selectors(
     return entries
 
 
+def _text_key(entry: Entry) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", entry.text.casefold()).split())[:80]
+
+
+def _drop_repeats(entries: list[Entry]) -> list[Entry]:
+    """Entries shown twice (a pinned copy at the top, a "key events" box) once, keeping the
+    last copy: the one in the stream, which stays when the pin goes."""
+    last: dict[tuple[str, str | None], int] = {}
+    for i, entry in enumerate(entries):
+        key = _text_key(entry)
+        if key:
+            last[(key, entry.published)] = i
+    return [
+        e
+        for i, e in enumerate(entries)
+        if not _text_key(e) or last[(_text_key(e), e.published)] == i
+    ]
+
+
+def _merge(ld_entries: list[Entry], html_entries: list[Entry]) -> list[Entry]:
+    """Weigh the two signals: JSON-LD gives ids and machine times, the page what readers see.
+
+    An entry found in both (same anchor, else same opening text) is the JSON-LD one with the
+    page's written time and HTML. JSON-LD is often stale or partial: entries only the page
+    shows are kept, in page order; entries only the JSON-LD has are kept after them.
+    """
+    by_anchor = {urldefrag(e.url)[1]: i for i, e in enumerate(ld_entries) if e.url}
+    by_text = {_text_key(e): i for i, e in enumerate(ld_entries) if e.text}
+    used: set[int] = set()
+    merged: list[Entry] = []
+    for seen in html_entries:
+        # Matched on the anchor: the JSON-LD may use the canonical URL, not the fetched one.
+        anchor = urldefrag(seen.url)[1] if seen.url else ""
+        index = by_anchor.get(anchor) if anchor else None
+        if index is None:
+            index = by_text.get(_text_key(seen))
+        if index is None or index in used:
+            merged.append(seen)
+            continue
+        used.add(index)
+        entry = ld_entries[index]
+        # The page shows the time as people read it, and the HTML.
+        merged.append(replace(entry, time_raw=seen.time_raw or entry.time_raw, html=seen.html))
+    merged.extend(e for i, e in enumerate(ld_entries) if i not in used)
+    return merged
+
+
 def _parse(body: bytes | str, encoding: str | None) -> Any:
     if isinstance(body, bytes) and encoding:
         try:
@@ -393,6 +458,7 @@ def extract_html(
     objects = _json_ld_objects(doc)
     ld_entries, ld_start = _from_json_ld(objects, base_url, page_tz)
     page_date = _page_date(doc, ld_start)
+    page_tz = page_tz or _page_zone(doc, ld_start)
     if selectors is not None:
         html_entries = _from_selectors(doc, selectors, base_url, page_date, page_tz, now)
         if not html_entries:
@@ -403,18 +469,6 @@ def extract_html(
     title_node = doc.find(".//h1")
     title = _text(title_node) if title_node is not None else None
 
-    if ld_entries:
-        # Matched on the anchor: the JSON-LD may use the canonical URL, not the fetched one.
-        by_anchor = {urldefrag(e.url)[1]: e for e in html_entries if e.url}
-        merged = []
-        for entry in ld_entries:
-            anchor = urldefrag(entry.url)[1] if entry.url else ""
-            seen = by_anchor.get(anchor) if anchor else None
-            if seen is not None:
-                # The page shows the time as people read it, and the HTML.
-                entry = replace(entry, time_raw=seen.time_raw or entry.time_raw, html=seen.html)
-            merged.append(entry)
-        entries = merged
-    else:
-        entries = html_entries
+    entries = _merge(ld_entries, html_entries) if ld_entries else html_entries
+    entries = _drop_repeats(entries)
     return Page([derived_id(e) for e in entries], page_date, page_tz, title)

@@ -21,9 +21,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from telex.config import PollerConfig
@@ -162,9 +163,13 @@ class AddressPolicy:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise FetchError("bad_url", f"bad port in {url[:200]}") from None
-        host = parts.hostname
-        if f"{host}:{port}" in self.origins:
-            return
+        await self.address_for(parts.hostname, port)
+
+    async def address_for(self, host: str, port: int) -> str:
+        """The address to connect to for ``host``, checked; :class:`FetchError` if refused."""
+        host = host.strip("[]")
+        if f"{host}:{port}" in self.origins or f"[{host}]:{port}" in self.origins:
+            return host
         try:
             addresses = [str(ipaddress.ip_address(host))]
         except ValueError:
@@ -176,6 +181,58 @@ class AddressPolicy:
                 f"{host} resolves to non-public address {refused[0]}; allow it with "
                 "[poller] allow_networks or allow_private",
             )
+        return addresses[0]
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses the policy allows, resolved and checked right here.
+
+    The check before each request gives a clear error early; this one closes the gap between
+    that check and the connection (a name that resolves differently the second time, as in
+    DNS rebinding), since the socket goes to the very address that was checked. TLS still
+    verifies and sends SNI for the host name.
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await self._policy.address_for(host, port)
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise FetchError("bad_url", "unix sockets are never polled")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool that uses :class:`_GuardedBackend`."""
+
+    def __init__(self, policy: AddressPolicy, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # httpx does not take a network backend; its pool (httpcore) does.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(policy),
+        )
 
 
 class Fetcher:
@@ -192,7 +249,10 @@ class Fetcher:
                 "Accept": "text/html,application/xhtml+xml,application/rss+xml,"
                 "application/atom+xml,application/feed+json,application/json;q=0.9,*/*;q=0.8",
             },
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
+            transport=_GuardedTransport(
+                policy, httpx.Limits(max_connections=512, max_keepalive_connections=256)
+            ),
+            trust_env=False,  # no proxy from the environment: the address check must hold
         )
         self._hosts: dict[str, asyncio.Semaphore] = {}
 

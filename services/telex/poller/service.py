@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +32,13 @@ from telex.log import get_logger
 from telex.poller.documents import extract_document
 from telex.poller.extract import Entry, ExtractError, Page
 from telex.poller.fetch import AddressPolicy, Fetcher, FetchError
+from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
 from telex.poller.sources import SourceCatalog, SourceError, decode_source, publish
 
 log = get_logger(__name__)
+
+_MAX_PARKED = 10_000
 
 
 @dataclass
@@ -45,6 +49,7 @@ class SourceState:
     cadence: Cadence
     etag: str | None = None
     last_modified: str | None = None
+    body_digest: bytes | None = None  # of the last document read, for servers without ETags
     sent: dict[str, str] = field(default_factory=dict)  # entry id -> content hash
     last_page: dict[str, Entry] = field(default_factory=dict)  # entries of the last page
     last_page_order: list[str] = field(default_factory=list)
@@ -157,6 +162,8 @@ class Poller:
         self._fetcher: Fetcher | None = None
         self._partition_of: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # States of sources revoked by a rebalance, kept in case they come back.
+        self._parked: dict[str, SourceState] = {}
         self._reader: asyncio.Task[None] | None = None
         self._assigned = False
 
@@ -238,6 +245,13 @@ class Poller:
     def _run(self, source: SourceConfig, partition: int) -> None:
         """Poll ``source`` (again, if its definition changed)."""
         state = self.states.get(source.id)
+        if state is None:
+            # A source this process polled before a rebalance keeps what it knew (validators,
+            # sent hashes): the common case of a rebalance that gives most partitions back
+            # then re-sends nothing.
+            state = self._parked.pop(source.id, None)
+            if state is not None:
+                self.states[source.id] = state
         if state is not None and state.config == source and source.id in self._tasks:
             return
         base = source.interval or self.config.poller.interval
@@ -258,9 +272,15 @@ class Poller:
         )
         metrics.SOURCES.set(len(self._tasks))
 
-    async def _drop(self, source_id: str) -> None:
+    async def _drop(self, source_id: str, park: bool = False) -> None:
         task = self._tasks.pop(source_id, None)
-        self.states.pop(source_id, None)
+        state = self.states.pop(source_id, None)
+        if park and state is not None:
+            self._parked[source_id] = state
+            while len(self._parked) > _MAX_PARKED:
+                self._parked.pop(next(iter(self._parked)))
+        elif not park:
+            self._parked.pop(source_id, None)
         self._partition_of.pop(source_id, None)
         if task is not None:
             task.cancel()
@@ -279,7 +299,7 @@ class Poller:
             if partitions is None or partition in partitions
         ]
         for source_id in doomed:
-            await self._drop(source_id)
+            await self._drop(source_id, park=partitions is not None)
         if doomed:
             log.info("poller.released", sources=len(doomed))
 
@@ -326,6 +346,15 @@ class Poller:
                 self._schedule(state, state.cadence.after_success(False, fetched.fresh_for))
                 return 0
             assert fetched.body is not None
+            digest = hashlib.blake2b(fetched.body, digest_size=16).digest()
+            if digest == state.body_digest and state.sent:
+                # The same bytes as last time from a server without validators: nothing to
+                # extract (the costly part), exactly as if it had answered 304.
+                metrics.POLLS.labels("unchanged").inc()
+                state.etag, state.last_modified = fetched.etag, fetched.last_modified
+                self._succeeded(state)
+                self._schedule(state, state.cadence.after_success(False, fetched.fresh_for))
+                return 0
             began = time.perf_counter()
             page = await asyncio.to_thread(
                 extract_document,
@@ -338,8 +367,10 @@ class Poller:
                 mapping=source.mapping,
             )
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - began)
-            if not page.entries:
-                raise ExtractError("no entries found in the document")
+            if not page.entries and page.kind == "html":
+                # An empty feed is a feed with nothing yet; a page with no entries is most
+                # likely one the extractor cannot read, which an operator should hear about.
+                raise ExtractError("no entries found in the page")
             sent = await self._produce_changes(state, page)
         except (FetchError, ExtractError, KafkaError) as exc:
             reason = (
@@ -356,6 +387,7 @@ class Poller:
         # Validators are kept only once the document was read and its entries acknowledged:
         # otherwise a 304 would hide the failed document from the next poll.
         state.etag, state.last_modified = fetched.etag, fetched.last_modified
+        state.body_digest = digest
         metrics.POLLS.labels("ok").inc()
         self._succeeded(state)
         asked = max((s for s in (fetched.fresh_for, page.ttl) if s is not None), default=None)
@@ -383,8 +415,9 @@ class Poller:
         assert self._producer is not None
         source = state.config
         pending: list[tuple[str, str | None, str, Any]] = []
+        entries = carry_derived_ids(state.last_page, page.entries)
         seen: dict[str, Entry] = {}
-        for entry in page.entries:
+        for entry in entries:
             seen.setdefault(entry.entry_id, entry)  # pinned boxes repeat entries: first wins.
         # Oldest first on the topic, whatever order the page shows (pages are usually newest
         # first; the stable sort keeps that reversed order for entries without a time).
@@ -399,7 +432,7 @@ class Poller:
                 self.config.topics.raw, encode(record), key=source.id.encode()
             )
             pending.append((entry.entry_id, digest, "changed" if known else "new", future))
-        order = [e.entry_id for e in page.entries if e.entry_id in seen]
+        order = list(seen)
         if source.report_deletions:
             for entry_id in vanished(state.last_page_order, set(seen)):
                 last = state.last_page.get(entry_id)
@@ -419,6 +452,8 @@ class Poller:
             else:
                 state.sent[entry_id] = maybe_digest
             metrics.ENTRIES_PRODUCED.labels(kind).inc()
+            # One line per update at debug level: `grep <update id>` traces it through stages.
+            log.debug("update.produced", update=update_id(source.id, entry_id), kind=kind)
         while len(state.sent) > self.config.poller.max_entries:
             state.sent.pop(next(iter(state.sent)))  # the oldest remembered entry
         state.last_page = seen

@@ -10,7 +10,8 @@ every partition's recent updates: each process tails the whole wire into its sto
 way a Kafka Streams GlobalKTable works. Events of the partitions a process owns enter the index
 as they are made (and from the restore); the tail adds the others'. Two near-duplicates
 processed at the same instant by two processes, before either sees the other's event, start
-two stories: the link is as good as the wire is fresh (milliseconds), and never a drop.
+two stories: the link is as good as the tail is fresh (a fetch round, well under a second),
+and never a drop.
 """
 
 from __future__ import annotations
@@ -130,13 +131,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             started = loop.time()
             partitions = sorted(tp.partition for tp in assigned if tp.partition not in self._states)
+            updates: list[dict[str, Any]] = []
             restored = await restore(
                 self._restorer,
                 self.config.topics.wire,
                 partitions,
                 self.stage.new_state,
-                lambda _p, data: self.stage.index(data),
+                lambda _p, data: updates.append(data),
             )
+            await asyncio.to_thread(self.stage.index_many, updates)
             self._states.update(restored)
             # The other partitions' stories must be known before this process links any.
             await self._sync_tail(since=started)
@@ -189,7 +192,9 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                         await self._tail_queue.put(batch)
                     if await self._tail_at_end(others):
                         self._tail_synced_at = round_started
-            except KafkaError as exc:
+            except Exception as exc:
+                # Whatever went wrong, the tail starts over: story links depend on it, and a
+                # dead tail would only show as stories that never link.
                 log.warning("processor.tail_failed", error=repr(exc))
                 await asyncio.sleep(1.0)
 
@@ -286,13 +291,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 assignment = sorted(self._consumer.assignment())
+                updates: list[dict[str, Any]] = []
                 self._states = await restore(
                     self._restorer,
                     self.config.topics.wire,
                     [tp.partition for tp in assignment],
                     self.stage.new_state,
-                    lambda _p, data: self.stage.index(data),
+                    lambda _p, data: updates.append(data),
                 )
+                await asyncio.to_thread(self.stage.index_many, updates)
                 for tp in assignment:
                     committed = await self._consumer.committed(tp)
                     if committed is None:
@@ -318,7 +325,14 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                 except PoisonRecord as poison:
                     out.append((tp, record, poison.reason))
                     continue
-                result = self.stage.process(raw, state, processed_ms)
+                try:
+                    result = self.stage.process(raw, state, processed_ms)
+                except Exception as exc:
+                    # A record that breaks the processor itself (a bug, or input the checks
+                    # let through) must not stop its partition: it is dead-lettered, and said.
+                    log.exception("processor.record_failed", offset=record.offset)
+                    out.append((tp, record, f"processing failed: {exc!r}"[:500]))
+                    continue
                 if result.event is None:
                     metrics.DUPLICATES.inc()
                 out.append((tp, record, result.event))

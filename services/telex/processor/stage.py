@@ -67,11 +67,33 @@ class Stage:
         story_id = data.get("story_id")
         if not isinstance(story_id, str) or not isinstance(data.get("text"), str):
             return
+        if event_ms_of(data) < self.stories.watermark - self.stories.window_ms:
+            # Already out of the window: not worth a signature.
+            self.stories.remove(data["id"])
+            return
         sig = signature(data["text"], self.config.processor.story_min_words)
         if sig is None:
             self.stories.remove(data["id"])
             return
         self.stories.add(data["id"], sig, story_id, event_ms_of(data))
+
+    def index_many(self, updates: list[dict[str, Any]]) -> None:
+        """Index the latest version of each of ``updates`` (a restored wire partition).
+
+        Only updates within the story window of the newest one are signed: restoring a long
+        wire costs a signature per recent update, not per event ever written.
+        """
+        latest: dict[str, dict[str, Any]] = {}
+        for data in updates:
+            if isinstance(data.get("id"), str):
+                latest[data["id"]] = data
+        if not latest:
+            return
+        ordered = sorted(latest.values(), key=event_ms_of)
+        horizon = max(event_ms_of(ordered[-1]), self.stories.watermark) - self.stories.window_ms
+        for data in ordered:
+            if event_ms_of(data) >= horizon:
+                self.index(data)
 
     def process(self, raw: RawUpdate, state: PartitionState, processed_ms: int) -> Result:
         """The wire event for ``raw`` (``None`` when the wire already carries it)."""

@@ -95,6 +95,11 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def watermark(self) -> int:
+        """The newest event time indexed so far (unix ms)."""
+        return self._watermark
+
     @staticmethod
     def _keys(sig: Signature) -> list[bytes]:
         return [sig[i * ROWS : (i + 1) * ROWS].tobytes() for i in range(BANDS)]
@@ -114,12 +119,18 @@ class StoryIndex:
         for band, key in zip(self._bands, self._keys(sig), strict=True):
             candidates.update(band.get(key, ()))
         candidates.discard(exclude)
+        entries = [
+            entry
+            for entry in (self._entries[c] for c in candidates)
+            if abs(entry.event_ms - event_ms) <= self.window_ms
+        ]
+        if not entries:
+            return None
+        # One comparison of all candidates at once: a live story can have hundreds of members.
+        agree = np.count_nonzero(np.stack([e.signature for e in entries]) == sig, axis=1)
         best: tuple[float, int, str] | None = None
-        for update_id in candidates:
-            entry = self._entries[update_id]
-            if abs(entry.event_ms - event_ms) > self.window_ms:
-                continue
-            score = similarity(sig, entry.signature)
+        for entry, same in zip(entries, agree.tolist(), strict=True):
+            score = same / NUM_PERM
             if score < self.threshold:
                 continue
             rank = (-score, entry.event_ms, entry.story_id)

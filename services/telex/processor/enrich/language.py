@@ -1,10 +1,11 @@
 """The language of an update, as an ISO 639-1 code.
 
 ``py3langid`` (a maintained fork of langid.py) ships its model inside the wheel, so nothing is
-downloaded at run time, and it is deterministic. Short texts say too little to be sure of: below
-``language_min_chars`` characters, or below ``language_min_confidence``, the language is null
-rather than a guess. Only the first ``language_max_chars`` characters are read: a paragraph is
-plenty to tell a language, and the classifier's cost grows with the length.
+downloaded at run time, and it is deterministic. It answers with ISO 639-1 codes only. Short
+texts say too little to be sure of: below ``language_min_chars`` characters, or below
+``language_min_confidence``, the language is null rather than a guess. Only the first
+``language_max_chars`` characters are read: a paragraph is plenty to tell a language, and the
+classifier's cost grows with the length.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ def identifier() -> LanguageIdentifier:
     global _identifier
     with _lock:
         if _identifier is None:
-            _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            loaded = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            # The wire promises ISO 639-1. The model also knows languages that have only a
+            # 639-3 code (Egyptian Arabic "arz", Cantonese "yue", ...) and "zxx" (no language):
+            # without them, such text is read as its macrolanguage ("ar", "zh") or left null.
+            loaded.set_languages([code for code in loaded.labels if len(code) == 2])
+            _identifier = loaded
         return _identifier
 
 
