@@ -341,7 +341,8 @@ async def test_gateway_killed_and_restarted_resumes_with_nothing_missed_or_doubl
 
 
 async def test_a_resync_answer_reloads_history(stack: Stack, page: PageFixture) -> None:
-    # Runs last: it leaves a gateway that replays nothing, so every resume becomes a resync.
+    # This test and the next run last: each leaves a gateway configured its own way (here one
+    # that replays nothing, so every resume becomes a resync).
     tab, frames, errors = page
     desk = stack.desks["desk-resync"]
     status = tab.locator("#status")
@@ -366,4 +367,25 @@ async def test_a_resync_answer_reloads_history(stack: Stack, page: PageFixture) 
     await expect(tab.locator(".card", has_text="prisoner exchange")).to_have_count(1)
     await expect(tab.locator(".card")).to_have_count(2)
     assert any(f.get("type") == "resync" for _, f in frames.by_url)
+    assert errors == []
+
+
+async def test_a_gateway_that_needs_credentials_gets_them_from_the_viewer(
+    stack: Stack, page: PageFixture
+) -> None:
+    tab, frames, errors = page
+    key = "desk-key-0123456789abcdef"
+    await stack.kill_gateway()
+    await stack.start_gateway(
+        TELEX_GATEWAY_ANONYMOUS="false",
+        TELEX_GATEWAY_API_KEYS=f'[{{"name": "desk", "key": "{key}"}}]',
+    )
+    await tab.goto(stack.url + "/?sources=desk-order")
+    # Refused before the upgrade: the page says why instead of retrying for ever.
+    await expect(tab.locator("#status")).to_contain_text("credentials needed")
+    await tab.get_by_label("API key or token").fill(key)
+    await tab.get_by_role("button", name="Connect").click()
+    await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
+    await expect(tab.locator('.card[data-source="desk-order"]')).not_to_have_count(0)
+    assert f"token={key}" in frames.urls[-1]
     assert errors == []

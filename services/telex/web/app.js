@@ -77,6 +77,10 @@ function onState(state, detail) {
       }
       break;
     }
+    case "unauthorized":
+      setStatus("offline", "Not connected · credentials needed");
+      askForCredential();
+      break;
     case "refused":
       setStatus("offline", "Not connected · change the filters", detail.reason || "");
       break;
@@ -177,6 +181,60 @@ function showAlert(text) {
   ui.alert.hidden = false;
 }
 
+// Credentials: a gateway may require an API key or a token. It is kept for this tab only.
+const TOKEN_KEY = "telex.token";
+function savedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Headers for the gateway's HTTP routes, with the credential if there is one. */
+function authHeaders() {
+  const token = stream.token;
+  return token ? { accept: "application/json", authorization: `Bearer ${token}` } : { accept: "application/json" };
+}
+
+/** True when the gateway refuses this page's (lack of) credential. */
+async function refusedAccess() {
+  try {
+    const res = await fetch("/v1/updates?limit=1", { headers: authHeaders() });
+    return res.status === 401;
+  } catch {
+    return false;
+  }
+}
+
+function askForCredential() {
+  const input = h("input", { id: "credential", type: "password", autocomplete: "off", "aria-describedby": "credential-hint" });
+  const form = h(
+    "form",
+    { class: "credential" },
+    h("label", { for: "credential", text: "API key or token" }),
+    input,
+    h("button", { type: "submit", class: "button button--primary", text: "Connect" }),
+    h("small", { id: "credential-hint", class: "hint", text: "Kept in this tab only." }),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const token = input.value.trim();
+    if (!token) return;
+    try {
+      sessionStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      // the credential lasts as long as this page
+    }
+    stream.token = token;
+    showAlert("");
+    stream.retryNow();
+  });
+  ui.alert.replaceChildren(h("span", { text: "This gateway needs credentials." }), form);
+  ui.alert.hidden = false;
+  input.focus();
+}
+
 function historyUrl(before, limit) {
   const params = filters.toParams(filter);
   params.set("limit", String(limit));
@@ -185,7 +243,7 @@ function historyUrl(before, limit) {
 }
 
 async function fetchHistory(before, limit) {
-  const res = await fetch(historyUrl(before, limit), { headers: { accept: "application/json" } });
+  const res = await fetch(historyUrl(before, limit), { headers: authHeaders() });
   if (!res.ok) throw new Error(`history: HTTP ${res.status}`);
   return res.json();
 }
@@ -424,6 +482,7 @@ const stream = new Stream(filter, {
   onState,
   onResync,
   onSubscribed,
+  refusedAccess,
   onError(frame) {
     if (frame.code === "unknown_subscription") return;
     if (frame.code === "bad_cursor") {
@@ -434,6 +493,7 @@ const stream = new Stream(filter, {
     showAlert(`The gateway refused this view: ${frame.error}`);
   },
 });
+stream.token = savedToken();
 fillForm();
 fillWatch();
 showEmpty();

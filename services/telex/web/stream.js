@@ -44,6 +44,7 @@ export class Stream {
     this.switching = false;
     this.connections = 0;
     this.refused = null;
+    this.token = null;
   }
 
   start() {
@@ -56,6 +57,8 @@ export class Stream {
 
   url() {
     const params = toParams(this.filter);
+    // Browsers cannot set headers on a WebSocket: the gateway takes the credential as ?token=.
+    if (this.token) params.set("token", this.token);
     // With a cursor the gateway replays what we missed, then says `live`; without one it
     // sends recent matches (the backlog) and goes live in the same step.
     if (this.cursor) params.set("cursor", this.cursor);
@@ -97,11 +100,18 @@ export class Stream {
       }
     };
     ws.onmessage = (msg) => this.receive(ws, msg.data);
-    ws.onclose = (ev) => {
+    ws.onclose = async (ev) => {
       if (this.ws !== ws) return; // replaced on purpose
       this.ws = null;
-      if (Date.now() - this.openedAt > STABLE_MS && this.openedAt) this.attempt = 0;
+      const opened = this.openedAt;
+      if (opened && Date.now() - opened > STABLE_MS) this.attempt = 0;
       this.openedAt = 0;
+      if (!opened && this.h.refusedAccess && (await this.h.refusedAccess())) {
+        // The handshake was answered 401: retrying without a credential cannot help.
+        if (!this.ws) this.h.onState("unauthorized", {});
+        return;
+      }
+      if (this.ws) return; // reconnected meanwhile ("Retry now")
       this.scheduleReconnect(ev.code);
     };
   }
