@@ -150,8 +150,8 @@ async def test_prometheus_scrapes_every_service_and_sees_latency(
                 try:
                     up = await query(client, "up == 1")
                     latency = await query(client, "telex_end_to_end_latency_seconds_count > 0")
-                except httpx.TransportError:
-                    up, latency = [], []
+                except (httpx.TransportError, httpx.HTTPStatusError):
+                    up, latency = [], []  # not listening yet, or 503 while it starts
                 if len(up) == len(services) and latency:
                     break
                 await asyncio.sleep(0.5)

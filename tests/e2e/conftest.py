@@ -1,0 +1,269 @@
+"""End-to-end fixtures: telex as separate processes on the session broker, a local newsroom
+site the tests can edit, and headless Chromium (Debian's, driven by Playwright).
+
+The gateway runs in its own process on a fixed port so a test can SIGKILL it and start a new
+one in its place while the replay source, the poller and the processor keep producing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from telex.bus import EmbeddedBroker, free_port
+from telex.config import Config
+from tests.conftest import make_config
+from tests.integration.conftest import broker
+from tests.integration.site import Site, serve_site
+
+__all__ = ["broker"]
+
+TELEX = str(Path(sys.executable).with_name("telex"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGE_DATE = "18 January 2024"
+# Sources the tests write to: each test edits its own page, so tests do not depend on order.
+DESKS = (
+    "desk-order",
+    "desk-filter",
+    "desk-revise",
+    "desk-watch",
+    "desk-escape",
+    "desk-older",
+    "desk-resume",
+    "desk-resync",
+)
+
+NETWORK_NOTICES = ("WebSocket connection to", "Failed to load resource")
+# DOM conditions may take a few poll cycles of the pipeline to come true.
+expect.set_options(timeout=20_000)
+
+
+def live_page(entries: list[tuple[str, str, str]]) -> str:
+    """A live page like a publisher's; ``entries`` are (anchor, "HH:MM", text), oldest first."""
+    blocks = "".join(
+        f'<article class="live-update" id="{anchor}"><span class="t">{time} GMT</span>'
+        + "".join(f"<p>{p}</p>" for p in text.split("\n\n"))
+        + "</article>"
+        for anchor, time, text in reversed(entries)
+    )
+    return f"<html><body><h1>Live</h1><p>{PAGE_DATE}</p><section>{blocks}</section></body></html>"
+
+
+@dataclass
+class Desk:
+    """One live page of the local site, polled as its own source."""
+
+    site: Site
+    source_id: str
+    entries: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return f"/{self.source_id}"
+
+    def publish(self) -> None:
+        self.site.set(self.path, live_page(self.entries))
+
+    def add(self, anchor: str, time: str, text: str) -> None:
+        self.entries.append((anchor, time, text))
+        self.publish()
+
+    def remove(self, anchor: str) -> None:
+        self.entries = [e for e in self.entries if e[0] != anchor]
+        self.publish()
+
+    def edit(self, anchor: str, text: str) -> None:
+        self.entries = [(a, t, text if a == anchor else x) for a, t, x in self.entries]
+        self.publish()
+
+
+@dataclass
+class Stack:
+    """The running telex processes and how to reach them."""
+
+    config: Config
+    env: dict[str, str]
+    logs: Path
+    gateway_port: int
+    desks: dict[str, Desk]
+    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    async def spawn(self, name: str, args: list[str], port: int, **env: str) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.procs[name] = await asyncio.create_subprocess_exec(
+            TELEX,
+            *args,
+            env={**self.env, "TELEX_HTTP_PORT": str(port), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+    async def wait_ready(self, port: int, timeout: float = 30) -> None:
+        async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
+            while True:
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+
+    async def kill_gateway(self) -> None:
+        """SIGKILL: no drain, no close frame; clients see the connection drop."""
+        proc = self.procs.pop("gateway")
+        proc.kill()
+        await proc.wait()
+
+    async def start_gateway(self, **env: str) -> None:
+        await self.spawn("gateway", ["gateway"], self.gateway_port, **env)
+        await self.wait_ready(self.gateway_port)
+
+
+@pytest.fixture(scope="module")
+async def site() -> AsyncIterator[Site]:
+    async for served in serve_site(Site()):
+        yield served
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    broker: EmbeddedBroker,
+    site: Site,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    """replay, poller, processor and gateway as separate processes."""
+    config = make_config(broker.bootstrap)
+    logs = tmp_path_factory.mktemp("e2e")
+    replay_port = free_port()
+    desks = {name: Desk(site, name) for name in DESKS}
+    for desk in desks.values():
+        desk.add("opening", "08:00", f"The {desk.source_id} desk opens its live coverage.")
+    sources = "".join(
+        f'[[sources]]\nid = "{desk.source_id}"\nurl = "{site.url(desk.path)}"\n'
+        for desk in desks.values()
+    )
+    toml = logs / "telex.toml"
+    toml.write_text(
+        '[poller]\nallow_networks = ["127.0.0.0/8"]\n'
+        f'[[sources]]\nid = "replay"\n'
+        f'url = "http://127.0.0.1:{replay_port}/live/lavrov-press-conference-2024"\n' + sources
+    )
+    env = {
+        **os.environ,
+        "TELEX_CONFIG": str(toml),
+        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TELEX_KAFKA_IDEMPOTENCE": "off",
+        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "TELEX_TOPICS_RAW": config.topics.raw,
+        "TELEX_TOPICS_WIRE": config.topics.wire,
+        "TELEX_TOPICS_DLQ": config.topics.dlq,
+        "TELEX_TOPICS_SOURCES": config.topics.sources,
+        "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
+        "TELEX_POLLER_GROUP_ID": config.poller.group_id,
+        "TELEX_REPLAY_INTERVAL": "0.2",
+        "TELEX_POLLER_INTERVAL": "0.3",
+        "TELEX_LOG_FORMAT": "json",
+    }
+    running = Stack(config, env, logs, free_port(), desks)
+    ports = {"poller": free_port(), "processor": free_port()}
+    await running.spawn("replay", ["replay", "--port", str(replay_port)], 0)
+    await running.spawn("processor", ["processor"], ports["processor"])
+    await running.spawn("poller", ["poller"], ports["poller"])
+    await running.spawn("gateway", ["gateway"], running.gateway_port)
+    try:
+        for port in (*ports.values(), running.gateway_port):
+            await running.wait_ready(port, timeout=45)
+        yield running
+    finally:
+        for proc in running.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for name, proc in running.procs.items():
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+            assert proc.returncode == 0, (logs / f"{name}.log").read_text()[-4000:]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    assert shutil.which(CHROMIUM), (
+        "chromium missing: `make test` installs it (scripts/system-deps.sh)"
+    )
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@dataclass
+class Frames:
+    """Every WebSocket frame the page received, by connection URL, in order."""
+
+    by_url: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [f["event"] for _, f in self.by_url if f.get("type") == "event"]
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[tuple[Page, Frames, list[str]]]:
+    """A fresh page, its WebSocket frames and its console errors."""
+    import orjson
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = await context.new_page()
+    frames = Frames()
+    errors: list[str] = []
+
+    def on_websocket(ws: Any) -> None:
+        frames.urls.append(ws.url)
+        ws.on(
+            "framereceived",
+            lambda payload: frames.by_url.append((ws.url, orjson.loads(payload))),
+        )
+
+    tab.on("websocket", on_websocket)
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def on_console(msg: Any) -> None:
+        # The browser's own network notices (a refused reconnect, the 404 of /v1/sources on a
+        # gateway-only process) are expected; anything else logged as an error is a bug.
+        if msg.type == "error" and not any(n in msg.text for n in NETWORK_NOTICES):
+            errors.append(msg.text)
+
+    tab.on("console", on_console)
+    try:
+        yield tab, frames, errors
+    finally:
+        await context.close()
