@@ -12,19 +12,20 @@ from aiokafka import TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex.config import ConfigError, load
-from telex.notifier.delivery import headers_for, parse_retry_after
+from telex.notifier.delivery import headers_for
 from telex.notifier.service import OffsetTracker, next_delay
 from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
 from telex.notifier.ssrf import (
     ResolveCache,
     TargetRefused,
-    blocked_reason,
     check_address,
     check_url,
     check_url_syntax,
     parse_networks,
     pinned_url,
 )
+from telex.outbound import blocked_reason
+from telex.outbound import retry_after_seconds as parse_retry_after
 
 
 def test_signature_verifies_with_the_reference_library() -> None:

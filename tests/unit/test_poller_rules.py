@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from telex.config import HtmlSelectors, PollerConfig
+from telex.outbound import retry_after_seconds
 from telex.poller.extract import extract_html
-from telex.poller.fetch import freshness_seconds, retry_after_seconds
+from telex.poller.fetch import freshness_seconds
 from telex.poller.schedule import Cadence
 from telex.poller.service import vanished
 from telex.poller.sources import SourceError, decode_source, encode_source, validate_source
@@ -253,3 +254,22 @@ def test_times_in_other_languages(raw: str, expected: str) -> None:
 
     moment = resolve(raw, now=datetime(2024, 1, 18, 12, 0, tzinfo=UTC))
     assert moment is not None and iso_utc(moment) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.216.34", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("169.254.169.254", False),
+        ("100.64.1.1", False),  # carrier-grade NAT
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("::ffff:127.0.0.1", False),
+    ],
+)
+def test_poller_and_notifier_share_one_address_policy(address: str, allowed: bool) -> None:
+    from telex.poller.fetch import AddressPolicy
+
+    assert AddressPolicy()._address_allowed(address) is allowed
+    assert AddressPolicy(networks=["100.64.0.0/10"])._address_allowed("100.64.1.1")

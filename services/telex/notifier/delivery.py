@@ -6,7 +6,6 @@ The outcome says what the scheduler needs: success, whether to retry (and the re
 
 from __future__ import annotations
 
-import email.utils
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -16,13 +15,13 @@ import httpx
 
 from telex.notifier.signing import sign
 from telex.notifier.ssrf import (
-    IPAddress,
     IPNetwork,
     ResolveCache,
     TargetRefused,
     check_url,
     pinned_url,
 )
+from telex.outbound import IPAddress, retry_after_seconds
 
 Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error", "refused"]
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -45,20 +44,6 @@ class Result:
     def ok(self) -> bool:
         """True for a 2xx answer."""
         return self.outcome == "success"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def headers_for(
@@ -167,7 +152,7 @@ def _classify(response: httpx.Response, answer: bytes, latency: float) -> Result
         return Result("gone", status, latency, detail)
     retry_after = None
     if status in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
     return Result("http_error", status, latency, detail[:MAX_ERROR_CHARS], retry_after)
 
 

@@ -16,16 +16,9 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from telex.outbound import IPAddress, blocked_reason
 
-# Beyond what ``ipaddress`` calls private: shared address space (carrier-grade NAT) and NAT64,
-# whose addresses embed an IPv4 address that may itself be internal.
-_EXTRA_BLOCKED: tuple[IPNetwork, ...] = (
-    ipaddress.ip_network("100.64.0.0/10"),
-    ipaddress.ip_network("64:ff9b::/96"),
-    ipaddress.ip_network("64:ff9b:1::/48"),
-)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TargetRefused(ValueError):
@@ -35,25 +28,6 @@ class TargetRefused(ValueError):
 def parse_networks(networks: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Networks from CIDR strings (already validated by the config)."""
     return tuple(ipaddress.ip_network(n, strict=False) for n in networks)
-
-
-def blocked_reason(address: IPAddress) -> str | None:
-    """Why ``address`` is not a public unicast address, or ``None`` when it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return blocked_reason(address.ipv4_mapped)
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_multicast:
-        return "multicast"
-    if any(address in net for net in _EXTRA_BLOCKED if net.version == address.version):
-        return "private (NAT)"
-    if address.is_private or address.is_reserved or not address.is_global:
-        return "private"
-    return None
 
 
 def check_address(address: IPAddress, allowed: tuple[IPNetwork, ...]) -> None:

@@ -28,6 +28,7 @@ import httpcore
 import httpx
 
 from telex.config import PollerConfig
+from telex.outbound import blocked_reason, retry_after_seconds
 
 Reason = Literal[
     "refused_address",
@@ -76,20 +77,6 @@ class Fetched:
         return self.status == 304
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
 def freshness_seconds(headers: httpx.Headers, now: float | None = None) -> float | None:
     """How long the response says it stays fresh: ``max-age``, else ``Expires``."""
     cache_control = headers.get("cache-control", "")
@@ -132,11 +119,9 @@ class AddressPolicy:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        if any(ip in net for net in self.networks):
+        if any(ip.version == net.version and ip in net for net in self.networks):
             return True
-        if self.allow_private:
-            return True
-        return ip.is_global and not ip.is_multicast
+        return self.allow_private or blocked_reason(ip) is None
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         cached = self._dns.get(host)
