@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -43,7 +44,8 @@ ROLES = ("poller", "processor", "gateway", "notifier")
 @dataclass
 class Sources:
     """JSON Feeds at ``/feed/<source>``; a source can be switched to a failure ``mode``:
-    ``500``, ``hang`` (answers after a minute), ``garbage`` (200 with bytes that are no feed)."""
+    ``500``, ``hang`` (no answer until the mode changes), ``garbage`` (200 with bytes that are
+    no feed)."""
 
     names: list[str]
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -84,7 +86,12 @@ class Sources:
         if mode == "500":
             return Response("upstream broke", status_code=500)
         if mode == "hang":
-            await asyncio.sleep(60)
+            # Until the test heals the source (bounded, so a forgotten hang cannot block
+            # the server's shutdown for long).
+            for _ in range(600):
+                if self.mode.get(source) != "hang":
+                    break
+                await asyncio.sleep(0.1)
         if mode == "garbage":
             return Response(b"\x00\xff{not json <html", media_type="application/feed+json")
         feed = {
@@ -227,10 +234,10 @@ class Pipeline:
             p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob(f"{role}.*.log"))
         )
 
-    async def wait_ready(self, timeout: float = 60) -> None:
+    async def wait_ready(self, timeout: float = 60, roles: tuple[str, ...] = ROLES) -> None:
         """Every process answers /readyz with 200 (within ``timeout`` seconds)."""
         async with httpx.AsyncClient(timeout=2) as client:
-            for role in ROLES:
+            for role in roles:
                 try:
                     async with asyncio.timeout(timeout):
                         while True:
@@ -258,6 +265,28 @@ class Pipeline:
                 await proc.wait()
             codes[role] = proc.returncode
         return codes
+
+
+async def feed(sources: Sources, rng: random.Random, until: asyncio.Event, tail: int) -> None:
+    """Entries on random sources, about ten a second, until ``until`` is set; then ``tail``
+    more, so that entries are still flowing when the last fault happens."""
+    while not until.is_set():
+        sources.publish(rng.choice(sources.names))
+        await asyncio.sleep(rng.uniform(0.05, 0.15))
+    for _ in range(tail):
+        sources.publish(rng.choice(sources.names))
+        await asyncio.sleep(rng.uniform(0.05, 0.15))
+
+
+async def metric(pipeline: Pipeline, role: str, series: str) -> float:
+    """The value of ``series`` (``name`` or ``name{label="value"}`` exactly as exposed) in
+    ``role``'s process; 0 when it is not exposed yet."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{pipeline.api(role)}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 async def create_webhook(pipeline: Pipeline, url: str) -> str:
