@@ -19,6 +19,7 @@ from tests.faults.harness import (
     metric,
     wait_until_delivered,
 )
+from tests.faults.test_kills import SEED
 
 DELIVERY_BOUND = 90.0
 # Each fault lasts longer than the poller's fetch timeout (2 s in the harness) and several
@@ -27,7 +28,7 @@ FAULT_SECONDS = 3.0
 
 
 async def test_failing_source_recovers_without_loss(rig: Rig) -> None:
-    rng = random.Random("sources")
+    rng = random.Random(f"sources-{SEED}")
     done = asyncio.Event()
     feeder = asyncio.create_task(feed(rig.sources, rng, done, tail=15))
     reasons = ("http_5xx", "timeout", "extract")
