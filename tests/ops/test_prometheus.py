@@ -150,7 +150,8 @@ async def test_prometheus_scrapes_every_service_and_sees_latency(
                 try:
                     up = await query(client, "up == 1")
                     latency = await query(client, "telex_end_to_end_latency_seconds_count > 0")
-                except httpx.TransportError:
+                except (httpx.TransportError, httpx.HTTPStatusError):
+                    # Prometheus answers 503 until its storage is up.
                     up, latency = [], []
                 if len(up) == len(services) and latency:
                     break
