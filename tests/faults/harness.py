@@ -1,0 +1,388 @@
+"""The whole pipeline as separate processes, fed by local sources, watched by a recording
+WebSocket subscriber and a recording webhook receiver.
+
+Each service runs as ``telex <role>`` on the session's embedded broker, with its own topics and
+groups (``make_config``), on a fixed port so that a restarted process is found where the killed
+one was. The sources are JSON Feeds on a local HTTP server whose items grow over time; every
+item has a known id, so the test knows exactly which updates must arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from telex.bus import free_port
+from telex.config import Config
+from telex.events import update_id
+from telex.gateway.hub import encode_cursor
+from telex.runtime import serve_http
+from tests.integration.webhook_receivers import Receiver
+
+TELEX = str(Path(sys.executable).with_name("telex"))
+ROLES = ("poller", "processor", "gateway", "notifier")
+
+
+@dataclass
+class Sources:
+    """JSON Feeds at ``/feed/<source>``; a source can be switched to a failure ``mode``:
+    ``500``, ``hang`` (no answer until the mode changes), ``garbage`` (200 with bytes that are
+    no feed)."""
+
+    names: list[str]
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    mode: dict[str, str] = field(default_factory=dict)
+    base: str = ""
+    published: list[tuple[str, str]] = field(default_factory=list)  # (source, entry id)
+
+    def url(self, source: str) -> str:
+        return f"{self.base}/feed/{source}"
+
+    def publish(self, source: str) -> None:
+        """A new entry at the top of ``source``'s feed."""
+        items = self.items.setdefault(source, [])
+        n = len(items)
+        entry = f"{source}-e{n:04d}"
+        items.insert(
+            0,
+            {
+                "id": entry,
+                "content_text": f"Dispatch {n} from {source}: item {entry} was filed.",
+                "date_published": f"2026-11-27T10:{n // 60:02d}:{n % 60:02d}Z",
+            },
+        )
+        self.published.append((source, entry))
+
+    def expected(self) -> dict[str, tuple[str, int]]:
+        """Update id -> (source, rank in its source) of every entry published so far."""
+        out: dict[str, tuple[str, int]] = {}
+        rank: Counter[str] = Counter()
+        for source, entry in self.published:
+            out[update_id(source, entry)] = (source, rank[source])
+            rank[source] += 1
+        return out
+
+    async def handle(self, request: Request) -> Response:
+        source = request.path_params["source"]
+        mode = self.mode.get(source, "ok")
+        if mode == "500":
+            return Response("upstream broke", status_code=500)
+        if mode == "hang":
+            # Until the test heals the source (bounded, so a forgotten hang cannot block
+            # the server's shutdown for long).
+            for _ in range(600):
+                if self.mode.get(source) != "hang":
+                    break
+                await asyncio.sleep(0.1)
+        if mode == "garbage":
+            return Response(b"\x00\xff{not json <html", media_type="application/feed+json")
+        feed = {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": source,
+            "items": self.items.get(source, []),
+        }
+        return Response(orjson.dumps(feed), media_type="application/feed+json")
+
+
+@contextlib.asynccontextmanager
+async def serving_sources(names: list[str]) -> AsyncIterator[Sources]:
+    sources = Sources(names)
+    app = Starlette(routes=[Route("/feed/{source}", sources.handle)])
+    async with serve_http(app, "127.0.0.1", 0) as base:
+        sources.base = base
+        yield sources
+
+
+@dataclass
+class Subscriber:
+    """A WebSocket client that records every event and, whenever its connection drops,
+    reconnects with the last cursor it was given, as a client is told to."""
+
+    url: str
+    cursor: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    resyncs: list[dict[str, Any]] = field(default_factory=list)
+    connects: int = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with websockets.connect(
+                    f"{self.url}/v1/stream?cursor={self.cursor}", open_timeout=5
+                ) as ws:
+                    self.connects += 1
+                    async for message in ws:
+                        frame = orjson.loads(message)
+                        if "cursor" in frame:
+                            self.cursor = frame["cursor"]
+                        if frame["type"] == "event":
+                            self.events.append(frame["event"])
+                        elif frame["type"] == "resync":
+                            self.resyncs.append(frame)
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                pass
+            await asyncio.sleep(0.2)
+
+    def update_ids(self) -> list[str]:
+        return [e["data"]["id"] for e in self.events]
+
+
+def received_updates(receiver: Receiver) -> list[tuple[str, str]]:
+    """(webhook-id, update id) of every request the receiver got."""
+    out = []
+    for request in receiver.requests:
+        body = orjson.loads(request.body)
+        out.append((request.headers["webhook-id"], body["data"]["id"]))
+    return out
+
+
+class Pipeline:
+    """poller, processor, gateway and notifier as ``telex <role>`` processes."""
+
+    def __init__(self, config: Config, bootstrap: str, sources: Sources, tmp: Path) -> None:
+        self.config = config
+        self.tmp = tmp
+        self.ports = {role: free_port() for role in ROLES}
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.starts: Counter[str] = Counter()
+        self.kills: list[tuple[str, float]] = []  # (role, time.monotonic() of the SIGKILL)
+        toml = tmp / "telex.toml"
+        lines = [
+            '[poller]\nallow_networks = ["127.0.0.0/8"]\n',
+            '[notifier]\nallow_networks = ["127.0.0.0/8"]\n',
+        ]
+        for name in sources.names:
+            lines.append(f'[[sources]]\nid = "{name}"\nurl = "{sources.url(name)}"\n')
+            lines.append('kind = "jsonfeed"\n')
+        toml.write_text("".join(lines))
+        topics = config.topics
+        self.env = {
+            **os.environ,
+            "TELEX_CONFIG": str(toml),
+            "TELEX_KAFKA_BOOTSTRAP": bootstrap,
+            "TELEX_KAFKA_IDEMPOTENCE": "off",
+            "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "TELEX_TOPICS_RAW": topics.raw,
+            "TELEX_TOPICS_WIRE": topics.wire,
+            "TELEX_TOPICS_DLQ": topics.dlq,
+            "TELEX_TOPICS_SOURCES": topics.sources,
+            "TELEX_POLLER_GROUP_ID": config.poller.group_id,
+            "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
+            "TELEX_NOTIFIER_GROUP_ID": config.notifier.group_id,
+            "TELEX_NOTIFIER_TOPIC_WEBHOOKS": config.notifier.topic_webhooks,
+            "TELEX_NOTIFIER_TOPIC_RETRY": config.notifier.topic_retry,
+            "TELEX_NOTIFIER_TOPIC_DLQ": config.notifier.topic_dlq,
+            "TELEX_NOTIFIER_TOPIC_ATTEMPTS": config.notifier.topic_attempts,
+            # Short enough that a fault heals within the test's bounds.
+            "TELEX_NOTIFIER_RETRY_SCHEDULE": "0.5,1,2,2,2,2,2,2",
+            "TELEX_NOTIFIER_TIMEOUT": "5",
+            "TELEX_POLLER_INTERVAL": "0.3",
+            "TELEX_POLLER_ADAPTIVE_MAX": "1",
+            "TELEX_POLLER_BACKOFF_MAX": "1.5",
+            "TELEX_POLLER_TIMEOUT": "2",
+            "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "1",
+            "TELEX_LOG_LEVEL": "info",
+        }
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['gateway']}"
+
+    def api(self, role: str) -> str:
+        return f"http://127.0.0.1:{self.ports[role]}"
+
+    def start_cursor(self) -> str:
+        """The very beginning of the wire: the subscriber must see all of it."""
+        return encode_cursor(dict.fromkeys(range(self.config.topics.partitions), 0))
+
+    async def start(self, role: str) -> None:
+        self.starts[role] += 1
+        log = (self.tmp / f"{role}.{self.starts[role]}.log").open("wb")
+        self.procs[role] = await asyncio.create_subprocess_exec(
+            TELEX,
+            role,
+            env={**self.env, "TELEX_HTTP_PORT": str(self.ports[role])},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+    async def kill(self, role: str) -> None:
+        proc = self.procs[role]
+        self.kills.append((role, time.monotonic()))
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    def logs(self, role: str) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob(f"{role}.*.log"))
+        )
+
+    async def wait_ready(self, timeout: float = 60, roles: tuple[str, ...] = ROLES) -> None:
+        """Every process answers /readyz with 200 (within ``timeout`` seconds)."""
+        async with httpx.AsyncClient(timeout=2) as client:
+            for role in roles:
+                try:
+                    async with asyncio.timeout(timeout):
+                        while True:
+                            proc = self.procs[role]
+                            assert proc.returncode is None, f"{role} exited:\n{self.logs(role)}"
+                            with contextlib.suppress(httpx.TransportError):
+                                answer = await client.get(f"{self.api(role)}/readyz")
+                                if answer.status_code == 200:
+                                    break
+                            await asyncio.sleep(0.2)
+                except TimeoutError:
+                    raise AssertionError(f"{role} not ready:\n{self.logs(role)}") from None
+
+    async def stop(self) -> dict[str, int | None]:
+        """SIGTERM every process; their exit codes."""
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for role, proc in self.procs.items():
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+            codes[role] = proc.returncode
+        return codes
+
+
+async def feed(sources: Sources, rng: random.Random, until: asyncio.Event, tail: int) -> None:
+    """Entries on random sources, about ten a second, until ``until`` is set; then ``tail``
+    more, so that entries are still flowing when the last fault happens."""
+    while not until.is_set():
+        sources.publish(rng.choice(sources.names))
+        await asyncio.sleep(rng.uniform(0.05, 0.15))
+    for _ in range(tail):
+        sources.publish(rng.choice(sources.names))
+        await asyncio.sleep(rng.uniform(0.05, 0.15))
+
+
+async def metric(pipeline: Pipeline, role: str, series: str) -> float:
+    """The value of ``series`` (``name`` or ``name{label="value"}`` exactly as exposed) in
+    ``role``'s process; 0 when it is not exposed yet."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{pipeline.api(role)}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def create_webhook(pipeline: Pipeline, url: str) -> str:
+    """A subscription to everything, created through the notifier's API; its id."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            f"{pipeline.api('notifier')}/v1/webhooks", json={"url": url, "filter": {}}
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+
+async def wait_until_delivered(
+    sources: Sources, subscriber: Subscriber, receiver: Receiver, timeout: float
+) -> None:
+    """Until every published update reached the subscriber and the receiver."""
+    wanted = set(sources.expected())
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                got_ws = set(subscriber.update_ids())
+                got_hook = {uid for _, uid in received_updates(receiver)}
+                if wanted <= got_ws and wanted <= got_hook:
+                    return
+                await asyncio.sleep(0.25)
+    except TimeoutError:
+        missing_ws = wanted - set(subscriber.update_ids())
+        missing_hook = wanted - {uid for _, uid in received_updates(receiver)}
+        raise AssertionError(
+            f"after {timeout}s: {len(missing_ws)} of {len(wanted)} missing at the subscriber, "
+            f"{len(missing_hook)} at the webhook receiver"
+        ) from None
+
+
+def check_exactly_once_in_order(
+    sources: Sources,
+    subscriber: Subscriber,
+    receiver: Receiver,
+    kills: list[tuple[str, float]] = [],  # noqa: B006 (never mutated)
+) -> None:
+    """Nothing lost, nothing twice, per-source order at the subscriber.
+
+    A webhook delivery is repeated only if a notifier was SIGKILLed right after the receiver
+    answered it (``kills``), before the attempt was recorded; it then keeps its webhook-id.
+    Every other repeat fails."""
+    expected = sources.expected()
+    t0 = receiver.requests[0].at if receiver.requests else 0.0
+    ids = subscriber.update_ids()
+    twice = [uid for uid, n in Counter(ids).items() if n > 1]
+    assert not twice, f"subscriber got {len(twice)} updates twice: {twice[:5]}"
+    assert set(ids) == set(expected), "subscriber got updates no source published"
+    assert not subscriber.resyncs, f"subscriber was told to resync: {subscriber.resyncs}"
+    by_source: dict[str, list[int]] = {}
+    for uid in ids:
+        source, rank = expected[uid]
+        by_source.setdefault(source, []).append(rank)
+    for source, ranks in by_source.items():
+        assert ranks == sorted(ranks), f"{source} out of order at the subscriber: {ranks}"
+
+    deliveries = received_updates(receiver)
+    per_update: dict[str, set[str]] = {}
+    for webhook_id, uid in deliveries:
+        per_update.setdefault(uid, set()).add(webhook_id)
+    assert set(per_update) == set(expected), "receiver got updates no source published"
+    split = {u: w for u, w in per_update.items() if len(w) > 1}
+    assert not split, f"one update under several webhook-ids: {split}"
+    arrivals: dict[str, list[float]] = {}
+    for request in receiver.requests:
+        arrivals.setdefault(request.headers["webhook-id"], []).append(request.at)
+    twice = {w: at for w, at in arrivals.items() if len(at) > 1}
+    notifier_kills = [k for role, k in kills if role == "notifier"]
+    unexplained = {w: at for w, at in twice.items() if not _kill_window(at, notifier_kills)}
+    assert not unexplained, (
+        "receiver got webhook-ids twice: "
+        + "; ".join(
+            f"{w} at {[round(a - t0, 3) for a in at]}" for w, at in list(unexplained.items())[:5]
+        )
+        + f" (kills at {[(r, round(k - t0, 3)) for r, k in kills]})"
+    )
+
+
+# How long a notifier may take between a receiver's 2xx and the attempt record that makes
+# its successors skip the delivery. Generous: the machine is shared and loaded.
+ACK_WINDOW = 2.0
+
+
+def _kill_window(arrivals: list[float], kills: list[float]) -> bool:
+    """True when every repeat of a delivery follows a notifier SIGKILL that came at most
+    ACK_WINDOW from the previous copy (bytes a killed process had written may still arrive
+    just after the kill): the at-least-once window the notifier documents
+    (docs/webhooks.md), which no sender can close without the receiver's idempotency key."""
+    return all(
+        any(abs(kill - first) <= ACK_WINDOW and kill <= again for kill in kills)
+        for first, again in itertools.pairwise(arrivals)
+    )
