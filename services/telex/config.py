@@ -31,6 +31,18 @@ ENV_PREFIX = "TELEX_"
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
+def _slug(value: str) -> str:
+    """Check an operator-chosen id (sources, webhooks): it becomes a Kafka key and a label."""
+    if not _SOURCE_ID.match(value):
+        raise ValueError("must be 1-64 of a-z 0-9 . _ - and start with a letter or digit")
+    return value
+
+
+def _http_url(value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -223,15 +235,12 @@ class SourceConfig(_Section):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not _SOURCE_ID.match(value):
-            raise ValueError("must be 1-64 of a-z 0-9 . _ - and start with a letter or digit")
-        return value
+        return _slug(value)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
+        _http_url(value)
         if len(value) > 2048:
             raise ValueError("must be at most 2048 characters")
         return value
@@ -514,15 +523,12 @@ class WebhookConfig(_Section):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _SOURCE_ID.match(value):
-            raise ValueError("must be 1-64 of a-z 0-9 . _ - and start with a letter or digit")
-        return value
+        return _slug(value)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
+        _http_url(value)
         return value
 
     @field_validator("secret")
