@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from vaderSentiment import vaderSentiment as vader
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from telex import metrics
@@ -203,6 +205,34 @@ def test_fast_vader_scores_exactly_as_the_library(seed: SeedBlog) -> None:
     texts += [s for t in texts for s in sentences(t)]
     for text in texts:
         assert fast.polarity_scores(text) == library.polarity_scores(text), text
+
+
+def test_fast_vader_compound_equals_the_library_on_adversarial_text(seed: SeedBlog) -> None:
+    """The hot path's compound score against the library, on text built to hit every rule:
+    negations, boosters, "no", "least", "but", idioms, ALL CAPS, "!" and "?" emphasis."""
+    library, fast = SentimentIntensityAnalyzer(), FastVader()
+    rng = random.Random(11)
+    lexicon = sorted(library.lexicon)
+    rules = [w for key in (*vader.SPECIAL_CASES, *vader.BOOSTER_DICT) for w in key.split()]
+    pool = rng.sample(lexicon, 400) + rules + list(vader.NEGATE) + [
+        "no", "or", "nor", "least", "at", "very", "never", "so", "this", "without", "doubt",
+        "but", "BUT", "kind", "of", "Not", "GOOD", "the", "a", "!", "??", "???!!", ":)", "isn't",
+    ]  # fmt: skip
+    texts = [p for e in seed.entries for p in e.paragraphs] + VADER_CASES
+    texts += [s for t in texts for s in sentences(t)]
+    for _ in range(5000):
+        words = [rng.choice(pool) for _ in range(rng.randint(0, 14))]
+        words = [
+            w.upper()
+            if rng.random() < 0.15
+            else w + rng.choice(",.!?;:")
+            if rng.random() < 0.2
+            else w
+            for w in words
+        ]
+        texts.append(" ".join(words))
+    for text in texts:
+        assert fast.compound(text) == library.polarity_scores(text)["compound"], text
 
 
 def test_html_is_sanitised_and_links_are_absolute() -> None:
