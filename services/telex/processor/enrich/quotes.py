@@ -91,23 +91,33 @@ class QuotesEnricher:
     def find(self, doc: Document) -> list[Quote]:
         """The quotations of ``doc.text`` with their speakers."""
         text = doc.text
+        matches = list(_QUOTE.finditer(text))
+        if not matches:
+            return []
         persons = [e for e in doc.entities if e["type"] == "person"]
         canonical: dict[tuple[int, int], str] = doc.notes.get("canonical", {})
         outside = _blank_quotes(text)
-        matches = list(_QUOTE.finditer(text))
+        spans = _sentences(outside)
+        inside = [[m for m in matches if a <= m.start() < b] for a, b in spans]
         quotes: list[Quote] = []
         previous_speaker: str | None = None
         previous_end = -1
-        for s_start, s_end in _sentences(outside):
-            inside = [m for m in matches if s_start <= m.start() < s_end]
-            speaker = self._speaker(outside[s_start:s_end], s_start, persons, canonical)
+        for n, (s_start, s_end) in enumerate(spans):
+            # Only a sentence with quotations, or one just before such a sentence, can give a
+            # speaker that is used: the attribution patterns are the costly part.
+            needed = inside[n] or (n + 1 < len(spans) and inside[n + 1])
+            speaker = (
+                self._speaker(outside[s_start:s_end], s_start, persons, canonical)
+                if needed
+                else None
+            )
             attributed = speaker is not None
             # A quotation right after an attributed sentence (in the same paragraph or at the
             # start of the next) is the same speaker's.
             follows = previous_end >= 0 and text[previous_end:s_start].count("\n") <= 2
-            if speaker is None and inside and follows:
+            if speaker is None and inside[n] and follows:
                 speaker = previous_speaker
-            for match in inside:
+            for match in inside[n]:
                 quoted = _tidy(next(g for g in match.groups() if g is not None))
                 if len(quoted) >= self.min_chars:
                     quotes.append({"text": quoted, "speaker": speaker})

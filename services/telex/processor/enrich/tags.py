@@ -37,19 +37,15 @@ class TagsEnricher:
 
     def keywords_of(self, text: str, exclude: set[str]) -> list[str]:
         """The most frequent content words of ``text`` not already in ``exclude``."""
-        counts: Counter[str] = Counter()
-        first: dict[str, int] = {}
+        tokens = _TOKEN.findall(text.lower().replace("\u2019", "'"))
         stopwords = self.stopwords
-        for i, token in enumerate(_TOKEN.findall(text)):
-            word = token.lower().replace("\u2019", "'")
-            if word.endswith("'s"):
-                word = word[:-2]
-            if len(word) < 4 or word in stopwords or word in exclude:
-                continue
-            counts[word] += 1
-            first.setdefault(word, i)
-        ranked = sorted(counts, key=lambda w: (-counts[w], first[w]))
-        return ranked[: self.keywords]
+        words = [t[:-2] if t.endswith("'s") else t for t in tokens]
+        # A Counter keeps first-appearance order and sorted() is stable: ties go to the word
+        # that appeared first.
+        counts = Counter(
+            w for w in words if len(w) >= 4 and w not in stopwords and w not in exclude
+        )
+        return sorted(counts, key=lambda w: -counts[w])[: self.keywords]
 
     def enrich(self, doc: Document) -> None:
         """Collect the tags of ``doc``."""
