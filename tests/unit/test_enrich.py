@@ -85,6 +85,11 @@ def test_titled_people_and_surnames(entities: EntitiesEnricher) -> None:
     # Sentence-initial words and ordinary capitalised words are not people.
     ents, _ = entities.find("He said the talks were over. Officials said nothing more.")
     assert found(ents, "person") == []
+    # A title is not part of the name, even right before a verb of speech.
+    ents, _ = entities.find("Russian Foreign Minister Sergey Lavrov said the talks were over.")
+    assert found(ents, "person") == ["Sergey Lavrov"]
+    ents, _ = entities.find("Talks ended (Lavrov has also said so), according to Maria Zakharova.")
+    assert found(ents, "person") == ["Lavrov", "Maria Zakharova"]
 
 
 def test_quotes_with_speakers_from_the_seed(seed: SeedBlog, pipeline: Pipeline) -> None:

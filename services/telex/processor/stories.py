@@ -43,7 +43,9 @@ Signature = npt.NDArray[np.uint64]
 
 def words(text: str) -> list[str]:
     """The words of ``text``, normalised (NFKC, case-folded)."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    if not text.isascii():  # NFKC leaves ASCII as it is: skip the pass for most English text
+        text = unicodedata.normalize("NFKC", text)
+    return _WORD.findall(text.casefold())
 
 
 def signature(text: str, min_words: int = 8) -> Signature | None:

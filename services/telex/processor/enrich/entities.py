@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+import ahocorasick
+
 from telex.config import Config
 from telex.processor.enrich import Document, Entity
 from telex.processor.enrich.gazetteer import Gazetteer, Match, build, data_lines, on_boundaries
@@ -25,26 +27,80 @@ from telex.processor.enrich.gazetteer import Gazetteer, Match, build, data_lines
 _UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
 _WORD = rf"[{_UPPER}][\w-]*(?:['\u2019][{_UPPER}][\w-]*)?"
 _NAME = rf"(?:{_WORD}\s+){{0,2}}{_WORD}"
-_TITLES = (
-    r"President|Vice President|Prime Minister|Deputy Prime Minister|Foreign Minister|"
-    r"Defen[cs]e Minister|Interior Minister|Finance Minister|Minister|Chancellor|"
-    r"Secretary of State|Secretary-General|Secretary General|Secretary|Senator|Sen\.|"
-    r"Representative|Rep\.|Governor|Gov\.|Mayor|Ambassador|[Ss]pokes(?:man|woman|person)|"
-    r"[Ll]eader|[Pp]resident|General|Gen\.|Colonel|Col\.|Admiral|Commander|Pope|King|Queen|"
-    r"Prince|Princess|Sheikh|Ayatollah|Mr\.?|Mrs\.?|Ms\.?|Dr\.?|Judge|Justice|Speaker|"
-    r"CEO|[Cc]hief executive|[Dd]iplomat|[Mm]inister"
-)
-_SPEECH = (
-    r"said|says|stated|told|added|argued|claimed|insisted|stressed|warned|noted|explained|"
-    r"suggested|lamented|recalled|reiterated|acknowledged|announced|wrote|tweeted|asked|"
-    r"replied|urged|declared|confirmed|denied|admitted|commented|responded|emphasized|"
-    r"emphasised|predicted|promised|vowed|believes|thinks"
-)
-TITLED = re.compile(rf"\b(?:{_TITLES})\s+(?P<name>{_NAME})")
-BEFORE_SPEECH = re.compile(
-    rf"(?P<name>{_NAME})\s+(?:has\s+|had\s+|also\s+|later\s+|then\s+){{0,2}}(?:{_SPEECH})\b"
-)
-AFTER_SPEECH = re.compile(rf"\b(?:said|says|according to|told by)\s+(?P<name>{_NAME})")
+# Words and phrases that introduce a person's name ("Foreign Minister Sergey Lavrov").
+TITLES = (
+    "President", "Vice President", "Prime Minister", "Deputy Prime Minister", "Foreign Minister",
+    "Defence Minister", "Defense Minister", "Interior Minister", "Finance Minister", "Minister",
+    "Chancellor", "Secretary of State", "Secretary-General", "Secretary General", "Secretary",
+    "Senator", "Sen.", "Representative", "Rep.", "Governor", "Gov.", "Mayor", "Ambassador",
+    "Spokesman", "spokesman", "Spokeswoman", "spokeswoman", "Spokesperson", "spokesperson",
+    "Leader", "leader", "president", "General", "Gen.", "Colonel", "Col.", "Admiral",
+    "Commander", "Pope", "King", "Queen", "Prince", "Princess", "Sheikh", "Ayatollah", "Mr",
+    "Mr.", "Mrs", "Mrs.", "Ms", "Ms.", "Dr", "Dr.", "Judge", "Justice", "Speaker", "CEO",
+    "Chief executive", "chief executive", "Diplomat", "diplomat", "minister",
+)  # fmt: skip
+# Verbs of speech after a name ("Lavrov said").
+SPEECH = (
+    "said", "says", "stated", "told", "added", "argued", "claimed", "insisted", "stressed",
+    "warned", "noted", "explained", "suggested", "lamented", "recalled", "reiterated",
+    "acknowledged", "announced", "wrote", "tweeted", "asked", "replied", "urged", "declared",
+    "confirmed", "denied", "admitted", "commented", "responded", "emphasized", "emphasised",
+    "predicted", "promised", "vowed", "believes", "thinks",
+)  # fmt: skip
+# Words before a name ("said Lavrov", "according to Lavrov").
+NAME_AFTER = ("said", "says", "according to", "told by")
+# Between a name and its verb of speech, at most two of these ("Lavrov has also said").
+_AUXILIARIES = frozenset(("has", "had", "also", "later", "then"))
+_SPEECH = "|".join(SPEECH)  # for the quotes enricher's attribution patterns
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
+_WORD = rf"[{_UPPER}][\w-]*(?:['\u2019][{_UPPER}][\w-]*)?"
+_NAME = rf"(?:{_WORD}\s+){{0,2}}{_WORD}"
+# A name right after a title or "said": matched at the end of the anchor word.
+NAME_HERE = re.compile(rf"\s+(?P<name>{_NAME})")
+_NAME_WORD = re.compile(_WORD)
+# How far before a verb of speech its speaker's name is looked for: three long words and two
+# auxiliaries fit easily.
+_LOOK_BEHIND = 160
+_TITLE, _SPEAKS, _AFTER = 1, 2, 4
+
+
+def _anchors() -> ahocorasick.Automaton:
+    kinds: dict[str, int] = {}
+    for words, kind in ((TITLES, _TITLE), (SPEECH, _SPEAKS), (NAME_AFTER, _AFTER)):
+        for word in words:
+            kinds[word] = kinds.get(word, 0) | kind
+    automaton = ahocorasick.Automaton()
+    for word, kind in kinds.items():
+        automaton.add_word(word, (len(word), kind))
+    automaton.make_automaton()
+    return automaton
+
+
+def name_before(text: str, end: int) -> str | None:
+    """The capitalised words (up to three) that end just before ``text[end:]``, skipping up to
+    two auxiliaries ("Lavrov has also said"): the speaker of a verb of speech at ``end``."""
+    head = text[max(0, end - _LOOK_BEHIND) : end]
+    if not head or not head[-1].isspace():
+        return None
+    words = head.split()
+    if end > _LOOK_BEHIND and not head[0].isspace():
+        words = words[1:]  # the window cut the first word: not a whole word
+    i, skipped = len(words), 0
+    while i > 0 and skipped < 2 and words[i - 1] in _AUXILIARIES:
+        i, skipped = i - 1, skipped + 1
+    name: list[str] = []
+    while i > 0 and len(name) < 3:
+        word = words[i - 1]
+        # A name starts at an upper-case letter; what precedes it in the same token ("(" or
+        # a quotation mark) ends the name.
+        match = next((m for m in _NAME_WORD.finditer(word) if m.end() == len(word)), None)
+        if match is None:
+            break
+        name.insert(0, match.group())
+        if match.start() > 0:
+            break
+        i -= 1
+    return " ".join(name) if name else None
 
 
 class EntitiesEnricher:
@@ -56,6 +112,8 @@ class EntitiesEnricher:
     def __init__(self, gazetteer: Gazetteer) -> None:
         self.gazetteer = gazetteer
         self.not_names = set(data_lines("person-stopwords.txt"))
+        self._titles = frozenset(w for t in TITLES for w in t.split() if w[0].isupper())
+        self._anchors = _anchors()
 
     @classmethod
     def from_config(cls, config: Config) -> EntitiesEnricher:
@@ -64,34 +122,48 @@ class EntitiesEnricher:
 
     def _clean_name(self, name: str) -> str | None:
         words = name.split()
-        # "The Kremlin said", "But Lavrov said": drop leading function words.
-        while words and words[0] in self.not_names:
+        # "The Kremlin said", "But Lavrov said", "Minister Sergey Lavrov said": drop leading
+        # function words and titles.
+        while words and (words[0] in self.not_names or words[0] in self._titles):
             words.pop(0)
         if not words or all(w in self.not_names for w in words):
             return None
         return " ".join(words)
 
     def people(self, text: str, known: list[Match]) -> dict[str, bool]:
-        """Names of people in ``text``, each mapped to whether a title introduced it."""
+        """Names of people in ``text``, each mapped to whether a title introduced it.
+
+        One pass of an automaton over the text finds every title and verb of speech; names are
+        then read around those few places only, not looked for at every capital letter.
+        """
+        titled: list[str] = []
+        untitled: list[str] = []
+        for last, (length, kind) in self._anchors.iter(text):
+            start, end = last - length + 1, last + 1
+            if not on_boundaries(text, start, end):
+                continue
+            if kind & (_TITLE | _AFTER):
+                match = NAME_HERE.match(text, end)
+                if match is not None:
+                    (titled if kind & _TITLE else untitled).append(match["name"])
+            if kind & _SPEAKS:
+                name = name_before(text, start)
+                if name is not None:
+                    untitled.append(name)
         found: dict[str, bool] = {}
-        for match in TITLED.finditer(text):
-            name = self._clean_name(match["name"])
-            if name and self.gazetteer.lookup(name) is None:
-                found[name] = True
-        for pattern in (BEFORE_SPEECH, AFTER_SPEECH):
-            for match in pattern.finditer(text):
-                name = self._clean_name(match["name"])
-                if name and name not in found and self.gazetteer.lookup(name) is None:
-                    found[name] = False
+        for raw, is_titled in [(n, True) for n in titled] + [(n, False) for n in untitled]:
+            name = self._clean_name(raw)
+            if name and name not in found and self.gazetteer.lookup(name) is None:
+                found[name] = is_titled
         # A multi-word name also answers to its surname ("Sergey Lavrov" ... "Lavrov said").
-        for name, titled in list(found.items()):
+        for name, is_titled in list(found.items()):
             parts = name.split()
             if (
                 len(parts) > 1
                 and parts[-1] not in found
                 and self.gazetteer.lookup(parts[-1]) is None
             ):
-                found[parts[-1]] = titled
+                found[parts[-1]] = is_titled
         return found
 
     def find(self, text: str) -> tuple[list[Entity], dict[tuple[int, int], str]]:
