@@ -12,6 +12,8 @@ their own output topic, each in its own process:
   changelog topic), the way a Quix user would keep it crash-safe.
 - ``telex-bare`` (optional): telex's processor with no enricher (dedup, revisions, stories,
   state and commits only): what telex's own machinery costs.
+- ``quix-bare`` (optional): ``quix-memory`` with no enricher: Quix's machinery against
+  ``telex-bare``'s, on the same dedup, revisions and stories.
 - ``quix-memory`` (optional): the same, but with telex's in-memory partition state instead of
   Quix's store (not crash-safe): what is left is Quix's own per-record overhead.
 
@@ -233,17 +235,18 @@ def run_quix(args: argparse.Namespace) -> dict[str, Any]:
     return clock.result(seen[0])
 
 
-def run_quix_memory(args: argparse.Namespace) -> dict[str, Any]:
+def run_quix_memory(args: argparse.Namespace, enrich: bool = True) -> dict[str, Any]:
     """Quix Streams with telex's in-memory partition state: the framework's own overhead."""
     from quixstreams import Application
     from quixstreams.context import message_context
 
     from telex.config import Config
     from telex.events import decode_raw, encode, now_ms
+    from telex.processor.enrich import Pipeline
     from telex.processor.stage import Stage
     from telex.processor.state import PartitionState
 
-    stage = Stage(Config())
+    stage = Stage(Config()) if enrich else Stage(Config(), Pipeline([]))
     states: dict[int, PartitionState] = {}
     clock, seen = Clock(), [0]
     app = Application(
@@ -279,6 +282,8 @@ def child(args: argparse.Namespace) -> None:
         result = run_quix(args)
     elif args.contender == "quix-memory":
         result = run_quix_memory(args)
+    elif args.contender == "quix-bare":
+        result = run_quix_memory(args, enrich=False)
     elif args.contender == "plain":
         result = asyncio.run(run_plain(args))
     elif args.contender == "telex-bare":
@@ -406,6 +411,10 @@ async def parent(args: argparse.Namespace) -> None:
         for other in ("plain", "quix", "quix-memory"):
             if other in medians:
                 print(f"  telex / {other}: {medians['telex'] / medians[other]:.2f}")
+    if "telex-bare" in medians:
+        for other in ("plain", "quix-bare"):
+            if other in medians:
+                print(f"  telex-bare / {other}: {medians['telex-bare'] / medians[other]:.2f}")
 
 
 def main() -> None:
