@@ -910,10 +910,11 @@ class Run:
         for name in reversed(order):
             p = self.procs[name].proc
             if p.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGTERM)
-                if p.stdin is not None:
-                    p.stdin.close()
+                if name in self.ports:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.send_signal(signal.SIGTERM)
+                elif p.stdin is not None:
+                    p.stdin.close()  # end of commands: the child exits by itself
             try:
                 await asyncio.wait_for(p.wait(), 20)
             except TimeoutError:
