@@ -377,10 +377,12 @@ class Sub(asyncio.Protocol):
                 self.last[index] = seq
             elif seq <= last:
                 self.duplicates += 1
+                owner.anomaly(self, "repeat", index, last, seq, now)
                 return
             else:
                 self.missing += seq - last - 1
                 self.last[index] = seq
+                owner.anomaly(self, "gap", index, last, seq, now)
             owner.latencies.add(now, detected, published, processed)
             return
         frame = orjson.loads(payload)
@@ -412,6 +414,23 @@ class Subscribers:
         self.reconnect_failures = 0
         self.closing = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self.anomalies: list[dict[str, Any]] = []
+
+    def anomaly(self, sub: Sub, kind: str, source: int, last: int, seq: int, now: float) -> None:
+        """The first few gaps and repeats, with enough context to chase them."""
+        if len(self.anomalies) < 50:
+            self.anomalies.append(
+                {
+                    "kind": kind,
+                    "subscriber": sub.number,
+                    "firehose": sub.sources is None,
+                    "source": source,
+                    "last": last,
+                    "seq": seq,
+                    "connects": sub.connects,
+                    "t_s": round((now - self.latencies.t0_ms) / 1000, 3),
+                }
+            )
 
     def reconnect(self, sub: Sub) -> None:
         async def again() -> None:
@@ -450,6 +469,7 @@ class Subscribers:
             "controls": dict(self.controls),
             "closes": {str(k): v for k, v in self.closes.items()},
             "errors": self.errors[:5],
+            "anomalies": self.anomalies,
             "per_minute": dict(self.per_minute),
             "firehose": len(firehose),
             "latency": self.latencies.dump(),
@@ -615,6 +635,8 @@ class Run:
         self.hook_filters: list[list[int]] = []
         self.specs: list[list[int] | None] = []
         self.sub_procs: list[Proc] = []
+        self.topics: dict[str, str] = {}
+        self.bootstrap = ""
 
     async def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.workdir / f"{name}.log"
@@ -639,6 +661,7 @@ class Run:
     def telex_env(self, bootstrap: str, config: Path) -> dict[str, str]:
         a = self.args
         p = f"soak{uuid.uuid4().hex[:8]}"
+        self.topics = {"raw": f"{p}.raw", "wire": f"{p}.wire"}
         return {
             **os.environ,
             "TELEX_CONFIG": str(config),
@@ -688,6 +711,7 @@ class Run:
             lines.append(f'[[sources]]\nid = "{source_id(i)}"\nurl = "{base}/feed/{i}"\n')
             lines.append('kind = "jsonfeed"\n')
         toml.write_text("".join(lines))
+        self.bootstrap = bootstrap
         env = self.telex_env(bootstrap, toml)
         roles = [r for r in ROLES if r != "processor"]
         roles[:0] = [f"processor{n}" if n else "processor" for n in range(a.processors)]
@@ -885,6 +909,7 @@ class Run:
         receiver_report = await self.procs["receivers"].ask(
             "report " + orjson.dumps([per_source, self.hook_filters]).decode(), 120
         )
+        topics = {name: await self.topic_order(t, per_source) for name, t in self.topics.items()}
         services = {}
         for role in self.ports:
             with contextlib.suppress(httpx.HTTPError):
@@ -897,7 +922,50 @@ class Run:
             "subscribers": subscriber_reports,
             "receivers": receiver_report,
             "services": services,
+            "topics": topics,
         }
+
+    async def topic_order(self, topic: str, published: list[int]) -> dict[str, Any]:
+        """Per-source order of a topic as Kafka holds it: tells a reordering or a loss in the
+        poller or processor (raw, wire) from one in the gateway or notifier."""
+        from aiokafka import AIOKafkaConsumer
+
+        from telex.bus import read_to_end
+
+        last: dict[int, int] = {}
+        seen: dict[int, set[int]] = {}
+        counts = Counter[str]()
+        examples: list[tuple[int, int, int]] = []
+
+        def apply(record: Any) -> None:
+            value: bytes = record.value or b""
+            at = value.find(_ENTRY)
+            if at < 0:
+                counts["other"] += 1
+                return
+            at += len(_ENTRY)
+            index, seq, _ = parse_entry(value[at : value.index(b'"', at)])
+            counts["records"] += 1
+            if seq in seen.setdefault(index, set()):
+                counts["repeats"] += 1
+            elif seq < last.get(index, -1):
+                counts["late"] += 1  # first time, but after a later one: out of order
+                if len(examples) < 10:
+                    examples.append((index, last[index], seq))
+            seen[index].add(seq)
+            last[index] = max(seq, last.get(index, -1))
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await read_to_end(consumer, topic, apply, timeout=120)
+        except (TimeoutError, RuntimeError) as exc:
+            counts["read_errors"] += 1
+            print(f"soak: could not read {topic} to its end: {exc!r}", file=sys.stderr)
+        finally:
+            await consumer.stop()
+        missing = sum(published[i] - len(seen.get(i, ())) for i in range(len(published)))
+        return {**counts, "missing": missing, "late_examples": examples}
 
     async def stop(self) -> dict[str, int | None]:
         """Subscribers first (so that they do not reconnect into a draining gateway), then the
@@ -1090,6 +1158,7 @@ def build_report(run: Run, result: dict[str, Any], codes: dict[str, int | None])
             "resyncs": controls.get("resync", 0),
             "error_frames": controls.get("error", 0),
             "controls": dict(controls),
+            "anomalies": [a for s in subs for a in s["anomalies"]][:50],
             "closes": dict(closes),
             "latency_detected_ms": latency_block([s["latency"]["detected"] for s in subs]),
             "latency_published_ms": latency_block([s["latency"]["published"] for s in subs]),
@@ -1120,6 +1189,7 @@ def build_report(run: Run, result: dict[str, Any], codes: dict[str, int | None])
         "log_warnings": warnings,
         "log_errors": errors,
         "logs": logs,
+        "topics": result["topics"],
         "processes": resources(run, stop_at),
         "processor_lag_series": [[round(t), lag] for t, lag, _ in run.lag],
         "exit_codes": codes,
@@ -1151,6 +1221,12 @@ def problems(r: dict[str, Any]) -> list[str]:
         out.append(f"{h['unexpected']} unexpected and {h['bad_bodies']} unreadable webhooks")
     if svc["dead_letters"] or svc["notifier_dead_letters"]:
         out.append("dead letters were written")
+    for name, topic in r.get("topics", {}).items():
+        if topic.get("missing") or topic.get("late"):
+            out.append(
+                f"the {name} topic misses {topic.get('missing', 0)} entries and has "
+                f"{topic.get('late', 0)} out of per-source order"
+            )
     if r["drained_s"] is None:
         out.append("the pipeline did not deliver everything within --drain")
     return out
@@ -1195,6 +1271,12 @@ def summary(r: dict[str, Any]) -> str:
         f"{svc['poller_errors']:,.0f}, slow disconnects {svc['gateway_slow_disconnects']:,.0f}, "
         f"gateway resyncs {svc['gateway_resyncs']:,.0f}; log lines: {r['log_warnings']} "
         f"warnings, {r['log_errors']} errors",
+        "topics (per-source order as Kafka holds it): "
+        + "; ".join(
+            f"{name} {t.get('records', 0):,} records, {t.get('repeats', 0)} repeats, "
+            f"{t.get('late', 0)} out of order, {t.get('missing', 0)} missing"
+            for name, t in r["topics"].items()
+        ),
         "",
         "throughput per minute (published / wire events / subscriber deliveries / webhooks):",
     ]
