@@ -630,7 +630,6 @@ class Run:
         self.t0 = 0.0
         self.rng = random.Random(args.seed)
         self.broker_bootstrap = ""
-        self.broker_pid = 0
         self.hook_ports: list[int] = []
         self.hook_filters: list[list[int]] = []
         self.specs: list[list[int] | None] = []
@@ -638,14 +637,19 @@ class Run:
         self.topics: dict[str, str] = {}
         self.bootstrap = ""
 
-    async def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    async def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, talks: bool = False
+    ) -> Proc:
+        """A child process that dies with this one; ``talks``: commands on its stdin, answers
+        on its stdout (the bench's own children); otherwise both go to its log file."""
         log = self.workdir / f"{name}.log"
+        out = log.open("wb")
         proc = await asyncio.create_subprocess_exec(
             *argv,
             env=env or {**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log.open("wb"),
+            stdin=asyncio.subprocess.PIPE if talks else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if talks else out,
+            stderr=out,
             preexec_fn=_die_with_parent,
             start_new_session=True,  # Ctrl-C reaches this process only, which stops the rest
             limit=64 * 1024 * 1024,
@@ -654,7 +658,7 @@ class Run:
         return self.procs[name]
 
     async def child(self, name: str, *argv: str) -> Proc:
-        return await self.spawn(name, [sys.executable, str(HERE / "soak.py"), *argv])
+        return await self.spawn(name, [sys.executable, str(HERE / "soak.py"), *argv], talks=True)
 
     # Start-up ------------------------------------------------------------------------------
 
@@ -691,6 +695,17 @@ class Run:
             "TELEX_LOG_LEVEL": "warning",
             "TELEX_LOG_FORMAT": "json",
         }
+
+    async def start_broker(self) -> None:
+        """The embedded broker, as ``telex run`` starts it, but as a child that dies with us."""
+        from telex.bus import EmbeddedBroker, free_port, wait_for_broker
+
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        argv = [EmbeddedBroker.binary(), "broker", "--listener-url", url]
+        broker = await self.spawn("broker", [*argv, "--advertised-listener-url", url])
+        self.broker_bootstrap = f"127.0.0.1:{port}"
+        await wait_for_broker(self.broker_bootstrap, timeout=30, proc=broker.proc)
 
     async def start(self) -> str:
         a = self.args
@@ -830,8 +845,6 @@ class Run:
     def pids(self) -> dict[str, int]:
         out = {name: p.pid for name, p in self.procs.items() if p.proc.returncode is None}
         out["orchestrator"] = os.getpid()
-        if self.broker_pid:
-            out["broker"] = self.broker_pid
         return out
 
     async def sample(self) -> None:
@@ -969,16 +982,19 @@ class Run:
 
     async def stop(self) -> dict[str, int | None]:
         """Subscribers first (so that they do not reconnect into a draining gateway), then the
-        services (SIGTERM, then SIGKILL after 20 s), then the other children."""
+        services (SIGTERM, then SIGKILL after 20 s), then the other children, the broker last."""
         codes: dict[str, int | None] = {}
         for proc in self.sub_procs:
             with contextlib.suppress(Exception):
                 await proc.ask("close", 10)
-        order = [n for n in self.procs if n not in self.ports] + list(self.ports)
-        for name in reversed(order):
+        children = [n for n in self.procs if n not in self.ports and n != "broker"]
+        order = [*reversed(self.ports), *children, "broker"]
+        for name in order:
+            if name not in self.procs:
+                continue
             p = self.procs[name].proc
             if p.returncode is None:
-                if name in self.ports:
+                if name in self.ports or name == "broker":
                     with contextlib.suppress(ProcessLookupError):
                         p.send_signal(signal.SIGTERM)
                 elif p.stdin is not None:
@@ -1185,6 +1201,10 @@ def build_report(run: Run, result: dict[str, Any], codes: dict[str, int | None])
             "notifier_retries": svc_sum("telex_notifier_retries_scheduled_total"),
             "notifier_dead_letters": svc_sum("telex_notifier_dead_letters_total"),
             "notifier_disabled": svc_sum("telex_notifier_subscriptions_disabled_total"),
+            # The services' own view: wire record timestamp -> frames written (gateway), and
+            # detected -> event on the wire (processor); means, from their histograms.
+            "gateway_delivery_latency_mean_ms": mean_ms(svc, "telex_gateway_delivery_latency"),
+            "end_to_end_latency_mean_ms": mean_ms(svc, "telex_end_to_end_latency"),
         },
         "log_warnings": warnings,
         "log_errors": errors,
@@ -1197,6 +1217,12 @@ def build_report(run: Run, result: dict[str, Any], codes: dict[str, int | None])
     }
     report["problems"] = problems(report)
     return report
+
+
+def mean_ms(services: dict[str, dict[str, float]], histogram: str) -> float | None:
+    total = sum(m.get(f"{histogram}_seconds_sum", 0.0) for m in services.values())
+    count = sum(m.get(f"{histogram}_seconds_count", 0.0) for m in services.values())
+    return round(1000 * total / count, 1) if count else None
 
 
 def problems(r: dict[str, Any]) -> list[str]:
@@ -1292,7 +1318,13 @@ def summary(r: dict[str, Any]) -> str:
         lines.append("WebSocket p99 per minute (detected -> received): " + ", ".join(
             f"{m}: {p.get('p99', '-')} ms" for m, p in lat.items()
         ))  # fmt: skip
-    lines += ["", "process          CPU %   RSS MB: first  early   late    max  growth"]
+    cpu = sum(p["cpu_percent"] for p in r["processes"].values())
+    lines += [
+        "",
+        f"CPU of all processes: {cpu:.0f} % of one core ({r['machine']['cpus']} cores); the "
+        f"gateway's own mean delivery latency {svc['gateway_delivery_latency_mean_ms']} ms",
+        "process          CPU %   RSS MB: first  early   late    max  growth",
+    ]
     for name, p in sorted(r["processes"].items()):
         lines.append(
             f"  {name:<14}{p['cpu_percent']:6.0f}   {p['rss_mb_first']:12.0f}"
@@ -1329,14 +1361,6 @@ async def orchestrate(args: argparse.Namespace) -> int:
     raise_fd_limit(args.subscribers + 2000)
     workdir = make_workdir(args.workdir)
     run = Run(args, workdir)
-    broker = None
-    if not args.bootstrap:
-        from telex.bus import EmbeddedBroker
-
-        broker = EmbeddedBroker()
-        await broker.start()
-        run.broker_bootstrap = broker.bootstrap
-        run.broker_pid = broker._proc.pid if broker._proc is not None else 0
     firehose = firehose_count(args)
     frames = args.rate * (firehose + (args.subscribers - firehose) * 3 / args.sources)
     print(
@@ -1346,13 +1370,13 @@ async def orchestrate(args: argparse.Namespace) -> int:
     )
     codes: dict[str, int | None] = {}
     try:
+        if not args.bootstrap:
+            await run.start_broker()
         await run.start()
         print(f"soak: pipeline ready, {len(run.specs):,} subscribers connected; publishing")
         result = await run.soak()
     finally:
         codes = await run.stop()
-        if broker is not None:
-            await broker.stop()
     report = build_report(run, result, codes)
     out = write_json(Path(args.json or workdir / "soak.json"), report)
     print(summary(report))
