@@ -949,6 +949,14 @@ class Run:
         seen: dict[int, set[int]] = {}
         counts = Counter[str]()
         examples: list[tuple[int, int, int]] = []
+        # Where the time goes before the gateway and the notifier, from each wire event's own
+        # timings: poller (detected -> produced to raw), raw topic + processor queue and work
+        # (-> processed), processor batch and produce (-> the wire record's timestamp).
+        stages: dict[str, Counter[int]] = {
+            "poller": Counter(),
+            "to_processed": Counter(),
+            "to_wire": Counter(),
+        }
 
         def apply(record: Any) -> None:
             value: bytes = record.value or b""
@@ -959,6 +967,13 @@ class Run:
             at += len(_ENTRY)
             index, seq, _ = parse_entry(value[at : value.index(b'"', at)])
             counts["records"] += 1
+            if value.find(_PROCESSED) >= 0:
+                detected = _int_at(value, _DETECTED, 0)
+                produced = _int_at(value, b'"produced_ms":', 0)
+                processed = _int_at(value, _PROCESSED, 0)
+                stages["poller"][produced - detected] += 1
+                stages["to_processed"][processed - produced] += 1
+                stages["to_wire"][int(record.timestamp) - processed] += 1
             if seq in seen.setdefault(index, set()):
                 counts["repeats"] += 1
             elif seq < last.get(index, -1):
@@ -978,7 +993,10 @@ class Run:
         finally:
             await consumer.stop()
         missing = sum(published[i] - len(seen.get(i, ())) for i in range(len(published)))
-        return {**counts, "missing": missing, "late_examples": examples}
+        out: dict[str, Any] = {**counts, "missing": missing, "late_examples": examples}
+        if stages["poller"]:
+            out["stages_ms"] = {name: percentiles(hist) for name, hist in stages.items()}
+        return out
 
     async def stop(self) -> dict[str, int | None]:
         """Subscribers first (so that they do not reconnect into a draining gateway), then the
@@ -1297,6 +1315,11 @@ def summary(r: dict[str, Any]) -> str:
         f"{svc['poller_errors']:,.0f}, slow disconnects {svc['gateway_slow_disconnects']:,.0f}, "
         f"gateway resyncs {svc['gateway_resyncs']:,.0f}; log lines: {r['log_warnings']} "
         f"warnings, {r['log_errors']} errors",
+        "pipeline stages from the wire's timings (p50/p99 ms): "
+        + ", ".join(
+            f"{name} {p.get('p50')}/{p.get('p99')}"
+            for name, p in r["topics"].get("wire", {}).get("stages_ms", {}).items()
+        ),
         "topics (per-source order as Kafka holds it): "
         + "; ".join(
             f"{name} {t.get('records', 0):,} records, {t.get('repeats', 0)} repeats, "
