@@ -1435,7 +1435,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-procs", type=int, default=2, help="subscriber processes")
     parser.add_argument("--processors", type=int, default=1, help="telex processor processes")
     parser.add_argument("--partitions", type=int, default=0, help="default: max(3, processors)")
-    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds per source")
+    parser.add_argument(
+        "--poll-interval", type=float, default=2.0, help="seconds per source (telex's default)"
+    )
     parser.add_argument("--window", type=int, default=0, help="entries per feed (default: auto)")
     parser.add_argument("--drain", type=float, default=120.0, help="most seconds to catch up")
     parser.add_argument("--progress", type=float, default=10.0, help="seconds between lines")
@@ -1453,10 +1455,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.role is None:
         args.partitions = args.partitions or max(3, args.processors)
-        # A feed must show every entry published between two polls, with a wide margin for
-        # a late poll: ten intervals' worth, at least 20.
+        # A feed must show every entry published between two polls, with a margin for a late
+        # poll: five intervals' worth, at least 20 (a live blog's page shows 20-50).
         per_source = args.rate / args.sources * args.poll_interval
-        args.window = args.window or max(20, math.ceil(10 * per_source))
+        args.window = args.window or max(20, math.ceil(5 * per_source))
     return args
 
 
