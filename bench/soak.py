@@ -1384,19 +1384,19 @@ async def orchestrate(args: argparse.Namespace) -> int:
     raise_fd_limit(args.subscribers + 2000)
     workdir = make_workdir(args.workdir)
     run = Run(args, workdir)
-    firehose = firehose_count(args)
-    frames = args.rate * (firehose + (args.subscribers - firehose) * 3 / args.sources)
-    print(
-        f"soak: logs and the JSON in {workdir}; about {frames:,.0f} WebSocket frames/s and "
-        f"{args.rate * args.receivers * 2 / args.sources:,.0f} webhooks/s expected at full rate",
-        flush=True,
-    )
+    hooks = args.rate * args.receivers * 2 / args.sources
+    print(f"soak: logs and the JSON in {workdir}; {hooks:,.0f} webhooks/s at full rate", flush=True)
     codes: dict[str, int | None] = {}
     try:
         if not args.bootstrap:
             await run.start_broker()
         await run.start()
-        print(f"soak: pipeline ready, {len(run.specs):,} subscribers connected; publishing")
+        fanout = sum(args.sources if s is None else len(s) for s in run.specs) / args.sources
+        print(
+            f"soak: pipeline ready, {len(run.specs):,} subscribers connected ({fanout:,.1f} "
+            f"frames per update: {fanout * args.rate:,.0f} frames/s at full rate); publishing",
+            flush=True,
+        )
         result = await run.soak()
     finally:
         codes = await run.stop()
