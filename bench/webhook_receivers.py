@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 total = 0
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 
+# Called with (receiver index, request head, body) for every POST; bench/soak.py records them.
+OnPost = Callable[[int, bytes, bytes], None]
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+async def handle(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    index: int = 0,
+    on_post: OnPost | None = None,
+) -> None:
     global total
     try:
         while True:
@@ -27,8 +36,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
+            body = await reader.readexactly(length) if length else b""
             if head.startswith(b"GET /count"):
                 body = str(total).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
@@ -37,6 +45,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 writer.write(OK)
             else:
                 total += 1
+                if on_post is not None:
+                    on_post(index, head, body)
                 writer.write(OK)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -45,10 +55,23 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def main(count: int) -> None:
-    servers = [
-        await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024) for _ in range(count + 1)
+async def serve(count: int, on_post: OnPost | None = None) -> list[asyncio.Server]:
+    """A control server, then ``count`` receivers (index 0 .. count-1), all listening."""
+
+    def handler(index: int):  # type: ignore[no-untyped-def]
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await handle(reader, writer, index, on_post)
+
+        return run
+
+    return [
+        await asyncio.start_server(handler(i - 1), "127.0.0.1", 0, backlog=1024)
+        for i in range(count + 1)
     ]
+
+
+async def main(count: int) -> None:
+    servers = await serve(count)
     ports = [s.sockets[0].getsockname()[1] for s in servers]
     print(" ".join(map(str, ports)), flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))

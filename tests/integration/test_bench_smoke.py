@@ -1,9 +1,10 @@
-"""The fan-out benchmark, tiny, so that it cannot rot (the real runs are by hand: RESULTS.md)."""
+"""The benchmarks, tiny, so that they cannot rot (the real runs are by hand: RESULTS.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -35,3 +36,52 @@ async def test_fanout_benchmark_runs_every_server(broker: EmbeddedBroker) -> Non
         assert row["complete"] and row["lost"] == 0 and row["duplicates_seen"] == 0, row
         assert row["deliveries_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0, row
     assert b"| 20 | telex |" in out
+
+
+async def test_soak_benchmark_checks_the_whole_pipeline(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """bench/soak.py, tiny: every process started, load through, every check run, JSON out."""
+    out = tmp_path / "soak.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "soak.py"),
+        "--duration", "8",
+        "--rate", "15",
+        "--sources", "6",
+        "--subscribers", "20",
+        "--firehose", "0.1",
+        "--views", "4",
+        "--receivers", "2",
+        "--client-procs", "1",
+        "--poll-interval", "0.5",
+        "--progress", "4",
+        "--drain", "60",
+        "--bootstrap", broker.bootstrap,
+        "--idempotence", "off",
+        "--workdir", str(tmp_path / "work"),
+        "--json", str(out),
+        "--check",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(150):
+        stdout, err = await proc.communicate()
+    assert proc.returncode == 0, (stdout + err).decode()[-4000:]
+    assert b"problems: none" in stdout
+    report = orjson.loads(out.read_bytes())
+    subs, hooks = report["subscribers"], report["receivers"]
+    assert report["published"] >= 60 and report["drained_s"] is not None
+    assert subs["count"] == 20 and subs["firehose"] == 2
+    assert subs["received"] == subs["expected"] >= report["published"] * 2
+    assert subs["lost"] == subs["duplicates"] == subs["unexpected"] == subs["resyncs"] == 0
+    assert hooks["deliveries"] == hooks["expected"] > 0
+    assert hooks["lost"] == hooks["duplicates"] == 0
+    latency = subs["latency_detected_ms"]["all"]
+    assert latency["count"] == subs["received"] and 0 <= latency["p50"] <= latency["p99"]
+    assert hooks["latency_detected_ms"]["all"]["count"] == hooks["expected"]
+    processes = report["processes"]
+    for name in ("poller", "processor", "gateway", "notifier", "sources", "subscribers0"):
+        assert processes[name]["rss_mb_max"] > 0, name
+    assert report["services"]["dead_letters"] == 0
+    assert all(code == 0 for code in report["exit_codes"].values()), report["exit_codes"]

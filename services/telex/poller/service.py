@@ -107,6 +107,24 @@ def raw_update(
     }
 
 
+def oldest_first(entries: list[Entry]) -> list[Entry]:
+    """Entries in the order they go on the topic: oldest first, whatever order the page shows.
+
+    Pages are usually newest first; the stable sort keeps that reversed order for entries
+    without a time and for entries of the same time. Times are compared as instants, not as
+    strings: ``iso_utc`` writes milliseconds only when there are some, and "10:46:00Z" sorts
+    after "10:46:00.250Z" as text (found by bench/soak.py: a source's order broke on the wire).
+    """
+
+    def key(entry: Entry) -> str:
+        published = entry.published or ""
+        if published.endswith("Z") and "." not in published:
+            return published[:-1] + ".000Z"
+        return published
+
+    return sorted(reversed(entries), key=key)
+
+
 def vanished(previous: list[str], current: set[str]) -> list[str]:
     """Entries of the previous page missing from the current one, *inside* its window.
 
@@ -419,9 +437,7 @@ class Poller:
         seen: dict[str, Entry] = {}
         for entry in entries:
             seen.setdefault(entry.entry_id, entry)  # pinned boxes repeat entries: first wins.
-        # Oldest first on the topic, whatever order the page shows (pages are usually newest
-        # first; the stable sort keeps that reversed order for entries without a time).
-        for entry in sorted(reversed(list(seen.values())), key=lambda e: e.published or ""):
+        for entry in oldest_first(list(seen.values())):
             digest = content_hash(entry.title, entry.text)
             known = state.sent.get(entry.entry_id)
             if known == digest:
