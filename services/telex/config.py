@@ -134,6 +134,12 @@ class HttpConfig(_Section):
         description="Bearer tokens the management APIs (/v1/sources, /v1/webhooks) require "
         "(comma-separated in the environment). Empty leaves them open: only for loopback.",
     )
+    # Security (issue 9): a bound on what one request may make the process hold.
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body the HTTP API accepts; larger ones get 413.",
+    )
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
