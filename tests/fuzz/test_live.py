@@ -223,7 +223,7 @@ raw_records = st.fixed_dictionaries(
 )
 
 
-@settings(LIVE, max_examples=400)
+@settings(LIVE, max_examples=200)
 @given(raw=raw_records)
 def test_well_formed_raw_records_with_hostile_values_are_processed(raw: dict[str, Any]) -> None:
     """Anything decode_raw lets through is processed without an exception (an exception would
@@ -303,7 +303,7 @@ async def _read(bootstrap: str, topic: str, stop: bytes) -> list[Any]:
         await consumer.stop()
 
 
-@settings(LIVE, max_examples=4)
+@settings(LIVE, max_examples=3)
 @given(values=st.lists(poison_or_not, min_size=10, max_size=40))
 def test_poison_goes_to_the_dead_letters_and_nothing_else_does(
     processor: Live, values: list[bytes | None]

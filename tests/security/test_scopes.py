@@ -64,18 +64,24 @@ def sources_of(frames: list[dict[str, Any]]) -> list[str]:
     return [f["event"]["data"]["source_id"] for f in frames if f.get("type") == "event"]
 
 
-async def sse(client: httpx.AsyncClient, url: str, seconds: float, **headers: str) -> list[Any]:
-    """Every SSE message ``url`` sends within ``seconds`` (data parsed)."""
+async def sse(
+    client: httpx.AsyncClient, url: str, seconds: float, count: int = 0, **headers: str
+) -> list[Any]:
+    """SSE messages ``url`` sends (data parsed): for ``seconds``, or until ``count`` events
+    and then a short while more (anything extra would show)."""
     out: list[Any] = []
     with contextlib.suppress(TimeoutError):
         async with (
-            asyncio.timeout(seconds),
+            asyncio.timeout(seconds) as deadline,
             client.stream("GET", url, headers=headers) as response,
         ):
             assert response.status_code == 200, await response.aread()
             async for line in response.aiter_lines():
                 if line.startswith("data: "):
                     out.append(orjson.loads(line[6:]))
+                    events = [m for m in out if m.get("type") == "event"]
+                    if count and len(events) == count:
+                        deadline.reschedule(asyncio.get_running_loop().time() + 0.3)
     return out
 
 
@@ -134,7 +140,9 @@ async def test_restricted_credential_sees_only_its_sources_everywhere(
             (base, {"Last-Event-ID": start}, mine),
             (f"{base}&cursor={start}", {}, mine),
         ):
-            messages = await sse(client, url, 1.5, **headers, **extra)
+            messages = await sse(
+                client, url, 5.0 if expected else 1.0, expected or 0, **headers, **extra
+            )
             seen = [m["event"]["data"]["source_id"] for m in messages if m.get("type") == "event"]
             assert set(seen) <= {"a"}, (url, extra, seen)
             assert expected is None or len(seen) == expected, (url, extra, seen)
@@ -159,8 +167,8 @@ async def test_restricted_credential_sees_only_its_sources_everywhere(
         # Live: new events of every source; only "a" arrives, on WebSocket and on SSE (also
         # when SSE is asked for no subscription: that once meant the whole wire).
         sse_live = [
-            asyncio.create_task(sse(client, f"{base}{extra}", 4.0, **headers))
-            for extra in ("", "&subscribe=none", "&subscribe=none&backlog=0")
+            asyncio.create_task(sse(client, f"{base}{extra}", 10.0, 3, **headers))
+            for extra in ("&backlog=0", "&subscribe=none", "&subscribe=none&backlog=5")
         ]
         async with websockets.connect(f"{stream}&backlog=0", additional_headers=headers) as ws:
             await wait_for(lambda: sum(1 for c in gw.hub.conns if c.keys) >= 4)
