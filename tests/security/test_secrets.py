@@ -4,23 +4,26 @@ secret is returned by the API exactly once: in the answer that created it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import orjson
+import pytest
 import websockets
 from aiokafka import AIOKafkaProducer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import log as telex_log
 from telex.bus import EmbeddedBroker
-from telex.config import Config
+from telex.config import Config, ConfigError, load
 from telex.notifier.signing import new_secret
 from telex.runtime import started
 from tests.integration.gateway_helpers import recv_type, wait_for
@@ -198,3 +201,40 @@ async def test_secrets_are_never_logged_nor_returned_twice(
             assert secret[start : start + 12] not in text, secret
     for signed in (token, forged):
         assert signed.rsplit(".", 1)[1] not in text
+
+
+async def test_credentials_in_urls_are_refused_without_echoing_them(
+    broker: EmbeddedBroker, config_factory: Callable[..., Config], tmp_path: Path
+) -> None:
+    """A source URL reaches every subscriber (``source_url`` of each update) and every API
+    answer, so credentials in it are refused, by the API and in the config file, and the
+    refusal does not repeat them."""
+    password = "feed-password-9f8e7d6c"
+    url = f"https://editor:{password}@feeds.example.com/live.xml"
+    config_file = tmp_path / "telex.toml"
+    await asyncio.to_thread(
+        config_file.write_text,
+        f'[[sources]]\nid = "paywalled"\nurl = "{url}"\n\n'
+        f'[[notifier.webhooks]]\nname = "desk"\nurl = "{url}"\nsecret = "{new_secret()}"\n',
+    )
+    with pytest.raises(ConfigError) as refused:
+        load(config_file, {})
+    assert "sources.0.url" in str(refused.value) and "credentials" in str(refused.value)
+    assert "notifier.webhooks.0.url" in str(refused.value)
+    assert password not in str(refused.value)
+
+    config = config_factory(broker.bootstrap)
+    async with (
+        started(config, roles=("poller", "notifier"), replay=False) as running,
+        httpx.AsyncClient(base_url=running.http_url or "", timeout=20) as http,
+    ):
+        created = await http.post("/v1/sources", json={"id": "paywalled", "url": url})
+        assert created.status_code == 422
+        assert created.json()["errors"][0]["field"] == "url"
+        replaced = await http.put("/v1/sources/paywalled", json={"url": url})
+        assert replaced.status_code == 422
+        hook = await http.post("/v1/webhooks", json={"url": url})
+        assert hook.status_code == 422 and hook.json()["error"]["field"] == "url"
+        for answer in (created, replaced, hook):
+            assert password not in answer.text
+        assert (await http.get("/v1/sources")).json()["sources"] == []
