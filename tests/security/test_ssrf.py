@@ -112,11 +112,18 @@ async def test_webhook_endpoints_refuse_every_spelling_of_a_private_address(
         started(config, roles=("notifier",), replay=False) as running,
         httpx.AsyncClient(base_url=running.http_url or "", timeout=20) as http,
     ):
+        # A public address literal (nothing to resolve), later re-pointed: refused the same way.
+        public = await http.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook"})
+        assert public.status_code == 201, public.text
+        sub = public.json()["id"]
         for url in hostile_urls(target.port):
-            response = await http.post("/v1/webhooks", json={"url": url})
-            assert response.status_code == 422, (url, response.text)
-            assert response.json()["error"]["field"] == "url", url
-            assert "allow_networks" in response.json()["error"]["message"], url
+            for response in (
+                await http.post("/v1/webhooks", json={"url": url}),
+                await http.patch(f"/v1/webhooks/{sub}", json={"url": url}),
+            ):
+                assert response.status_code == 422, (url, response.text)
+                assert response.json()["error"]["field"] == "url", url
+                assert "allow_networks" in response.json()["error"]["message"], url
         # Credentials in the URL and other schemes are refused too.
         for url in (
             f"http://user:pw@93.184.215.14:{target.port}/x",
@@ -125,7 +132,8 @@ async def test_webhook_endpoints_refuse_every_spelling_of_a_private_address(
         ):
             response = await http.post("/v1/webhooks", json={"url": url})
             assert response.status_code == 422 and response.json()["error"]["field"] == "url"
-        assert (await http.get("/v1/webhooks")).json()["webhooks"] == []
+        listed = (await http.get("/v1/webhooks")).json()["webhooks"]
+        assert [(w["id"], w["url"]) for w in listed] == [(sub, "https://93.184.215.14/hook")]
         assert target.hits == 0
 
 
