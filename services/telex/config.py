@@ -41,6 +41,19 @@ def _slug(value: str) -> str:
 def _http_url(value: str) -> None:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    if _has_credentials(value):
+        # A source's URL is on every update of the wire (source_url) and in API answers.
+        raise ValueError("must not carry credentials (user:password@)")
+
+
+def _has_credentials(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        return bool(parts.username or parts.password)
+    except ValueError:
+        return False
 
 
 class _Section(BaseModel):
@@ -133,6 +146,12 @@ class HttpConfig(_Section):
         (),
         description="Bearer tokens the management APIs (/v1/sources, /v1/webhooks) require "
         "(comma-separated in the environment). Empty leaves them open: only for loopback.",
+    )
+    # Security (issue 9): a bound on what one request may make the process hold.
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body the HTTP API accepts; larger ones get 413.",
     )
 
     @field_validator("admin_tokens", mode="before")
@@ -718,6 +737,7 @@ def _format_errors(exc: ValidationError, origin: Mapping[str, str], file: str | 
         value = err.get("input")
         # Never echo a secret (webhook secrets) into a terminal or a log.
         hidden = isinstance(value, dict) or any(w in path for w in ("secret", "token", "key"))
+        hidden = hidden or (isinstance(value, str) and _has_credentials(value))
         shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {path} from {where}: {err['msg']}{shown}")
     return "invalid configuration:\n" + "\n".join(lines)

@@ -85,12 +85,15 @@ def create_app(
     dashboard: bool = False,
     admin_routers: Iterable[APIRouter] = (),
     admin_tokens: Sequence[str] = (),
+    max_body_bytes: int = 1_048_576,
 ) -> FastAPI:
     """The FastAPI app for a process running ``components``.
 
     ``admin_routers`` (sources, webhooks) require one of ``admin_tokens`` when any is set.
+    Request bodies larger than ``max_body_bytes`` are refused with 413 before any route runs.
     """
     app = FastAPI(title="telex", version=telex.__version__, docs_url="/docs")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -127,6 +130,74 @@ def create_app(
             return FileResponse(index, headers=DASHBOARD_HEADERS)
 
     return app
+
+
+# Security (issue 9): request body limit -----------------------------------------------------
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, declared or streamed.
+
+    The body is read (up to the limit) before the route runs and handed to it whole, so a route
+    never sees a cut-off body and a client cannot make the process buffer more than ``limit``.
+    Only the management API takes bodies, and they are small. The connection stays open: the
+    server discards the rest of a refused body as it arrives, so the client reads its 413
+    instead of a reset.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Any:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = JSONResponse(
+            {"error": f"request body larger than {self.limit} bytes", "code": "too_large"}
+        ).body
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class Server(uvicorn.Server):

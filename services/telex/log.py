@@ -109,7 +109,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     # aiokafka logs every reconnect attempt at ERROR/WARNING; keep them but not the chatter.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     # Per-request and per-connection chatter: telex logs and counts what matters itself.
-    for name in ("uvicorn", "uvicorn.error", "httpx", "httpcore"):
+    # websockets logs every handshake line at debug, credentials included (`telex tail`'s
+    # ?token= or X-API-Key): never below warning.
+    for name in ("uvicorn", "uvicorn.error", "httpx", "httpcore", "websockets"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -144,6 +144,7 @@ async def started(
             dashboard="gateway" in roles,
             admin_routers=admin_routers,
             admin_tokens=config.http.admin_tokens,
+            max_body_bytes=config.http.max_body_bytes,
         )
         if admin_routers:
             warn_if_open(config.http.host, config.http.admin_tokens, log)

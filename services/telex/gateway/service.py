@@ -324,6 +324,14 @@ class Gateway:
         cursor = _parse_cursor(last_event_id or query.get("cursor"))
         return filter_, cursor, self._backlog(query.get("backlog"))
 
+    @staticmethod
+    def _restricted(principal: Principal, filter_: Filter) -> Filter:
+        try:
+            return shared(principal.restrict(filter_))
+        except FilterError as exc:
+            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            raise RequestError(code, str(exc)) from None
+
     def _backlog(self, value: Any) -> int:
         if value is None:
             return min(self.settings.backlog, self.settings.history_size)
@@ -498,6 +506,11 @@ class Gateway:
                 filter_, cursor, backlog = self.initial(
                     principal, query, request.headers.get("last-event-id")
                 )
+                if filter_ is None:
+                    # subscribe=none means nothing on a stream that cannot subscribe later:
+                    # the whole view of this principal, never more (it used to be the whole
+                    # wire, whatever sources the credential was limited to).
+                    filter_ = self._restricted(principal, Filter())
             except AuthError as exc:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
             except RequestError as exc:
@@ -505,7 +518,7 @@ class Gateway:
                 return JSONResponse({"error": exc.message, "code": exc.code}, status_code=400)
             session = SseSession(self, principal)
             return StreamingResponse(
-                session.stream(filter_ or Filter(), cursor, backlog),
+                session.stream(filter_, cursor, backlog),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telex.bus import TopicFollower
 from telex.events import now_ms
@@ -138,8 +138,15 @@ class SubscriptionStore:
             return
         try:
             sub = decode(record.value)
-        except ValueError as exc:
-            log.warning("notifier.subscriptions.bad_record", key=sub_id, error=str(exc)[:200])
+        except ValidationError as exc:
+            # Where and what, never the input: a record carries signing secrets.
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            log.warning("notifier.subscriptions.bad_record", key=sub_id, error=problems[:300])
+            return
+        except ValueError:
+            log.warning("notifier.subscriptions.bad_record", key=sub_id, error="not JSON")
             return
         self._apply(sub)
 

@@ -26,17 +26,58 @@ from telex.timeparse import iso_utc, resolve
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
 
+def _spelled(encoding: str) -> re.Pattern[bytes]:
+    """``<!ENTITY`` (any case) as it reads in ``encoding``."""
+    return re.compile(
+        b"".join(
+            b"(?:" + re.escape(c.upper().encode(encoding)) + b"|"
+            + re.escape(c.lower().encode(encoding)) + b")"
+            for c in "<!ENTITY"
+        )
+    )  # fmt: skip
+
+
+# feedparser also reads UTF-16/32 (by byte order mark or by the NULs of "<?xml") and EBCDIC;
+# in those a byte search for the ASCII spelling finds nothing, so it is searched as they spell it.
+_WIDE_ENTITY_DECLS = tuple(
+    _spelled(e) for e in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "cp037", "cp500")
+)
+_XML_ENCODING = re.compile(
+    rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([\w.:-]{1,40})"""
+)
+
+
+def _declares_entities(body: bytes) -> bool | None:
+    """Whether ``body`` may declare XML entities; ``None`` when its encoding cannot be read."""
+    if _ENTITY_DECL.search(body) or any(p.search(body) for p in _WIDE_ENTITY_DECLS):
+        return True
+    declared = _XML_ENCODING.match(body[:256])
+    if declared is not None:
+        # Another encoding that spells "<!ENTITY" its own way (UTF-7, for one).
+        try:
+            encoding = declared.group(1).decode()
+            if "<!ENTITY".encode(encoding) != b"<!ENTITY":
+                return "<!entity" in body.decode(encoding).lower()
+        except (LookupError, UnicodeError, ValueError):
+            return None
+    return False
+
+
 def refuse_entity_declarations(body: bytes) -> None:
     """Raise :class:`ExtractError` when ``body`` declares XML entities or external references."""
-    if not _ENTITY_DECL.search(body):
+    declares = _declares_entities(body)
+    if declares is False:
         return  # the cheap check: no declaration, nothing to expand.
+    if declares is None:
+        raise ExtractError("refused XML in an encoding telex cannot check for entity declarations")
     try:
         defused_parse(body, xml.sax.ContentHandler())
     except DefusedXmlException as exc:
         raise ExtractError(f"refused XML with entity declarations ({type(exc).__name__})") from None
-    except xml.sax.SAXException:
-        # Malformed after all: the declaration may sit in a comment or CDATA. Refuse anyway,
-        # since feedparser's lenient parser would read what expat could not.
+    except (xml.sax.SAXException, ValueError):
+        # Malformed after all (or in an encoding expat cannot read: ValueError for UTF-7): the
+        # declaration may sit in a comment or CDATA. Refuse anyway, since feedparser's lenient
+        # parser would read what expat could not.
         raise ExtractError("refused malformed XML with entity declarations") from None
 
 
