@@ -122,6 +122,7 @@ class Subscriber:
     cursor: str
     events: list[dict[str, Any]] = field(default_factory=list)
     resyncs: list[dict[str, Any]] = field(default_factory=list)
+    resync_at: list[int] = field(default_factory=list)  # len(events) at each resync
     connects: int = 0
 
     async def run(self) -> None:
@@ -139,6 +140,7 @@ class Subscriber:
                             self.events.append(frame["event"])
                         elif frame["type"] == "resync":
                             self.resyncs.append(frame)
+                            self.resync_at.append(len(self.events))
             except (OSError, TimeoutError, websockets.WebSocketException):
                 pass
             await asyncio.sleep(0.2)
@@ -246,6 +248,7 @@ class Pipeline:
             "TELEX_POLLER_BACKOFF_MAX": "1.5",
             "TELEX_POLLER_TIMEOUT": "2",
             "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "1",
+            "TELEX_KAFKA_TOPIC_CHECK_INTERVAL_S": "1",
             "TELEX_LOG_LEVEL": "info",
             **(env or {}),
         }
@@ -277,6 +280,18 @@ class Pipeline:
         self.kills.append((role, time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+
+    def rss_mib(self) -> dict[str, float]:
+        """Resident memory of each running process, in MiB (VmRSS from /proc)."""
+        out: dict[str, float] = {}
+        for role, proc in self.procs.items():
+            if proc.returncode is not None:
+                continue
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    out[role] = int(line.split()[1]) / 1024  # kB
+        return out
 
     def logs(self, role: str) -> str:
         return "\n".join(
@@ -370,8 +385,9 @@ async def wait_until_delivered(
         missing_ws = wanted - set(subscriber.update_ids())
         missing_hook = wanted - {uid for _, uid in received_updates(receiver, hook)}
         raise AssertionError(
-            f"after {timeout}s: {len(missing_ws)} of {len(wanted)} missing at the subscriber, "
-            f"{len(missing_hook)} at the webhook receiver"
+            f"after {timeout}s: {len(missing_ws)} of {len(wanted)} missing at the subscriber "
+            f"({sorted(missing_ws)[:5]}), {len(missing_hook)} at the webhook receiver "
+            f"({sorted(missing_hook)[:5]})"
         ) from None
 
 
