@@ -13,7 +13,8 @@ import os
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
+from telex import metrics
 from telex.config import Config, KafkaConfig, TopicsConfig
 from telex.log import get_logger
 
@@ -229,6 +231,199 @@ async def ensure_topics(
     return created
 
 
+class TopicGuard:
+    """Notices when the broker has lost this process's topics, creates them again, and tells
+    the services so they can start over on the new, empty topics.
+
+    The embedded broker keeps everything in memory: a restart empties it, and the clients
+    reconnect as if nothing happened. The broker does not create the topics again by itself
+    (measured: a produce to a topic it lost is even acknowledged and dropped), and offsets on
+    the new topics start again at 0, so each service must hear about it: the poller sends
+    again what its sources show, the processor forgets its dedup state, the gateway tells its
+    clients to resync, the notifier writes its subscriptions back. On a real Kafka cluster
+    topics are durable and this only fires if someone deletes them.
+
+    Whichever process notices first creates the topics again, so "a topic is missing" is not
+    something every process sees. Each process therefore also keeps a record of its own, keyed
+    by a random id, on a small compacted ``marker`` topic: when its record is gone, the broker
+    lost its data, whoever recreated the topics. (A graceful stop deletes the record.)
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        specs: Iterable[TopicSpec],
+        replication_factor: int = 1,
+        interval: float = 2.0,
+        marker: str | None = None,
+        intact: asyncio.Event | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.intact = intact if intact is not None else asyncio.Event()
+        self.intact.set()
+        self.marker = marker
+        self.specs = list(specs)
+        if marker is not None:
+            self.specs.append(TopicSpec(marker, 1, compact=True))
+        self.replication_factor = replication_factor
+        self.interval = interval
+        self.recreations = 0
+        self._key = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}".encode()
+        self._callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+
+    def on_recreated(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` (in registration order) after the topics were created again."""
+        self._callbacks.append(callback)
+
+    async def start(self) -> None:
+        """Leave this process's mark and start checking (nothing with an interval of 0)."""
+        if self.interval <= 0 or not self.specs:
+            return
+        if self.marker is not None:
+            await ensure_topics(self.bootstrap, self.specs, self.replication_factor)
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            await self._producer.start()
+            self._reader = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False, request_timeout_ms=5000
+            )
+            await self._reader.start()
+            await self._mark()
+        self._task = asyncio.create_task(self._watch(), name="kafka-topic-guard")
+
+    async def stop(self) -> None:
+        """Stop checking and remove this process's mark."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._producer is not None and self.marker is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await asyncio.wait_for(
+                    self._producer.send_and_wait(self.marker, None, key=self._key), 5
+                )
+        await stop_quietly(self._reader)
+        await stop_quietly(self._producer)
+        self._reader = self._producer = None
+
+    async def _mark(self) -> None:
+        assert self._producer is not None and self.marker is not None
+        await self._producer.send_and_wait(self.marker, b"{}", key=self._key)
+
+    async def _marked(self) -> bool:
+        """Whether this process's record is still on the marker topic."""
+        if self._reader is None or self.marker is None:
+            return True
+        keys: set[bytes | None] = set()
+
+        def take(record: Any) -> None:
+            if record.value is None:
+                keys.discard(record.key)
+            else:
+                keys.add(record.key)
+
+        try:
+            await read_to_end(self._reader, self.marker, take, timeout=10.0)
+        except RuntimeError:
+            return False  # the marker topic itself is gone.
+        return self._key in keys
+
+    async def _watch(self) -> None:
+        admin: AIOKafkaAdminClient | None = None
+        wanted = {s.name for s in self.specs}
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                try:
+                    if admin is None:
+                        admin = AIOKafkaAdminClient(
+                            bootstrap_servers=self.bootstrap, request_timeout_ms=5_000
+                        )
+                        await admin.start()
+                    missing = wanted - set(await admin.list_topics())
+                    marked = not missing and await self._marked()
+                    if missing or not marked:
+                        # Look again before starting over: a broker that is shutting down
+                        # can answer with half its metadata.
+                        await asyncio.sleep(min(self.interval, 0.5))
+                        missing = wanted - set(await admin.list_topics())
+                        marked = not missing and await self._marked()
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    # The broker is down or restarting: the clients say so loudly already.
+                    log.debug("kafka.topic_guard.unreachable", error=repr(exc))
+                    self.intact.clear()
+                    if admin is not None:
+                        with contextlib.suppress(Exception):
+                            await admin.close()
+                        admin = None
+                    continue
+                if missing or not marked:
+                    await self._recreate(sorted(missing))
+                else:
+                    self.intact.set()
+        finally:
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+
+    async def _fix_partitions(self) -> None:
+        """Delete and create again the topics that came back with the broker's default
+        partition count.
+
+        A record that a client had in flight when the broker went away is written as soon as
+        it is back, and the embedded broker creates a missing topic for it with its own
+        default (4 partitions; measured). After a reset such a topic holds only those records,
+        which the services send again anyway; with the wrong count the raw topic and the wire
+        would no longer match partition for partition.
+        """
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([s.name for s in self.specs])
+            counts = {d["topic"]: len(d["partitions"]) for d in described}
+            wrong = [s for s in self.specs if counts.get(s.name, s.partitions) != s.partitions]
+            if not wrong:
+                return
+            log.warning(
+                "kafka.topics.wrong_partitions",
+                topics=",".join(f"{s.name}:{counts[s.name]}!={s.partitions}" for s in wrong),
+                note="created by the broker for a late record: deleting and creating again",
+            )
+            await admin.delete_topics([s.name for s in wrong])
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)  # let the deletion settle before the names are reused.
+        await ensure_topics(self.bootstrap, wrong, self.replication_factor)
+
+    async def _recreate(self, missing: list[str]) -> None:
+        log.warning(
+            "kafka.topics.lost",
+            missing=",".join(missing) or "(recreated by another process)",
+            note="the broker lost its data (an in-memory broker restarted?): starting over",
+        )
+        try:
+            await ensure_topics(self.bootstrap, self.specs, self.replication_factor)
+            await self._fix_partitions()
+            if self.marker is not None:
+                await self._mark()
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka.topics.recreate_failed", error=repr(exc))
+            return  # the next check tries again.
+        self.intact.clear()
+        self.recreations += 1
+        metrics.TOPICS_RECREATED.inc()
+        for callback in self._callbacks:
+            try:
+                await callback()
+            except Exception:
+                # One service failing to start over must not keep the others from it.
+                log.exception("kafka.topics.recreated_callback_failed")
+        self.intact.set()
+
+
 def _idempotence(kafka: KafkaConfig) -> bool:
     if kafka.idempotence == "auto":
         # Tansu rejects InitProducerId from aiokafka (kafka-notes.md): off when embedded.
@@ -242,6 +437,12 @@ class Bus:
     def __init__(self, config: Config, bootstrap: str) -> None:
         self.config = config
         self.bootstrap = bootstrap
+        # Cleared while the topics are not known to be intact (the broker was unreachable, or
+        # lost them and the services have not started over yet); see TopicGuard. Producers
+        # of new data (poller, processor) wait for it, so nothing goes to a broker that lost
+        # its topics before the services have heard so.
+        self.topics_intact = asyncio.Event()
+        self.topics_intact.set()
 
     def producer(self, **overrides: Any) -> AIOKafkaProducer:
         """A producer that waits for every in-sync replica (acks=all)."""

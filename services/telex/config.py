@@ -97,6 +97,14 @@ class KafkaConfig(_Section):
         gt=0,
         description="Seconds to wait for the broker (embedded or external) to answer at start-up.",
     )
+    # Broker restarts (issue 9): how often a process checks that its topics still exist.
+    topic_check_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="Seconds between checks that this process's topics still exist; missing "
+        "ones (an in-memory broker restarted, or someone deleted them) are created again and "
+        "the services start over on them. 0 turns the check off.",
+    )
 
     @property
     def embedded(self) -> bool:

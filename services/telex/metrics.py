@@ -203,7 +203,7 @@ WEBHOOK_ATTEMPT_DURATION = Histogram(
 )
 WEBHOOK_RETRIES = Counter(
     "telex_notifier_retries_scheduled_total",
-    "Deliveries written to the retry topic, by reason (failure, overflow, replay).",
+    "Deliveries written to the retry topic, by reason (failure, overflow, replay, recreated).",
     ["reason"],
 )
 WEBHOOK_DEAD_LETTERS = Counter(
@@ -232,4 +232,11 @@ WEBHOOK_SUBSCRIPTIONS = Gauge(
 )
 WEBHOOK_QUEUED = Gauge(
     "telex_notifier_queued_deliveries", "Deliveries waiting in per-endpoint queues."
+)
+
+# Kafka topic guard (issue 9: broker restarts)
+TOPICS_RECREATED = Counter(
+    "telex_kafka_topics_recreated_total",
+    "Times this process found its topics gone from the broker and created them again (an "
+    "in-memory broker restarted, or topics were deleted): what was on them is lost.",
 )

@@ -102,6 +102,16 @@ async def started(
         await kafka.ensure_topics(bootstrap, specs, config.topics.replication_factor)
         running = Running(bootstrap=bootstrap)
         bus = kafka.Bus(config, bootstrap)
+        # Each service registers how it starts over when the broker has lost its topics; the
+        # guard runs once they are started and stops before them.
+        guard = kafka.TopicGuard(
+            bootstrap,
+            specs,
+            config.topics.replication_factor,
+            config.kafka.topic_check_interval_s,
+            marker=f"{config.topics.wire}.guard",
+            intact=bus.topics_intact,
+        )
         sources = list(config.sources)
         allow_origins: tuple[str, ...] = ()
 
@@ -122,21 +132,27 @@ async def started(
             processor = Processor(config, bus)
             await _lifecycle(stack, processor.start, processor.stop)
             running.components["processor"] = processor
+            guard.on_recreated(processor.topics_recreated)
         if "poller" in roles:
             poller = Poller(config, bus, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
+            guard.on_recreated(poller.topics_recreated)
             admin_routers.append(poller.router)
         if "gateway" in roles:
             gateway = Gateway(config, bus)
             await _lifecycle(stack, gateway.start, gateway.stop)
             running.components["gateway"] = gateway
+            guard.on_recreated(gateway.topics_recreated)
             routers.append(gateway.router)
         if "notifier" in roles:
             notifier = Notifier(config, bus)
             await _lifecycle(stack, notifier.start, notifier.stop)
             running.components["notifier"] = notifier
+            guard.on_recreated(notifier.topics_recreated)
             admin_routers.append(WebhooksApi(notifier).router())
+
+        await _lifecycle(stack, guard.start, guard.stop)
 
         app = create_app(
             running.components,

@@ -12,7 +12,14 @@ import pytest
 
 from telex.bus import EmbeddedBroker
 from telex.config import Config
-from tests.faults.harness import Pipeline, Sources, Subscriber, create_webhook, serving_sources
+from tests.faults.harness import (
+    HookFaults,
+    Pipeline,
+    Sources,
+    Subscriber,
+    create_webhook,
+    serving_sources,
+)
 from tests.integration.conftest import broker
 from tests.integration.webhook_receivers import Receiver, receiving
 
@@ -27,17 +34,29 @@ class Rig:
     sources: Sources
     subscriber: Subscriber
     receiver: Receiver
+    hook: HookFaults
+
+
+@pytest.fixture
+def rig_env() -> dict[str, str]:
+    """Settings of the pipeline's processes beyond the harness's own (a test module
+    overrides this fixture to change them)."""
+    return {}
 
 
 @pytest.fixture
 async def rig(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], tmp_path: Path
+    broker: EmbeddedBroker,
+    config_factory: Callable[..., Config],
+    tmp_path: Path,
+    rig_env: dict[str, str],
 ) -> AsyncIterator[Rig]:
     """Pipeline up and ready, a webhook subscription to everything, a subscriber reading the
     wire from its beginning."""
     config = config_factory(broker.bootstrap)
-    async with serving_sources(SOURCES) as sources, receiving() as receiver:
-        pipeline = Pipeline(config, broker.bootstrap, sources, tmp_path)
+    hook = HookFaults()
+    async with serving_sources(SOURCES) as sources, receiving(hook.respond) as receiver:
+        pipeline = Pipeline(config, broker.bootstrap, sources, tmp_path, rig_env)
         for role in ("processor", "gateway", "notifier", "poller"):
             await pipeline.start(role)
         subscriber_task: asyncio.Task[None] | None = None
@@ -46,7 +65,7 @@ async def rig(
             await create_webhook(pipeline, receiver.url)
             subscriber = Subscriber(pipeline.gateway_url, pipeline.start_cursor())
             subscriber_task = asyncio.create_task(subscriber.run())
-            yield Rig(pipeline, sources, subscriber, receiver)
+            yield Rig(pipeline, sources, subscriber, receiver, hook)
         finally:
             if subscriber_task is not None:
                 subscriber_task.cancel()

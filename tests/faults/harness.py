@@ -37,7 +37,7 @@ from telex.config import Config
 from telex.events import update_id
 from telex.gateway.hub import encode_cursor
 from telex.runtime import serve_http
-from tests.integration.webhook_receivers import Receiver
+from tests.integration.webhook_receivers import Received, Receiver
 
 TELEX = str(Path(sys.executable).with_name("telex"))
 ROLES = ("poller", "processor", "gateway", "notifier")
@@ -122,6 +122,7 @@ class Subscriber:
     cursor: str
     events: list[dict[str, Any]] = field(default_factory=list)
     resyncs: list[dict[str, Any]] = field(default_factory=list)
+    resync_at: list[int] = field(default_factory=list)  # len(events) at each resync
     connects: int = 0
 
     async def run(self) -> None:
@@ -139,6 +140,7 @@ class Subscriber:
                             self.events.append(frame["event"])
                         elif frame["type"] == "resync":
                             self.resyncs.append(frame)
+                            self.resync_at.append(len(self.events))
             except (OSError, TimeoutError, websockets.WebSocketException):
                 pass
             await asyncio.sleep(0.2)
@@ -147,19 +149,63 @@ class Subscriber:
         return [e["data"]["id"] for e in self.events]
 
 
-def received_updates(receiver: Receiver) -> list[tuple[str, str]]:
-    """(webhook-id, update id) of every request the receiver got."""
+def received_updates(receiver: Receiver, hook: HookFaults | None = None) -> list[tuple[str, str]]:
+    """(webhook-id, update id) of every request the receiver got (with ``hook``: of every
+    request it acknowledged with a 2xx)."""
     out = []
-    for request in receiver.requests:
+    for request in receiver.requests if hook is None else hook.accepted(receiver):
         body = orjson.loads(request.body)
         out.append((request.headers["webhook-id"], body["data"]["id"]))
     return out
 
 
+@dataclass
+class HookFaults:
+    """How the recording webhook receiver answers, switched by the test: ``ok`` (204),
+    ``500``, ``hang`` (holds the request ``hang_seconds``, longer than the notifier's timeout,
+    then answers 504 to a client that has long gone), ``429`` (with ``Retry-After:
+    retry_after``). ``answers[n]`` is what request ``n`` (1-based, as the receiver counts)
+    was answered: the status, or ``None`` for a hang."""
+
+    mode: str = "ok"
+    hang_seconds: float = 3.0
+    retry_after: int = 2
+    answers: dict[int, int | None] = field(default_factory=dict)
+
+    async def respond(self, n: int, _: Received) -> tuple[int, dict[str, str]]:
+        mode = self.mode
+        if mode == "hang":
+            self.answers[n] = None
+            await asyncio.sleep(self.hang_seconds)
+            return 504, {}
+        status, headers = {
+            "ok": (204, {}),
+            "500": (500, {}),
+            "429": (429, {"retry-after": str(self.retry_after)}),
+        }[mode]
+        self.answers[n] = status
+        return status, headers
+
+    def accepted(self, receiver: Receiver) -> list[Received]:
+        """The requests answered 2xx: the deliveries the receiver acknowledged."""
+        return [
+            request
+            for n, request in enumerate(receiver.requests, 1)
+            if (status := self.answers.get(n, 200)) is not None and 200 <= status < 300
+        ]
+
+
 class Pipeline:
     """poller, processor, gateway and notifier as ``telex <role>`` processes."""
 
-    def __init__(self, config: Config, bootstrap: str, sources: Sources, tmp: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        bootstrap: str,
+        sources: Sources,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.tmp = tmp
         self.ports = {role: free_port() for role in ROLES}
@@ -202,7 +248,9 @@ class Pipeline:
             "TELEX_POLLER_BACKOFF_MAX": "1.5",
             "TELEX_POLLER_TIMEOUT": "2",
             "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "1",
+            "TELEX_KAFKA_TOPIC_CHECK_INTERVAL_S": "1",
             "TELEX_LOG_LEVEL": "info",
+            **(env or {}),
         }
 
     @property
@@ -232,6 +280,18 @@ class Pipeline:
         self.kills.append((role, time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+
+    def rss_mib(self) -> dict[str, float]:
+        """Resident memory of each running process, in MiB (VmRSS from /proc)."""
+        out: dict[str, float] = {}
+        for role, proc in self.procs.items():
+            if proc.returncode is not None:
+                continue
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    out[role] = int(line.split()[1]) / 1024  # kB
+        return out
 
     def logs(self, role: str) -> str:
         return "\n".join(
@@ -304,24 +364,30 @@ async def create_webhook(pipeline: Pipeline, url: str) -> str:
 
 
 async def wait_until_delivered(
-    sources: Sources, subscriber: Subscriber, receiver: Receiver, timeout: float
+    sources: Sources,
+    subscriber: Subscriber,
+    receiver: Receiver,
+    timeout: float,
+    hook: HookFaults | None = None,
 ) -> None:
-    """Until every published update reached the subscriber and the receiver."""
+    """Until every published update reached the subscriber and the receiver (acknowledged by
+    it, with ``hook``)."""
     wanted = set(sources.expected())
     try:
         async with asyncio.timeout(timeout):
             while True:
                 got_ws = set(subscriber.update_ids())
-                got_hook = {uid for _, uid in received_updates(receiver)}
+                got_hook = {uid for _, uid in received_updates(receiver, hook)}
                 if wanted <= got_ws and wanted <= got_hook:
                     return
                 await asyncio.sleep(0.25)
     except TimeoutError:
         missing_ws = wanted - set(subscriber.update_ids())
-        missing_hook = wanted - {uid for _, uid in received_updates(receiver)}
+        missing_hook = wanted - {uid for _, uid in received_updates(receiver, hook)}
         raise AssertionError(
-            f"after {timeout}s: {len(missing_ws)} of {len(wanted)} missing at the subscriber, "
-            f"{len(missing_hook)} at the webhook receiver"
+            f"after {timeout}s: {len(missing_ws)} of {len(wanted)} missing at the subscriber "
+            f"({sorted(missing_ws)[:5]}), {len(missing_hook)} at the webhook receiver "
+            f"({sorted(missing_hook)[:5]})"
         ) from None
 
 
@@ -330,12 +396,15 @@ def check_exactly_once_in_order(
     subscriber: Subscriber,
     receiver: Receiver,
     kills: list[tuple[str, float]] = [],  # noqa: B006 (never mutated)
+    hook: HookFaults | None = None,
 ) -> None:
     """Nothing lost, nothing twice, per-source order at the subscriber.
 
     A webhook delivery is repeated only if a notifier was SIGKILLed right after the receiver
     answered it (``kills``), before the attempt was recorded; it then keeps its webhook-id.
-    Every other repeat fails."""
+    Every other repeat fails. With ``hook`` (a receiver that also fails), a delivery counts
+    when the receiver acknowledged it (2xx): failed attempts are retried under the same
+    webhook-id, and each must be acknowledged exactly once."""
     expected = sources.expected()
     t0 = receiver.requests[0].at if receiver.requests else 0.0
     ids = subscriber.update_ids()
@@ -350,15 +419,14 @@ def check_exactly_once_in_order(
     for source, ranks in by_source.items():
         assert ranks == sorted(ranks), f"{source} out of order at the subscriber: {ranks}"
 
-    deliveries = received_updates(receiver)
     per_update: dict[str, set[str]] = {}
-    for webhook_id, uid in deliveries:
+    for webhook_id, uid in received_updates(receiver):  # every attempt, failed or not
         per_update.setdefault(uid, set()).add(webhook_id)
     assert set(per_update) == set(expected), "receiver got updates no source published"
     split = {u: w for u, w in per_update.items() if len(w) > 1}
     assert not split, f"one update under several webhook-ids: {split}"
     arrivals: dict[str, list[float]] = {}
-    for request in receiver.requests:
+    for request in receiver.requests if hook is None else hook.accepted(receiver):
         arrivals.setdefault(request.headers["webhook-id"], []).append(request.at)
     twice = {w: at for w, at in arrivals.items() if len(at) > 1}
     notifier_kills = [k for role, k in kills if role == "notifier"]

@@ -133,6 +133,7 @@ class Gateway:
         self._log_start: dict[int, int] = {}
         self._live_from: dict[int, int] = {}
         self._caught_up = False
+        self._wire_recreated = False
         self._replays = asyncio.Semaphore(config.gateway.replay_concurrency)
         self.router = self._build_router()
 
@@ -206,11 +207,21 @@ class Gateway:
         assert consumer is not None
         hub = self.hub
         while True:
+            if self._wire_recreated:
+                await self._restart_wire()
             try:
                 batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             except KafkaError as exc:
                 log.warning("gateway.fetch_failed", error=repr(exc))
                 await asyncio.sleep(1.0)
+                continue
+            if any(
+                records and records[0].offset < hub.read_positions.get(tp.partition, 0)
+                for tp, records in batch.items()
+            ):
+                # Offsets went back: the wire is a new topic (the client reset its position
+                # after the old one vanished) even if the topic guard has not said so yet.
+                self._wire_recreated = True
                 continue
             if not self._caught_up:
                 for tp in consumer.assignment():
@@ -243,6 +254,56 @@ class Gateway:
                 hub.publish(entries[i : i + PUBLISH_CHUNK])
                 await asyncio.sleep(0)  # let connections read and write between chunks
             hub.settle()
+
+    async def topics_recreated(self) -> None:
+        """The broker lost its topics (see ``telex.bus.TopicGuard``): the reader starts over
+        on the new wire at its next round."""
+        self._wire_recreated = True
+
+    async def _restart_wire(self) -> None:
+        """Read the new wire from its start and tell every client so.
+
+        The old wire's offsets mean nothing on the new one, so no cursor can be honoured
+        across: live clients get a ``resync`` frame with the new wire's start as their cursor
+        (what follows is the new wire, which the pollers fill again with what their sources
+        show); clients that were catching up are closed to reconnect, and a cursor of the
+        old wire gets a resync then (it is ahead of the new one).
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        self._wire_recreated = False
+        tps = sorted(consumer.assignment())
+        try:
+            await consumer.seek_to_beginning(*tps)
+            starts = {
+                tp.partition: int(o) for tp, o in (await consumer.beginning_offsets(tps)).items()
+            }
+        except KafkaError as exc:
+            log.warning("gateway.wire_restart_failed", error=repr(exc))
+            self._wire_recreated = True
+            await asyncio.sleep(1.0)
+            return
+        for tp in tps:
+            consumer.seek(tp, starts[tp.partition])
+        hub = self.hub
+        self._log_start = dict(starts)
+        self._live_from = dict(starts)
+        hub.ring.entries.clear()
+        hub.set_partitions(starts)
+        cursor = hub.head_cursor()
+        payload = control(
+            "resync",
+            reason="the wire was recreated (the broker lost its data): events continue from "
+            "its new start",
+            cursor=cursor,
+        )
+        live = [conn for conn in hub.conns if hub.is_live(conn)]
+        metrics.RESYNCS.inc(len(live))
+        hub.broadcast(ws_frame(payload), sse_message(payload, cursor, "resync"), live)
+        for conn in list(hub.conns):
+            if conn not in live and conn.session is not None and not conn.closing:
+                conn.session.close(CLOSE_RESTART, "the wire was recreated: reconnect")
+        log.warning("gateway.wire_recreated", resynced=len(live))
 
     @staticmethod
     def _decode(value: bytes | None, partition: int, offset: int) -> dict[str, Any] | None:

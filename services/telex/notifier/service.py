@@ -338,6 +338,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._rng = random.Random()
         self._assigned = False
         self._paused = False
+        self._from_start = False  # after the broker lost its topics (topics_recreated)
         self._loaded = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -460,6 +461,41 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
                     fields=",".join(sorted(change)),
                 )
 
+    async def topics_recreated(self) -> None:
+        """The broker lost its topics (see ``telex.bus.TopicGuard``): write the subscriptions
+        back from memory, and the retries waiting here to the new retry topic.
+
+        The consumer group starts again on the new wire and retry topic from their start
+        (its committed offsets went with the broker). The attempts log's index stays in
+        memory, so an event that the processor puts on the new wire again is not delivered
+        a second time to a receiver that already acknowledged it.
+        """
+        subs = self.store.all()
+        held = [entry[2] for entry in self._heap]
+        held += [job for endpoint in self._endpoints.values() for job in endpoint.parked]
+        # Offsets of the old topics mean nothing on the new ones; a commit of them may even
+        # have reached the new broker before anyone noticed. Read from the start instead, now
+        # and at the next assignment (the attempts log skips what was delivered already).
+        self._from_start = True
+        self._heap.clear()
+        metrics.WEBHOOK_PENDING_RETRIES.set(0)
+        consumer = self._consumer
+        if consumer is not None and self._assigned:
+            assignment = sorted(consumer.assignment())
+            for tp in assignment:
+                self._tracker.forget(tp)
+                self._tracker.assign(tp)
+            with contextlib.suppress(KafkaError):
+                await consumer.seek_to_beginning(*assignment)
+        try:
+            for sub in subs:
+                await self.store.put(sub)
+            for job in held:
+                await self._schedule(job, due_ms=now_ms(), reason="recreated")
+        except KafkaError as exc:
+            log.warning("notifier.topics_recreated.write_failed", error=repr(exc))
+        log.warning("notifier.topics_recreated", subscriptions=len(subs), retries=len(held))
+
     # Rebalance listener ------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -476,6 +512,9 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         """Track the new partitions."""
         for tp in assigned:
             self._tracker.assign(tp)
+        if self._from_start and assigned and self._consumer is not None:
+            self._from_start = False
+            await self._consumer.seek_to_beginning(*assigned)
         self._paused = False
         self._assigned = True
         log.info("notifier.assigned", partitions=len(assigned))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from fastapi import APIRouter
 
 from telex import metrics
@@ -184,6 +184,9 @@ class Poller:
         self._parked: dict[str, SourceState] = {}
         self._reader: asyncio.Task[None] | None = None
         self._assigned = False
+        # Bumped when the broker lost the topics: a poll that began before must not mark its
+        # entries sent, since they went to topics that no longer exist.
+        self._epoch = 0
 
     @property
     def ready(self) -> bool:
@@ -233,6 +236,31 @@ class Poller:
             await self._fetcher.aclose()
             self._fetcher = None
         metrics.SOURCES.set(0)
+
+    async def topics_recreated(self) -> None:
+        """The broker lost its topics (see ``telex.bus.TopicGuard``): write the sources back
+        and send again, at each source's next poll, every entry its page shows.
+
+        What the raw topic and the wire held is gone, and so is anything produced between the
+        broker's restart and now (it acknowledges records for topics it no longer has).
+        Entries still on the sources' pages are what can be saved; the processor, which
+        forgets its dedup state at the same moment, turns them into a new wire, and the
+        notifier's delivery log keeps receivers from getting them twice.
+        """
+        self._epoch += 1
+        for state in [*self.states.values(), *self._parked.values()]:
+            state.sent.clear()
+            state.etag = state.last_modified = None
+            state.body_digest = None
+        sources = dict(self.catalog.sources)
+        for declared in self.declared:
+            sources.setdefault(declared.id, declared)
+        if self._producer is not None and sources:
+            try:
+                await publish(self._producer, self.config.topics.sources, list(sources.values()))
+            except KafkaError as exc:
+                log.warning("poller.sources.republish_failed", error=repr(exc))
+        log.warning("poller.topics_recreated", sources=len(sources), resending=len(self.states))
 
     async def _read_sources(self) -> None:
         assert self.consumer is not None
@@ -348,6 +376,7 @@ class Poller:
         bad source: the error is recorded in its state and metrics, and it is scheduled again."""
         assert self._fetcher is not None and self._producer is not None
         source = state.config
+        epoch = self._epoch
         state.polls += 1
         state.last_poll_ms = now_ms()
         metrics.SOURCE_LAST_POLL.labels(source.id).set(state.last_poll_ms / 1000)
@@ -403,9 +432,11 @@ class Poller:
             self._schedule(state, state.cadence.after_error(retry_after))
             return 0
         # Validators are kept only once the document was read and its entries acknowledged:
-        # otherwise a 304 would hide the failed document from the next poll.
-        state.etag, state.last_modified = fetched.etag, fetched.last_modified
-        state.body_digest = digest
+        # otherwise a 304 would hide the failed document from the next poll. (Nor when the
+        # topics were lost meanwhile: the next poll must read the document again.)
+        if epoch == self._epoch:
+            state.etag, state.last_modified = fetched.etag, fetched.last_modified
+            state.body_digest = digest
         metrics.POLLS.labels("ok").inc()
         self._succeeded(state)
         asked = max((s for s in (fetched.fresh_for, page.ttl) if s is not None), default=None)
@@ -432,6 +463,12 @@ class Poller:
     async def _produce_changes(self, state: SourceState, page: Page) -> int:
         assert self._producer is not None
         source = state.config
+        if not self.bus.topics_intact.is_set():
+            # Until the topic guard has checked the broker (after an outage) or the services
+            # have started over on new topics: what went out now could be acknowledged and
+            # lost, or overtake what must be sent again first.
+            raise KafkaConnectionError("waiting for the broker's topics to be checked")
+        epoch = self._epoch
         pending: list[tuple[str, str | None, str, Any]] = []
         entries = carry_derived_ids(state.last_page, page.entries)
         seen: dict[str, Entry] = {}
@@ -461,8 +498,17 @@ class Poller:
                     self.config.topics.raw, encode(record), key=source.id.encode()
                 )
                 pending.append((entry_id, None, "deleted", future))
-        for entry_id, maybe_digest, kind, future in pending:
-            await future  # raises on failure: the entry stays unsent and is retried next poll.
+        for i, (entry_id, maybe_digest, kind, future) in enumerate(pending):
+            try:
+                await future  # raises on failure: the entry stays unsent, retried next poll.
+            except KafkaError:
+                # The later sends fail the same way (or are re-sent harmlessly): collect their
+                # outcome so asyncio does not report "exception was never retrieved" for each.
+                for *_, rest in pending[i + 1 :]:
+                    rest.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise
+            if epoch != self._epoch:
+                continue  # acknowledged by a broker that has since lost it: send it again.
             if maybe_digest is None:
                 state.sent.pop(entry_id, None)
             else:

@@ -72,6 +72,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
         self._last_progress = 0.0
+        self._from_start = False  # after the broker lost its topics (topics_recreated)
 
     @property
     def ready(self) -> bool:
@@ -112,6 +113,18 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         await stop_quietly(self._producer)
         self._consumer = self._restorer = self._tailer = self._producer = None
 
+    async def topics_recreated(self) -> None:
+        """The broker lost its topics (see ``telex.bus.TopicGuard``): forget the dedup state of
+        the old wire and read the new raw topic from its start, so that what the pollers send
+        again reaches the new wire."""
+        # The group's committed offsets may be stale ones from the old topics that reached
+        # the new broker before anyone noticed: read from the start, now and at the next
+        # assignment (the dedup state restored from the new wire drops what is done).
+        self._from_start = True
+        if self._consumer is not None:
+            await self._rewind(from_start=True)
+        log.warning("processor.topics_recreated")
+
     # Rebalance listener ------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -145,6 +158,10 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             await asyncio.to_thread(self.stage.index_many, updates)
             self._states.update(restored)
+            if self._from_start and assigned:
+                self._from_start = False
+                assert self._consumer is not None
+                await self._consumer.seek_to_beginning(*assigned)
             # The other partitions' stories must be known before this process links any.
             await self._sync_tail(since=started)
             self._assigned = True
@@ -254,6 +271,11 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         # says when it is done, and the rest of the process need not wait for it.
         await self._consumer.start()
         while True:
+            if not self.bus.topics_intact.is_set():
+                # The broker was unreachable or lost its topics: nothing is read (nor written)
+                # until the topic guard has checked, and this processor started over if need be.
+                await asyncio.sleep(0.1)
+                continue
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=500, max_records=self.config.processor.max_batch
@@ -285,7 +307,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.STATE_ENTRIES.labels("dedup").set(sum(len(s) for s in self._states.values()))
         metrics.STATE_ENTRIES.labels("stories").set(len(self.stage.stories))
 
-    async def _rewind(self) -> None:
+    async def _rewind(self, from_start: bool = False) -> None:
         """After a failed batch: forget in-memory state and go back to the committed offsets.
 
         The failed batch may have updated the state for events that never reached the wire;
@@ -305,7 +327,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 await asyncio.to_thread(self.stage.index_many, updates)
                 for tp in assignment:
-                    committed = await self._consumer.committed(tp)
+                    committed = None if from_start else await self._consumer.committed(tp)
                     if committed is None:
                         await self._consumer.seek_to_beginning(tp)
                     else:
