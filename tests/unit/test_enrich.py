@@ -339,3 +339,19 @@ def test_plugins_are_loaded_from_config() -> None:
     assert [e.name for e in pipe.enrichers] == ["language", "broken"]
     with pytest.raises(ValueError, match="unknown enricher"):
         Config.model_validate({"processor": {"enrichers": ["nope"]}})
+
+
+def test_sentences_split_as_the_plain_definition(seed: SeedBlog) -> None:
+    """The fast sentence pattern gives the pieces of the readable one: split at whitespace
+    after . ! ? … ” or ", and at line breaks; pieces stripped, empty ones dropped."""
+    import re
+
+    plain = re.compile(r"(?<=[.!?…”\"])\s+|\n+")
+    rng = random.Random(5)
+    alphabet = ["a", "b", "Z", " ", "  ", "\n", "\n\n", " \n ", "\t", "\u00a0", ".", "!", "?"]
+    alphabet += ["…", "”", '"', "“", ",", "x.", "y?\n"]
+    texts = [p for e in seed.entries for p in e.paragraphs]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for text in texts:
+        expected = [s.strip() for s in plain.split(text) if s and s.strip()]
+        assert sentences(text) == expected, repr(text)

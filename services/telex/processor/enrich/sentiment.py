@@ -118,7 +118,12 @@ class FastVader(SentimentIntensityAnalyzer):  # type: ignore[misc]
             valence = valence + vader.C_INCR if valence > 0 else valence - vader.C_INCR
         for start_i in range(3):
             if i > start_i and lowered[i - (start_i + 1)] not in lexicon:
-                s = vader.scalar_inc_dec(words[i - (start_i + 1)], valence, is_cap_diff)
+                # scalar_inc_dec is 0.0 for anything but a booster word: most words.
+                s = (
+                    vader.scalar_inc_dec(words[i - (start_i + 1)], valence, is_cap_diff)
+                    if lowered[i - (start_i + 1)] in _BOOSTERS
+                    else 0.0
+                )
                 if start_i == 1 and s != 0:
                     s = s * 0.95
                 if start_i == 2 and s != 0:
@@ -157,6 +162,10 @@ _PUNCTUATION = string.punctuation
 _BOOSTERS = frozenset(vader.BOOSTER_DICT)
 _NEGATIONS = frozenset(vader.NEGATE)
 _SPECIAL_CASES: dict[str, float] = vader.SPECIAL_CASES
+# Every word of the phrases the idiom check looks up (idioms and multi-word boosters).
+_IDIOM_WORDS = frozenset(
+    w for phrase in (*_SPECIAL_CASES, *vader.BOOSTER_DICT) for w in phrase.split()
+)
 
 
 def _negated(word: str) -> bool:
@@ -192,6 +201,8 @@ def _negation(valence: float, lowered: list[str], start_i: int, i: int) -> float
 def _idioms(valence: float, lowered: list[str], i: int) -> float:
     # The library's _special_idioms_check (called with i > 2), on already lowercased words.
     w3, w2, w1, w0 = lowered[i - 3], lowered[i - 2], lowered[i - 1], lowered[i]
+    if w0 not in _IDIOM_WORDS and w1 not in _IDIOM_WORDS and w2 not in _IDIOM_WORDS:
+        return valence  # every phrase it looks up holds w0, w1 or w2: none can match
     two_one = f"{w2} {w1}"
     three_two_one = f"{w3} {two_one}"
     three_two = f"{w3} {w2}"
