@@ -64,6 +64,9 @@ def _fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and k != "color_message"}
 
 
+_LINE_KEYS = frozenset(("ts", "level", "logger", "event", "exc"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log shippers."""
 
@@ -75,7 +78,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        out.update(_fields_of(record))
+        for key, value in _fields_of(record).items():
+            # A field named like one of the line's own keys ("event", "level", ...) must not
+            # overwrite it: it is kept with a trailing underscore.
+            out[f"{key}_" if key in _LINE_KEYS else key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()

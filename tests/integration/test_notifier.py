@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import signal
 import sys
@@ -609,9 +608,12 @@ async def test_rate_limit_spaces_deliveries(env: Env) -> None:
         await env.subscribe(receiver.url, filter={"sources": [src]}, rate_limit=10)
         await env.send(*(wire_event(src, f"Burst {i}.") for i in range(5)))
         requests = await receiver.wait_for(5)
-        gaps = [b.at - a.at for a, b in itertools.pairwise(requests)]
-        # 10 per second: at least ~0.1 s apart (a little slack for the receiver's clock).
-        assert all(gap >= 0.09 for gap in gaps), gaps
+        # 10 per second: the five requests span at least four intervals of 0.1 s at the
+        # notifier. Measured at the receiver, a late request can arrive close to the next one
+        # on a busy machine, so the span is checked with one interval of slack (without a
+        # limit the five arrive within milliseconds).
+        span = requests[-1].at - requests[0].at
+        assert span >= 0.3, [r.at for r in requests]
 
 
 async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(

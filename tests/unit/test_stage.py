@@ -193,6 +193,6 @@ def test_debug_trace_links_the_update_to_its_wire_event(caplog: Any) -> None:
         stage.process(record, state, processed_ms=2)
     traces = [r for r in caplog.records if r.getMessage() == "update.processed"]
     assert [t.fields for t in traces] == [  # type: ignore[attr-defined]
-        {"update": record["id"], "outcome": "new", "event": created.event["id"]},
-        {"update": record["id"], "outcome": "duplicate", "event": None},
+        {"update": record["id"], "outcome": "new", "event_id": created.event["id"]},
+        {"update": record["id"], "outcome": "duplicate", "event_id": None},
     ]

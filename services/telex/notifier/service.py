@@ -737,7 +737,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         # to this event id, so one update can be followed to its receivers.
         log.debug(
             "update.delivered",
-            event=job.event_id,
+            event_id=job.event_id,
             subscription=sub.id,
             attempt=job.attempt,
             outcome=result.outcome,

@@ -107,7 +107,7 @@ class Stage:
             # One line per update at debug level: links the update id to its wire event id.
             event_id = result.event["id"] if result.event is not None else None
             _trace.debug(
-                "update.processed", update=raw["id"], outcome=result.outcome, event=event_id
+                "update.processed", update=raw["id"], outcome=result.outcome, event_id=event_id
             )
         return result
 
