@@ -1346,7 +1346,7 @@ def summary(r: dict[str, Any]) -> str:
         "throughput per minute (published / wire events / subscriber deliveries / webhooks):",
     ]
     tp = r["throughput_per_minute"]
-    for m in sorted(tp["published"]):
+    for m in sorted(set().union(*(set(v) for v in tp.values()))):
         lines.append(
             f"  min {m}: {tp['published'].get(m, 0):>9,} / {tp['wire_events'].get(m, 0):>9,.0f}"
             f" / {tp['subscriber_deliveries'].get(m, 0):>11,} / "
