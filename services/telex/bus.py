@@ -479,6 +479,7 @@ class Bus:
                 kafka.request_timeout_ms, kafka.session_timeout_ms // 2 + 1000
             ),
             "isolation_level": "read_uncommitted",
+            "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
         }
         settings.update(overrides)
         return AIOKafkaConsumer(*topics, **settings)

@@ -97,6 +97,15 @@ class KafkaConfig(_Section):
         gt=0,
         description="Seconds to wait for the broker (embedded or external) to answer at start-up.",
     )
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait of a consumer's fetch (processor, notifier, poller's source "
+        "list). The embedded broker answers a waiting fetch only at this deadline, so it is "
+        "added latency at each hop; on Kafka a fetch returns as soon as data arrives and this "
+        "only paces idle polling (Kafka's own default is 500).",
+    )
     # Broker restarts (issue 9): how often a process checks that its topics still exist.
     topic_check_interval_s: float = Field(
         2.0,
