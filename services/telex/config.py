@@ -373,7 +373,13 @@ class ProcessorConfig(_Section):
 
     group_id: str = Field("telex-processor", description="Consumer group of the processors.")
     max_batch: int = Field(
-        500, ge=1, le=100_000, description="Most raw records processed and committed as one batch."
+        100,
+        ge=1,
+        le=100_000,
+        description="Most raw records processed and committed as one batch. A batch's events "
+        "are produced when the whole batch is done: with a backlog, a bigger batch adds its "
+        "processing time (~1 ms per update) to every event's latency; a smaller one costs a "
+        "produce request and a commit more often.",
     )
     enrichers: tuple[str, ...] = Field(
         _ENRICHERS, description="Built-in enrichers to run, in order."
