@@ -154,7 +154,12 @@ def received_updates(receiver: Receiver, hook: HookFaults | None = None) -> list
     request it acknowledged with a 2xx)."""
     out = []
     for request in receiver.requests if hook is None else hook.accepted(receiver):
-        body = orjson.loads(request.body)
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            # A request cut off by the SIGKILL of the notifier sending it (seen as an empty
+            # body): the notifier never had an answer and sends the update again.
+            continue
         out.append((request.headers["webhook-id"], body["data"]["id"]))
     return out
 
