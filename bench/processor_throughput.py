@@ -10,6 +10,7 @@ their own output topic, each in its own process:
 - ``quix``: the same enrichment, dedup, revisions and stories as a Quix Streams application:
   ``Stage.process`` in a stateful ``apply`` whose dedup state is Quix's own (RocksDB plus its
   changelog topic), the way a Quix user would keep it crash-safe.
+- ``telex-batch<N>`` (optional): telex with ``[processor] max_batch = N``.
 - ``telex-bare`` (optional): telex's processor with no enricher (dedup, revisions, stories,
   state and commits only): what telex's own machinery costs.
 - ``quix-bare`` (optional): ``quix-memory`` with no enricher: Quix's machinery against
@@ -146,7 +147,9 @@ async def run_plain(args: argparse.Namespace) -> dict[str, Any]:
         await producer.stop()
 
 
-async def run_telex(args: argparse.Namespace, enrich: bool = True) -> dict[str, Any]:
+async def run_telex(
+    args: argparse.Namespace, enrich: bool = True, max_batch: int | None = None
+) -> dict[str, Any]:
     from telex import metrics
     from telex.bus import Bus
     from telex.config import load
@@ -165,6 +168,7 @@ async def run_telex(args: argparse.Namespace, enrich: bool = True) -> dict[str, 
             "TELEX_TOPICS_WIRE": args.out,
             "TELEX_TOPICS_DLQ": args.out + ".dlq",
             "TELEX_PROCESSOR_GROUP_ID": args.group,
+            **({"TELEX_PROCESSOR_MAX_BATCH": str(max_batch)} if max_batch else {}),
         },
     )
     stage = Stage(config) if enrich else Stage(config, Pipeline([]))
@@ -288,6 +292,9 @@ def child(args: argparse.Namespace) -> None:
         result = asyncio.run(run_plain(args))
     elif args.contender == "telex-bare":
         result = asyncio.run(run_telex(args, enrich=False))
+    elif args.contender.startswith("telex-batch"):
+        # telex with another [processor] max_batch: "telex-batch500"
+        result = asyncio.run(run_telex(args, max_batch=int(args.contender[len("telex-batch") :])))
     else:
         result = asyncio.run(run_telex(args))
     print("RESULT " + json.dumps(result), flush=True)
