@@ -6,12 +6,13 @@ averaging, which is also far cheaper (its negation check is quadratic in the len
 is given). It knows English only, so an update in another language (or of unknown language)
 gets null rather than a meaningless number.
 
-:class:`FastVader` gives VADER's own scores faster: vaderSentiment 3.3.2 (unchanged since
-2020) rebuilds the whole lowercased word list for every lexicon word it checks for negations
-and idioms (quadratic in the sentence), runs its full rule chain for words it then finds are
-not in its lexicon, and copies the text character by character to replace
-emoji. It hands those checks only the few words they read, and skips the copy when the text
-holds no emoji; the scores are identical (tests compare it with the library on real text).
+:class:`FastVader` gives VADER's own compound score faster: vaderSentiment 3.3.2 (unchanged
+since 2020) rebuilds the whole lowercased word list for every lexicon word it checks for
+negations and idioms (quadratic in the sentence), runs its full rule chain for words it then
+finds are not in its lexicon, and copies the text character by character to replace emoji.
+``FastVader.compound`` applies the same rules at lexicon words only, on a word list lowercased
+once, and skips the copy when the text holds no emoji; the scores are identical (tests compare
+it with the library on real and adversarial text).
 """
 
 from __future__ import annotations
@@ -34,31 +35,6 @@ class FastVader(SentimentIntensityAnalyzer):  # type: ignore[misc]
         super().__init__()
         # The library looks emoji up character by character: only one-character keys match.
         self._emoji_chars = frozenset(k for k in self.emojis if len(k) == 1)
-
-    def polarity_scores(self, text: str) -> dict[str, float]:
-        """VADER's scores for ``text`` (the library's ``polarity_scores``, same results)."""
-        if not self._emoji_chars.isdisjoint(text):
-            return super().polarity_scores(text)  # type: ignore[no-any-return]
-        # From here on the library's own steps, with the emoji copy (a no-op) left out.
-        text = text.strip()
-        sentitext = vader.SentiText(text)
-        sentiments: list[float] = []
-        words = sentitext.words_and_emoticons
-        for i, item in enumerate(words):
-            lowered = item.lower()
-            if lowered in vader.BOOSTER_DICT:
-                sentiments.append(0)
-                continue
-            if i < len(words) - 1 and lowered == "kind" and words[i + 1].lower() == "of":
-                sentiments.append(0)
-                continue
-            if lowered not in self.lexicon:
-                # sentiment_valence gives 0 to a word outside the lexicon; most words are.
-                sentiments.append(0)
-                continue
-            sentiments = self.sentiment_valence(0, sentitext, item, i, sentiments)
-        sentiments = self._but_check(words, sentiments)
-        return self.score_valence(sentiments, text)  # type: ignore[no-any-return]
 
     def compound(self, text: str) -> float:
         """VADER's compound score for ``text``: ``polarity_scores(text)["compound"]``, faster.
@@ -139,23 +115,6 @@ class FastVader(SentimentIntensityAnalyzer):  # type: ignore[misc]
             else:
                 valence = valence * vader.N_SCALAR
         return valence
-
-    @staticmethod
-    def _negation_check(valence: float, words: list[str], start_i: int, i: int) -> float:
-        # The library's check reads words i-3 .. i-1 only (the caller ensures i > start_i):
-        # give it those, not the whole sentence it would lowercase in full.
-        lo = max(0, i - 3)
-        return SentimentIntensityAnalyzer._negation_check(  # type: ignore[no-any-return]
-            valence, words[lo : i + 1], start_i, i - lo
-        )
-
-    @staticmethod
-    def _special_idioms_check(valence: float, words: list[str], i: int) -> float:
-        # Called with i > 2; reads words i-3 .. i+2 and whether i+1 and i+2 exist, which the
-        # window preserves.
-        return SentimentIntensityAnalyzer._special_idioms_check(  # type: ignore[no-any-return]
-            valence, words[i - 3 : i + 3], 3
-        )
 
 
 _PUNCTUATION = string.punctuation
