@@ -188,15 +188,23 @@ async def run_telex(
         await processor.stop()
 
 
-def run_quix(args: argparse.Namespace) -> dict[str, Any]:
+def run_quix(args: argparse.Namespace, store: bool = True, enrich: bool = True) -> dict[str, Any]:
+    """The same ``Stage.process`` as a Quix Streams application.
+
+    ``store``: the dedup state in Quix's RocksDB store with its changelog topic, the way a Quix
+    user keeps it crash-safe; otherwise telex's in-memory partition state (not crash-safe),
+    which leaves Quix's own per-record overhead.
+    """
     from quixstreams import Application
+    from quixstreams.context import message_context
 
     from telex.config import Config
     from telex.events import decode_raw, encode, now_ms
+    from telex.processor.enrich import Pipeline
     from telex.processor.stage import Stage
     from telex.processor.state import Known, PartitionState
 
-    stage = Stage(Config())
+    stage = Stage(Config()) if enrich else Stage(Config(), Pipeline([]))
 
     class QuixState(PartitionState):
         """Stage's partition state kept in Quix's RocksDB store (with its changelog)."""
@@ -213,44 +221,6 @@ def run_quix(args: argparse.Namespace) -> dict[str, Any]:
             self.state.set(update_id, known.__dict__)
 
     adapter = QuixState()
-    clock, seen = Clock(), [0]
-    app = Application(
-        broker_address=args.bootstrap,
-        consumer_group=args.group,
-        auto_offset_reset="earliest",
-        state_dir=tempfile.mkdtemp(prefix="quix-state-"),
-    )
-    raw_topic = app.topic(args.raw, value_deserializer="bytes", key_deserializer="bytes")
-    out_topic = app.topic(args.out, value_serializer="bytes", key_serializer="bytes")
-
-    def handle(value: bytes, state: Any) -> bytes | None:
-        clock.start()
-        seen[0] += 1
-        adapter.state = state
-        result = stage.process(decode_raw(value), adapter, now_ms())
-        if seen[0] >= args.records:
-            app.stop()
-        return encode(result.event) if result.event is not None else None
-
-    sdf = app.dataframe(raw_topic)
-    sdf = sdf.apply(handle, stateful=True).filter(lambda v: v is not None)
-    sdf.to_topic(out_topic)
-    app.run()
-    return clock.result(seen[0])
-
-
-def run_quix_memory(args: argparse.Namespace, enrich: bool = True) -> dict[str, Any]:
-    """Quix Streams with telex's in-memory partition state: the framework's own overhead."""
-    from quixstreams import Application
-    from quixstreams.context import message_context
-
-    from telex.config import Config
-    from telex.events import decode_raw, encode, now_ms
-    from telex.processor.enrich import Pipeline
-    from telex.processor.stage import Stage
-    from telex.processor.state import PartitionState
-
-    stage = Stage(Config()) if enrich else Stage(Config(), Pipeline([]))
     states: dict[int, PartitionState] = {}
     clock, seen = Clock(), [0]
     app = Application(
@@ -262,20 +232,28 @@ def run_quix_memory(args: argparse.Namespace, enrich: bool = True) -> dict[str, 
     raw_topic = app.topic(args.raw, value_deserializer="bytes", key_deserializer="bytes")
     out_topic = app.topic(args.out, value_serializer="bytes", key_serializer="bytes")
 
-    def handle(value: bytes) -> bytes | None:
+    def process(value: bytes, state: PartitionState) -> bytes | None:
         clock.start()
         seen[0] += 1
-        partition = message_context().partition
-        state = states.get(partition)
-        if state is None:
-            state = states[partition] = stage.new_state()
         result = stage.process(decode_raw(value), state, now_ms())
         if seen[0] >= args.records:
             app.stop()
         return encode(result.event) if result.event is not None else None
 
+    def in_store(value: bytes, state: Any) -> bytes | None:
+        adapter.state = state
+        return process(value, adapter)
+
+    def in_memory(value: bytes) -> bytes | None:
+        partition = message_context().partition
+        state = states.get(partition)
+        if state is None:
+            state = states[partition] = stage.new_state()
+        return process(value, state)
+
     sdf = app.dataframe(raw_topic)
-    sdf = sdf.apply(handle).filter(lambda v: v is not None)
+    sdf = sdf.apply(in_store, stateful=True) if store else sdf.apply(in_memory)
+    sdf = sdf.filter(lambda v: v is not None)
     sdf.to_topic(out_topic)
     app.run()
     return clock.result(seen[0])
@@ -285,9 +263,9 @@ def child(args: argparse.Namespace) -> None:
     if args.contender == "quix":
         result = run_quix(args)
     elif args.contender == "quix-memory":
-        result = run_quix_memory(args)
+        result = run_quix(args, store=False)
     elif args.contender == "quix-bare":
-        result = run_quix_memory(args, enrich=False)
+        result = run_quix(args, store=False, enrich=False)
     elif args.contender == "plain":
         result = asyncio.run(run_plain(args))
     elif args.contender == "telex-bare":
