@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from telex import metrics
 from telex.config import Config, KafkaConfig, TopicsConfig
 from telex.log import get_logger
+from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -299,11 +300,8 @@ class TopicGuard:
 
     async def stop(self) -> None:
         """Stop checking and remove this process's mark."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._producer is not None and self.marker is not None:
             with contextlib.suppress(KafkaError, OSError):
                 await asyncio.wait_for(
@@ -551,11 +549,8 @@ class TopicFollower:
 
     async def stop(self) -> None:
         """Stop following (the consumer is stopped by its owner)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _follow(self) -> None:
         assert self._consumer is not None

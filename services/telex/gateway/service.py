@@ -43,6 +43,7 @@ from telex.gateway.frames import (
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
 from telex.gateway.replay import TooOld, read_range
 from telex.log import get_logger
+from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -173,11 +174,7 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop reading; open connections are closed by :meth:`drain` or the HTTP server."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await stop_quietly(self._consumer)
         self._consumer = None

@@ -43,6 +43,7 @@ from telex.notifier.attempts import AttemptLog
 from telex.notifier.signing import webhook_id as make_webhook_id
 from telex.notifier.ssrf import ResolveCache, TargetRefused, check_url, parse_networks
 from telex.notifier.subscriptions import Secret, Subscription, SubscriptionStore
+from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -289,11 +290,7 @@ class Endpoint:
 
     async def stop(self) -> None:
         """Cancel the workers; queued jobs stay uncommitted and are redone by the next owner."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         await self.client.aclose()
         metrics.WEBHOOK_QUEUED.dec(self.queue.qsize())
 
@@ -384,16 +381,9 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def stop(self) -> None:
         """Stop consuming and delivering; whatever is not handed off is redone later."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
-        for task in list(self._retiring):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._retiring)
         for endpoint in self._endpoints.values():
             await endpoint.stop()
         self._endpoints.clear()

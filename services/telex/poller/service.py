@@ -35,6 +35,7 @@ from telex.poller.fetch import AddressPolicy, Fetcher, FetchError
 from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
 from telex.poller.sources import SourceCatalog, SourceError, decode_source, publish
+from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -220,11 +221,8 @@ class Poller:
 
     async def stop(self) -> None:
         """Stop polling, leave the group and close the clients."""
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        await cancel_and_wait(self._reader)
+        self._reader = None
         await self.release(None)
         # Leaving the group promptly is what hands our sources to another poller.
         await stop_quietly(self.consumer)
@@ -328,10 +326,7 @@ class Poller:
         elif not park:
             self._parked.pop(source_id, None)
         self._partition_of.pop(source_id, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for gauge in metrics.PER_SOURCE_GAUGES:
             with contextlib.suppress(KeyError):
                 gauge.remove(source_id)

@@ -11,7 +11,6 @@ changes; the pollers read it through a consumer group instead (see ``service.py`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import orjson
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 from telex.bus import Bus, stop_quietly
 from telex.config import SourceConfig
 from telex.log import get_logger
+from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -112,11 +112,8 @@ class SourceCatalog:
 
     async def stop(self) -> None:
         """Stop reading and close the clients."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await stop_quietly(self._consumer)
         await stop_quietly(self._producer)
         self._consumer = self._producer = None

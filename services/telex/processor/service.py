@@ -32,6 +32,7 @@ from telex.events import PoisonRecord, decode_raw, encode, now_ms
 from telex.log import get_logger
 from telex.processor.stage import Stage, published_time
 from telex.processor.state import PartitionState, restore
+from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -101,11 +102,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def stop(self) -> None:
         """Stop processing; the current batch is abandoned uncommitted (it will be re-done)."""
-        for task in (self._task, self._tail_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._task, self._tail_task)
         self._task = self._tail_task = None
         await stop_quietly(self._consumer)
         await stop_quietly(self._restorer)
