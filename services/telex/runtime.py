@@ -14,12 +14,12 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import APIRouter
 
 from telex import bus as kafka
 from telex.config import Config, SourceConfig
+from telex.gateway.endpoint import Endpoints, Limits
 from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server, warn_if_open
 from telex.log import get_logger
@@ -47,8 +47,17 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: object, host: str, port: int, **websocket: Any) -> AsyncIterator[str]:
-    srv = server(app, host, port, **websocket)
+async def serve_http(
+    app: object, host: str, port: int, websocket: type[asyncio.Protocol] | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` until the context exits; yields the base URL.
+
+    WebSocket upgrades go to ``websocket`` (the gateway's endpoint); without one they are
+    answered 404.
+    """
+    if websocket is None:
+        websocket = Endpoints(None, Limits()).protocol_class()
+    srv = server(app, host, port, websocket)
     task = asyncio.create_task(srv.serve(), name=f"http:{port}")
     try:
         while not srv.started:
@@ -128,6 +137,7 @@ async def started(
 
         routers: list[APIRouter] = []
         admin_routers: list[APIRouter] = []
+        gateway: Gateway | None = None
         if "processor" in roles:
             processor = Processor(config, bus)
             await _lifecycle(stack, processor.start, processor.stop)
@@ -164,18 +174,11 @@ async def started(
         )
         if admin_routers:
             warn_if_open(config.http.host, config.http.admin_tokens, log)
-        gw = config.gateway
+        endpoint = gateway.endpoints.protocol_class() if gateway is not None else None
         running.http_url = await stack.enter_async_context(
-            serve_http(
-                app,
-                config.http.host,
-                config.http.port,
-                ws_max_size=gw.max_frame_bytes,
-                ws_ping_interval=gw.ping_interval,
-                ws_ping_timeout=gw.ping_timeout,
-            )
+            serve_http(app, config.http.host, config.http.port, endpoint)
         )
-        if "gateway" in roles:
+        if gateway is not None:
             # Runs before the HTTP server stops: clients are told to reconnect in paced batches
             # rather than all cut at once.
             stack.push_async_callback(gateway.drain)
