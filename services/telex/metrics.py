@@ -176,7 +176,8 @@ GATEWAY_LATENCY = Histogram(
 )
 REFUSED = Counter(
     "telex_gateway_refused_total",
-    "Connections refused, by reason (unauthorized, forbidden_origin, limit, draining).",
+    "Connections refused, by reason (unauthorized, forbidden_origin, limit, draining, "
+    "bad_handshake).",
     ["reason"],
 )
 CLIENT_ERRORS = Counter(
@@ -186,7 +187,8 @@ CLIENT_ERRORS = Counter(
 )
 CLOSES = Counter(
     "telex_gateway_closes_total",
-    "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request).",
+    "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request, "
+    "ping_timeout; hostile frames: protocol_error, invalid_data, too_big).",
     ["reason"],
 )
 # Notifier

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from telex import metrics
 from telex.bus import EmbeddedBroker, ensure_topics, free_port, required_topics
 from telex.config import Config
+from telex.gateway.endpoint import WebSocketEndpoint
 from telex.gateway.hub import encode_cursor
 
 from .gateway_helpers import (
@@ -71,6 +72,7 @@ async def test_filters_from_query_and_subscribe_ops(
         await wait_for(lambda: len(gw.hub.conns) == 4)
         # The fast path (shared frames written straight to each socket) is in use.
         assert all(conn.transport is not None for conn in gw.hub.conns)
+        assert all(isinstance(conn.transport, WebSocketEndpoint) for conn in gw.hub.conns)
         assert len(gw.hub.groups) == 5  # one per distinct filter; by_ops has two
         await produce(kafka, config.topics.wire, batch)
 
