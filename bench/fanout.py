@@ -43,10 +43,18 @@ from telex.bus import EmbeddedBroker, TopicSpec, ensure_topics, free_port
 
 HERE = Path(__file__).resolve().parent
 TELEX = str(Path(sys.executable).with_name("telex"))
-SERVERS = ("floor", "floor_batch", "naive", "telex_base", "telex", "telex_uvloop")
-# The telex servers: this checkout's gateway, the one of ``--base`` (another checkout, same
-# environment, for before/after in one run) and this checkout's on uvloop.
-TELEX_KINDS = ("telex", "telex_base", "telex_uvloop")
+SERVERS = (
+    "floor",
+    "floor_batch",
+    "naive",
+    "telex_base",
+    "telex_base_uvloop",
+    "telex",
+    "telex_uvloop",
+)
+# The telex servers: this checkout's gateway and the one of ``--base`` (another checkout, same
+# environment, for before/after in one run), each on the stock loop and on uvloop.
+TELEX_KINDS = ("telex", "telex_base", "telex_base_uvloop", "telex_uvloop")
 _RUN_ON_UVLOOP = (
     "import asyncio, sys, uvloop; from telex.cli import main; sys.argv[0] = 'telex'; "
     "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); sys.exit(main())"
@@ -262,14 +270,14 @@ async def start_server(
             }
         )
         argv = [TELEX, "gateway"]
-        if kind == "telex_base":
+        if kind.startswith("telex_base"):
             if not base:
-                raise SystemExit("telex_base needs --base (a checkout of the baseline commit)")
+                raise SystemExit(f"{kind} needs --base (a checkout of the baseline commit)")
             env["PYTHONPATH"] = str(Path(base) / "services")
             argv = [sys.executable, "-m", "telex.cli", "gateway"]
-        elif kind == "telex_uvloop":
+        if kind.endswith("uvloop"):
             argv = [sys.executable, "-c", _RUN_ON_UVLOOP, "gateway"]
-        elif os.environ.get("BENCH_PROFILE"):
+        elif kind == "telex" and os.environ.get("BENCH_PROFILE"):
             argv = [sys.executable, os.environ["BENCH_PROFILE"]]
     else:
         argv = [sys.executable, str(HERE / "servers.py"), kind, str(port), bootstrap, topic]
@@ -445,7 +453,7 @@ def versus_base(rows: list[dict[str, Any]]) -> str:
         base = med.get("telex_base")
         if base is None:
             continue
-        for kind in ("telex_base", "telex", "telex_uvloop"):
+        for kind in ("telex_base", "telex_base_uvloop", "telex", "telex_uvloop"):
             if kind not in med:
                 continue
             m = med[kind]
