@@ -187,7 +187,7 @@ CLIENT_ERRORS = Counter(
 )
 CLOSES = Counter(
     "telex_gateway_closes_total",
-    "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request, "
+    "Connections closed by the gateway, by reason (flood, idle, drain, bad_request, "
     "ping_timeout; hostile frames: protocol_error, invalid_data, too_big).",
     ["reason"],
 )

@@ -121,7 +121,8 @@ class Endpoints:
     def added(self, endpoint: WebSocketEndpoint) -> None:
         """Count a new connection; the keepalive sweep starts with the first."""
         self.open[endpoint] = None
-        if self._keepalive is None:
+        # Without an acceptor every handshake is refused: nothing to keep alive, nothing to stop.
+        if self._keepalive is None and self.acceptor is not None:
             self._keepalive = asyncio.get_running_loop().create_task(
                 self._sweep(), name="gateway-ws-keepalive"
             )

@@ -896,7 +896,7 @@ class WebSocketSession:
         shown = filter_.model_dump(exclude_defaults=True)
         self.reply("subscribed", id=sid, filter=shown)
         if cursor is not None or not conn.keys:
-            self._begin(subs, cursor, backlog, sid)
+            self._begin(subs, cursor, backlog, data.get("id"))
         else:
             # Already live: the new filter applies from here on, with no gap and no repeat.
             metrics.SUBSCRIPTIONS.inc(len(subs) - len(conn.subs))
