@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 import orjson
@@ -165,7 +165,8 @@ class WebSocketEndpoint(asyncio.Protocol):
     def __init__(self, endpoints: Endpoints) -> None:
         self._endpoints = endpoints
         self._ws = ServerProtocol(max_size=endpoints.limits.max_message_bytes, logger=_LIBRARY_LOG)
-        self._transport: Any = None
+        # Typed as asyncio's; uvloop's transport has the same methods without being a subclass.
+        self._transport: asyncio.Transport = None  # type: ignore[assignment]
         self._handler: Handler | None = None
         self._parts: tuple[Opcode, list[bytes]] | None = None  # a fragmented message
         self._paused = False
@@ -182,7 +183,7 @@ class WebSocketEndpoint(asyncio.Protocol):
 
     def buffered(self) -> int:
         """Bytes written to the socket and not yet sent."""
-        return int(self._transport.get_write_buffer_size())
+        return self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the peer gets what was written before, then the close
@@ -215,7 +216,7 @@ class WebSocketEndpoint(asyncio.Protocol):
     # asyncio.Protocol ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         self._endpoints.added(self)
 
     def data_received(self, data: bytes) -> None:
