@@ -20,7 +20,7 @@ import email.utils
 import http
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
@@ -160,6 +160,8 @@ class WebSocketEndpoint(asyncio.Protocol):
         "_seen",
         "_transport",
         "_ws",
+        "buffered",
+        "write",
     )
 
     def __init__(self, endpoints: Endpoints) -> None:
@@ -174,16 +176,12 @@ class WebSocketEndpoint(asyncio.Protocol):
         self._seen = time.monotonic()
         self._ping_at = 0.0
         self._abort_timer: asyncio.TimerHandle | None = None
+        # The Transport's write and buffered are the socket transport's own methods, bound in
+        # connection_made: the fan-out calls them with no call of ours in between.
+        self.write: Callable[[bytes], None] = _unconnected_write
+        self.buffered: Callable[[], int] = _unconnected_buffered
 
     # Transport (the hub's side) ----------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Write complete, unmasked server frames to the socket."""
-        self._transport.write(data)
-
-    def buffered(self) -> int:
-        """Bytes written to the socket and not yet sent."""
-        return self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the peer gets what was written before, then the close
@@ -216,7 +214,9 @@ class WebSocketEndpoint(asyncio.Protocol):
     # asyncio.Protocol ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = socket = cast(asyncio.Transport, transport)
+        self.write = socket.write  # complete, unmasked server frames
+        self.buffered = socket.get_write_buffer_size  # bytes written, not yet sent
         self._endpoints.added(self)
 
     def data_received(self, data: bytes) -> None:
@@ -356,6 +356,14 @@ class WebSocketEndpoint(asyncio.Protocol):
             self._abort_timer = loop.call_later(
                 self._endpoints.limits.close_timeout, self._transport.abort
             )
+
+
+def _unconnected_write(data: bytes) -> None:
+    raise RuntimeError("the WebSocket endpoint has no connection yet")
+
+
+def _unconnected_buffered() -> int:
+    return 0
 
 
 def _json_response(status: int, body: dict[str, Any]) -> Response:
