@@ -20,10 +20,9 @@ import email.utils
 import http
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
-from urllib.parse import parse_qsl
 
 import orjson
 from websockets.datastructures import Headers
@@ -75,14 +74,8 @@ class Handler(Protocol):
 class Acceptor(Protocol):
     """Decides on each handshake: a handler for the connection, or :class:`Refused`."""
 
-    def open(
-        self,
-        endpoint: WebSocketEndpoint,
-        path: str,
-        query: dict[str, str],
-        headers: Mapping[str, str],
-    ) -> Handler:
-        """The handler of a new connection to ``path`` (raises :class:`Refused`)."""
+    def open(self, endpoint: WebSocketEndpoint, request: Request) -> Handler:
+        """The handler of a new connection asking for ``request`` (raises :class:`Refused`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +263,11 @@ class WebSocketEndpoint(asyncio.Protocol):
 
     def _handshake(self, request: Request) -> None:
         ws = self._ws
-        path, _, query = request.path.partition("?")
         acceptor = self._endpoints.acceptor
         try:
             if acceptor is None:
                 raise Refused(404, "no WebSocket endpoint here")
-            handler = acceptor.open(
-                self, path, dict(parse_qsl(query, keep_blank_values=True)), request.headers
-            )
+            handler = acceptor.open(self, request)
         except Refused as exc:
             ws.send_response(_json_response(exc.status, {"error": exc.message}))
             return

@@ -18,12 +18,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from websockets.http11 import Request as Handshake
 
 from telex import metrics
 from telex.bus import Bus, stop_quietly
@@ -370,18 +372,14 @@ class Gateway:
             raise AuthError(503, "connection limit reached: try again later")
         return principal
 
-    def open(
-        self,
-        endpoint: WebSocketEndpoint,
-        path: str,
-        query: dict[str, str],
-        headers: Mapping[str, str],
-    ) -> Handler:
+    def open(self, endpoint: WebSocketEndpoint, request: Handshake) -> Handler:
         """The session of a new ``/v1/stream`` connection, or :class:`Refused` saying why not."""
+        path, _, query_string = request.path.partition("?")
         if path != STREAM_PATH:
             raise Refused(404, f"no WebSocket endpoint at {path[:80]}: use {STREAM_PATH}")
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
         try:
-            principal = self.admit(headers, query)
+            principal = self.admit(request.headers, query)
         except AuthError as exc:
             raise Refused(exc.status, exc.message) from None
         return WebSocketSession(self, endpoint, principal, query)
