@@ -38,3 +38,17 @@ def tls_context(ca_file: str = "") -> ssl.SSLContext:
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
     return context
+
+
+def tls_failure(exc: BaseException, host: str) -> str | None:
+    """A clear sentence when ``exc`` (or what caused it) is ``host``'s certificate refused,
+    else None."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message or cause.reason or str(cause)
+            return f"TLS certificate of {host} refused: {why}"
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -9,15 +9,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from telex.notifier.signing import sign
-from telex.outbound import retry_after_seconds
+from telex.outbound import retry_after_seconds, tls_failure
 from telex.ssrf import AddressPolicy, TargetRefused
 
-Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error", "refused"]
+Outcome = Literal[
+    "success", "http_error", "gone", "timeout", "connection_error", "tls_error", "refused"
+]
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 USER_AGENT = "telex-webhooks/0.1"
 MAX_ERROR_CHARS = 300
@@ -89,6 +91,9 @@ async def attempt(
     except httpx.TimeoutException as exc:
         return Result("timeout", None, time.perf_counter() - started, _short(exc, "timed out"))
     except (httpx.HTTPError, OSError) as exc:
+        refused = tls_failure(exc, urlsplit(target).hostname or "")
+        if refused is not None:
+            return Result("tls_error", None, time.perf_counter() - started, refused)
         return Result("connection_error", None, time.perf_counter() - started, _short(exc))
 
 

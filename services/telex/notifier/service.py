@@ -332,7 +332,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         """Load subscriptions and the attempts log, then start delivering."""
         # One TLS context for every endpoint's client: loading the CA bundle takes ~70 ms of
         # CPU, too much to pay per endpoint on the event loop.
-        self._tls = await asyncio.to_thread(tls_context)
+        self._tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
         self.producer = self.bus.producer()
         await self.producer.start()
         store_reader = self.bus.consumer(group_id=None)
@@ -700,6 +700,8 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
+        if result.outcome == "tls_error":
+            log.warning("notifier.tls_refused", subscription=sub.id, error=result.error)
         next_due: int | None = None
         verdict = "delivered"
         if not result.ok:

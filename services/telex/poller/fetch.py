@@ -25,13 +25,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from telex.config import PollerConfig
-from telex.outbound import retry_after_seconds, tls_context
+from telex.outbound import retry_after_seconds, tls_context, tls_failure
 from telex.ssrf import AddressPolicy, BadUrl, GuardedTransport, TargetRefused, Unresolvable
 
 Reason = Literal[
     "refused_address",
     "dns",
     "connect",
+    "tls",
     "timeout",
     "too_large",
     "redirects",
@@ -206,6 +207,9 @@ class Fetcher:
         except httpx.TimeoutException as exc:
             raise FetchError("timeout", f"timed out: {type(exc).__name__}") from None
         except httpx.ConnectError as exc:
+            refused = tls_failure(exc, urlsplit(url).hostname or url[:200])
+            if refused is not None:
+                raise FetchError("tls", refused) from None
             raise FetchError("connect", f"cannot connect: {exc}") from None
         except (httpx.DecodingError, httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
             raise FetchError("protocol", f"bad HTTP response: {exc}") from None

@@ -209,7 +209,7 @@ class Poller:
     async def start(self) -> None:
         """Publish the declared sources, join the pollers' group and load the catalogue."""
         # Loading the trust store takes tens of milliseconds of CPU: not on the event loop.
-        tls = await asyncio.to_thread(tls_context)
+        tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
         self._fetcher = Fetcher(self.config.poller, self.policy, tls)
         producer = self.bus.producer()
         await producer.start()
