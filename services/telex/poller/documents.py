@@ -80,6 +80,4 @@ def extract_document(
                 "(JMESPath expressions for items, id, time, title, body, url)"
             )
         return extract_json(document, url, mapping, tz=tz, now=now)
-    return extract_html(
-        body, url, now, page_tz=tz, selectors=selectors, encoding=charset(content_type)
-    )
+    return extract_html(body, url, now, page_tz=tz, selectors=selectors, content_type=content_type)
