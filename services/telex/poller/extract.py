@@ -358,7 +358,7 @@ def _signals(doc: Any, now: datetime) -> list[_Signal]:
         if tag in ("time", "amp-timeago"):
             written = _text(node)
             machine = _machine_value(node.get("datetime"), now)
-            if not machine and not (written and _time_only(written)):
+            if not machine and not written:
                 continue
             kind_updated = _UPDATED.match(written) is not None
             date_only = bool(machine) and "T" not in machine and ":" not in machine
@@ -599,7 +599,20 @@ def _content(member: _Member, ids_elsewhere: set[str]) -> None:
     if lead and text.startswith(lead):
         text = re.sub(r"^[\s:–—|-]+", "", text[len(lead) :])
         own = max(0, own - len(lead))
+    if not text and not title:
+        text = _embed_text(member.extent)
     member.title, member.text, member.own, member.linked = title, text, own, linked
+
+
+def _embed_text(extent: list[Any]) -> str:
+    """The words of an entry that is only an embed (a tweet in an iframe, a picture)."""
+    for node in extent:
+        for el in node.iter("iframe", "img", "video"):
+            fallback = re.sub(r"<[^>]+>", " ", el.text or "") if el.tag == "iframe" else ""
+            words = " ".join((fallback or el.get("title") or el.get("alt") or "").split())
+            if words:
+                return words
+    return ""
 
 
 def _text_without(el: Any, skip: set[Any]) -> str:
@@ -646,7 +659,7 @@ def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
 
     candidates: list[tuple[float, tuple[int, tuple[str, str]], list[_Member]]] = []
     for key, found in by_key.items():
-        if not any(s.kind != "ld" and not s.updated for ss in found.values() for s in ss):
+        if not any(not s.updated for ss in found.values() for s in ss):
             continue
         members = _members(parents[key[0]], key[1], found)
         if not members:
