@@ -136,18 +136,24 @@ _DATE_NUMERIC = re.compile(
     r"(?<![\d.:/-])(?P<a>[0-3]?\d)(?P<sep>[./-])(?P<b>[01]?\d)(?P=sep)(?P<y>(?:19|20)?\d\d)(?![\d:])"
 )
 # 27.08. or 27/08 without a year, only next to a clock ("27.08. 14:05", "14:05 27/08").
-_DATE_NO_YEAR = re.compile(r"(?<![\d.:/-])(?P<a>[0-3]?\d)(?P<sep>[./-])(?P<b>[01]?\d)\.?(?![\d:/-])")
+_DATE_NO_YEAR = re.compile(
+    r"(?<![\d.:/-])(?P<a>[0-3]?\d)(?P<sep>[./-])(?P<b>[01]?\d)\.?(?![\d:/-])"
+)
 _RFC822 = re.compile(
     r"^(?:[^\W\d_]{2,9}\.?,?\s+)?\d{1,2},?\s+[A-Za-z]{3}[a-z]*\.?,?\s+\d{2,4},?\s+"
     r"\d{1,2}:\d\d(?::\d\d)?\s*(?:[+-]\d{4}|[A-Z]{1,5})$"
 )
 # Words that may stand next to a time without making it a date ("Posted at", "Uhr").
 _FILLER = frozenset(
-    """posted published updated update last at on by the am pm a m p um uhr gegen
-    veröffentlicht aktualisiert zuletzt stand publié mis à jour le la les à h hrs heure
-    aggiornato alle pubblicato ore il del de el actualizado publicado las a las hora
-    bijgewerkt gepubliceerd om uur opdaterad publicerad kl klo time today heute oggi hoy
-    aujourd hui vandaag idag i dag ago""".split()
+    {
+        "posted", "published", "updated", "update", "last", "at", "on", "by", "the", "am",
+        "pm", "a", "m", "p", "um", "uhr", "gegen", "veröffentlicht", "aktualisiert", "zuletzt",
+        "stand", "publié", "mis", "à", "jour", "le", "la", "les", "h", "hrs", "heure",
+        "aggiornato", "alle", "pubblicato", "ore", "il", "del", "de", "el", "actualizado",
+        "publicado", "las", "hora", "bijgewerkt", "gepubliceerd", "om", "uur", "opdaterad",
+        "publicerad", "kl", "klo", "time", "today", "heute", "oggi", "hoy", "aujourd", "hui",
+        "vandaag", "idag", "i", "dag", "ago",
+    }
 )  # fmt: skip
 _WORD = re.compile(r"[^\W\d_]+")
 _WEEKDAYS = """monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu
@@ -255,9 +261,9 @@ def _dateparser_cached(text: str, lang: str | None, base: datetime | None) -> da
         found = dateparser.parse(text, languages=languages, settings=settings)
         if found is None and languages:
             found = dateparser.parse(text, settings=settings)
-    except Exception:  # noqa: BLE001 - a third-party parser must never take a page down
+    except Exception:
         return None
-    return found
+    return found if isinstance(found, datetime) else None
 
 
 def _from_iso(text: str) -> datetime | None:

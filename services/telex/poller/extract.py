@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -298,9 +299,7 @@ def _chrome(node: Any) -> bool:
         return True
     if tag in ("header", "footer"):
         return not any(a.tag in _ENTRY_TAGS for a in node.iterancestors())
-    if node.get("hidden") is not None and tag != "input":
-        return True
-    return False
+    return node.get("hidden") is not None and tag != "input"
 
 
 def _time_only(text: str) -> tuple[str, bool] | None:
@@ -361,7 +360,7 @@ def _signals(doc: Any, now: datetime) -> list[_Signal]:
             if not machine and not written:
                 continue
             kind_updated = _UPDATED.match(written) is not None
-            date_only = bool(machine) and "T" not in machine and ":" not in machine
+            date_only = machine is not None and "T" not in machine and ":" not in machine
             found.append(
                 _Signal(node, "time", written or machine, machine, kind_updated, date_only)
             )
@@ -458,7 +457,7 @@ def _text_signal(element: Any, string: str, is_text: bool) -> _Signal | None:
     block = node
     if is_text and block.tag in _INLINE:
         parent = block.getparent()
-        if parent is None or parent.text and parent.text.strip():
+        if parent is None or (parent.text and parent.text.strip()):
             return None
         if parent.index(block) != 0:
             return None
@@ -668,7 +667,7 @@ def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
     candidates.sort(key=lambda c: -c[0])
     if not candidates or candidates[0][0] <= 0:
         return []
-    best_score, best_key, best = candidates[0]
+    _, best_key, best = candidates[0]
     # The same shape under a sibling container (entries split by day, a first entry set
     # apart) belongs to the stream too.
     parent = parents[best_key[0]]
@@ -908,7 +907,7 @@ def _direction(timed: list[_Timed], tz: tzinfo) -> bool | None:
         for t in timed
         if t.resolved is not None and not t.resolved.own_date
     ]
-    pairs = list(zip(walls, walls[1:], strict=False))
+    pairs = list(pairwise(walls))
     if not pairs:
         return None
     up = sum(1 for a, b in pairs if b > a)
@@ -1170,9 +1169,7 @@ def extract_html(
 
     signals = _signals(doc, now)
     signals += _ld_seeds(doc, updates)
-    live_page = bool(updates) or any(
-        "LiveBlogPosting" in _types(o) for o in objects
-    )
+    live_page = bool(updates) or any("LiveBlogPosting" in _types(o) for o in objects)
     members = _streams(signals, live_page)
     members = [m for m in members if m.text or m.title]
 
@@ -1258,7 +1255,7 @@ def _entries(
             continue
         date_hint = next((x.machine for x in m.signals if x.date_only and x.machine), None)
         value = s.machine or s.raw
-        on_date = _local_date(date_hint, tz, now) if date_hint else page_date
+        on_date: date | None = _local_date(date_hint, tz, now) if date_hint else page_date
         found = resolve_time(
             value, page_date=on_date, page_tz=tz, now=now, lang=facts.lang, day_first=day_first
         )
@@ -1275,12 +1272,12 @@ def _entries(
     # Times of day without a date: the page's date for the newest, earlier days past midnight.
     ascending = _direction(timed, tz)
     if ascending is not None:
-        anchor = (start_date or page_date) if ascending else (end_date or page_date)
+        day = (start_date or page_date) if ascending else (end_date or page_date)
         if ascending is False and end_date is None and start_date is not None:
-            anchor = None  # only the start is known: counted back from the oldest instead
+            day = None  # only the start is known: counted back from the oldest instead
             bare = [t for t in timed if t.resolved is not None and not t.resolved.own_date]
             _roll_days(list(reversed(bare)), tz, start_date, True)
-        _roll_days(timed, tz, anchor, ascending)
+        _roll_days(timed, tz, day, ascending)
 
     entries: list[Entry] = []
     for i, (m, t) in enumerate(zip(members, timed, strict=True)):
@@ -1295,9 +1292,9 @@ def _entries(
                 published = ld.moment
                 how = ZONE_STATED if ld.stated_zone else zone_from
         anchor = _anchor_of(m.node)
-        data_id = None if anchor else _data_id(m.node)
+        block_id = None if anchor else _data_id(m.node)
         url = f"{page_url}#{anchor}" if anchor else None
-        entry_id = url or (f"{page_url}#{data_id}" if data_id else "")
+        entry_id = url or (f"{page_url}#{block_id}" if block_id else "")
         if update is not None and update.url:
             entry_id, url = update.url, update.url
         title = m.title or (update.title if update is not None else None)
@@ -1331,4 +1328,3 @@ def _agrees(shown: datetime, ld: datetime, timed: _Timed) -> bool:
         return False
     quarter = diff % 900
     return diff <= 14 * 3600 and (quarter <= 90 or quarter >= 810)
-
