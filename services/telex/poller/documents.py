@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from telex.config import HtmlSelectors, JsonMapping
 from telex.poller.extract import ExtractError, Page, extract_html
-from telex.poller.feeds import extract_feed
-from telex.poller.jsonapi import JSON_FEED_MAPPING, extract_json, is_json_feed, load_json
+
+if TYPE_CHECKING:
+    from telex.config import HtmlSelectors, JsonMapping
 
 Format = Literal["auto", "html", "feed", "rss", "atom", "jsonfeed", "json"]
 
@@ -66,9 +66,14 @@ def extract_document(
     if not body.strip():
         raise ExtractError("empty document")
     chosen = kind if kind != "auto" else sniff(body, content_type)
+    # Each format's parser is imported when a document needs it (`telex extract` starts fast).
     if chosen in ("feed", "rss", "atom"):
+        from telex.poller.feeds import extract_feed
+
         return extract_feed(body, url, tz=tz, now=now)
     if chosen in ("json", "jsonfeed"):
+        from telex.poller.jsonapi import JSON_FEED_MAPPING, extract_json, is_json_feed, load_json
+
         document = load_json(body)
         if chosen == "jsonfeed" or (mapping is None and is_json_feed(document)):
             if not is_json_feed(document) and chosen == "jsonfeed":

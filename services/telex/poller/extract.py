@@ -23,14 +23,13 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import lxml.html
 import orjson
 from lxml import etree
 
-from telex.config import HtmlSelectors
 from telex.poller.pagezone import MONTH_FIRST, country_zone, publisher_country
 from telex.poller.selectors import compile_selector
 from telex.timeparse import (
@@ -43,6 +42,9 @@ from telex.timeparse import (
     resolve_time,
     zone_for,
 )
+
+if TYPE_CHECKING:
+    from telex.config import HtmlSelectors
 
 # A node whose whole text is a time of day, optionally with a zone or am/pm; or a relative time.
 # (Per-source selectors use it; the generic search uses _time_only below.)
