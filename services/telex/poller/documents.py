@@ -72,13 +72,30 @@ def extract_document(
 
         return extract_feed(body, url, tz=tz, now=now)
     if chosen in ("json", "jsonfeed"):
-        from telex.poller.jsonapi import JSON_FEED_MAPPING, extract_json, is_json_feed, load_json
+        from telex.poller.jsonapi import (
+            JSON_FEED_MAPPING,
+            extract_json,
+            is_json_feed,
+            load_json,
+            recover_truncated_feed,
+        )
 
-        document = load_json(body)
+        try:
+            document = load_json(body)
+            cut = None
+        except ExtractError:
+            # A JSON Feed cut off mid-item still has its complete items.
+            recovered = recover_truncated_feed(body)
+            if recovered is None:
+                raise
+            document, cut = recovered
         if chosen == "jsonfeed" or (mapping is None and is_json_feed(document)):
             if not is_json_feed(document) and chosen == "jsonfeed":
                 raise ExtractError("not a JSON Feed: no jsonfeed.org version")
-            return extract_json(document, url, JSON_FEED_MAPPING, tz=tz, now=now, kind="jsonfeed")
+            page = extract_json(document, url, JSON_FEED_MAPPING, tz=tz, now=now, kind="jsonfeed")
+            if cut:
+                page.warnings.append(cut)
+            return page
         if mapping is None:
             raise ExtractError(
                 "a JSON document that is not a JSON Feed: the source needs a mapping "

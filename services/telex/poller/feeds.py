@@ -167,6 +167,27 @@ def _feed_zone(parsed: Any, tz: str | None, base_url: str) -> tuple[str, str]:
     return "UTC", ZONE_UTC
 
 
+_ROOT_END = re.compile(rb"</(?:rss|feed|rdf:RDF)\s*>\s*$", re.IGNORECASE)
+_ITEM_END = re.compile(rb"</(?:item|entry)\s*>", re.IGNORECASE)
+_ITEM_START = re.compile(rb"<(?:item|entry)[\s>]", re.IGNORECASE)
+
+
+def cut_to_complete_items(body: bytes) -> tuple[bytes, str | None]:
+    """A feed that ends before its root element closes (cut off in transit) reduced to its
+    complete items, with a warning naming what was cut; a whole feed as it is."""
+    if _ROOT_END.search(body[-512:]) or body[:4].startswith((b"\xff\xfe", b"\xfe\xff")):
+        return body, None
+    ends = list(_ITEM_END.finditer(body))
+    starts = len(_ITEM_START.findall(body))
+    if not starts:
+        return body, None
+    complete = len(ends)
+    kept = body[: ends[-1].end()] if ends else body[: _ITEM_START.search(body).start()]  # type: ignore[union-attr]
+    cut = starts - complete
+    what = f"item {complete + 1} was cut" if cut else "it ends after its last item"
+    return kept, f"truncated feed ({len(body)} bytes): kept its {complete} complete items, {what}"
+
+
 def extract_feed(
     body: bytes, base_url: str, *, tz: str | None = None, now: datetime | None = None
 ) -> Page:
@@ -175,13 +196,14 @@ def extract_feed(
     if not body.strip():
         raise ExtractError("empty document")
     refuse_entity_declarations(body)
+    body, cut = cut_to_complete_items(body)
     parsed = feedparser.parse(
         io.BytesIO(body), response_headers={"content-location": base_url}, sanitize_html=True
     )
     if not parsed.get("version"):
         problem = parsed.get("bozo_exception")
         raise ExtractError(f"not an RSS or Atom feed{f': {problem}' if problem else ''}")
-    warnings: list[str] = []
+    warnings: list[str] = [cut] if cut else []
     zone, zone_from = _feed_zone(parsed, tz, base_url)
     lang = parsed.feed.get("language")
     lang = lang if isinstance(lang, str) else None
