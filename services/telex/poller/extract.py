@@ -269,6 +269,7 @@ _LEAD = re.compile(
     r"(?P<sep>\s*[:–—|-]\s+|\s*[:–—|]|\s+(?=\S))",
     re.IGNORECASE,
 )
+_DIGITS = re.compile(r"^\s*\d{1,2}\s*$")
 _CLOCKISH = re.compile(r"(?:[01]?\d|2[0-3])[:.h][0-5]\d")
 _TIME_ATTR = re.compile(r"time|date|timestamp|published|posted|created|epoch|^data-ts$", re.I)
 _NOT_PUBLISHED_ATTR = re.compile(r"modif|updat|edit|expir|end|start-?date|now", re.I)
@@ -300,7 +301,12 @@ def _chrome(node: Any) -> bool:
     if tag in _ALWAYS_CHROME:
         return True
     if tag in ("header", "footer"):
-        return not any(a.tag in _ENTRY_TAGS for a in node.iterancestors())
+        # The page's own: it holds the navigation, or it sits at the top of the page and
+        # not inside an article.
+        if node.find(".//nav") is not None:
+            return True
+        ancestors = [a.tag for a in node.iterancestors()]
+        return len(ancestors) <= 3 and not any(a in _ENTRY_TAGS for a in ancestors)
     return node.get("hidden") is not None and tag != "input"
 
 
@@ -389,19 +395,33 @@ def _signals(doc: Any, now: datetime) -> list[_Signal]:
             ):
                 machine = _machine_value(value, now)
                 if machine:
-                    found.append(_Signal(node, "time", None, machine))
+                    # "attr": the time is an attribute of an element that holds content.
+                    found.append(_Signal(node, "attr", None, machine))
                     break
     # Text: a prefilter on text nodes, then the outermost element that is only that time.
     for string in body.xpath(".//text()[normalize-space()]"):
-        if not _PREFILTER.search(string):
+        split = _DIGITS.match(string) is not None and string.is_text
+        if not split and not _PREFILTER.search(string):
             continue
         parent = string.getparent()
         if parent is None:
+            continue
+        if split:
+            # A time split over elements (<b>10</b>:<b>46</b>): read where it is whole.
+            whole = parent.getparent()
+            if whole is None or len(whole) > 4 or whole in taken:
+                continue
+            text = _text(whole)
+            if len(text) <= 12 and _CLOCKISH.fullmatch(text.strip()):
+                taken.add(whole)
+                found.append(_Signal(whole, "text", text))
             continue
         if string.is_tail:
             parent = parent.getparent()
             if parent is None:
                 continue
+        if parent in taken or any(a in taken for a in parent.iterancestors()):
+            continue  # the text of a <time> already read
         signal = _text_signal(parent, str(string), string.is_text)
         if signal is not None:
             found.append(signal)
@@ -513,7 +533,10 @@ class _Member:
 
     @property
     def distinct(self) -> int:
-        return len({s.key() for s in self.signals if s.kind != "ld" and not s.updated})
+        """How many different entries' times the member holds (one for an entry)."""
+        shown = {s.key() for s in self.signals if s.kind != "ld" and not s.updated}
+        listed = {id(s.ld) for s in self.signals if s.ld is not None}
+        return max(len(shown), len(listed))
 
 
 _SKIP_TEXT = frozenset(
@@ -530,7 +553,7 @@ _TITLE_CLASS = re.compile(r"head|title|titel|titre|titolo", re.IGNORECASE)
 
 def _content(member: _Member, ids_elsewhere: set[str]) -> None:
     """Title, text and link share of a member, without its time."""
-    skip = {s.node for s in member.signals if s.kind != "lead" and s.kind != "ld"}
+    skip = {s.node for s in member.signals if s.kind not in ("lead", "ld", "attr")}
     parts: list[str] = []
     own = linked = 0
     title: str | None = None
@@ -636,6 +659,7 @@ def _text_without(el: Any, skip: set[Any]) -> str:
     return " ".join("".join(out).split())
 
 
+_ALNUM = re.compile(r"\w{2}")
 _LIVE_CLASS = re.compile(r"live|update|ticker|timeline|stream|feed|post|entry|event", re.I)
 
 
@@ -699,7 +723,12 @@ def _members(parent: Any, sig: tuple[str, str], found: dict[Any, list[_Signal]])
     leading = all(
         any(s.kind == "lead" or _starts_with(c, s.node) for s in found[c]) for c in with_time
     )
-    flat = leading and len(with_time) < 0.7 * len(siblings) and len(with_time) >= 2
+    flat = (
+        leading
+        and sig[0] in _FLAT_BLOCKS
+        and len(with_time) < 0.7 * len(siblings)
+        and len(with_time) >= 2
+    )
     members: list[_Member] = []
     if flat:
         children = [c for c in parent if isinstance(c.tag, str)]
@@ -717,6 +746,9 @@ def _members(parent: Any, sig: tuple[str, str], found: dict[Any, list[_Signal]])
         if lead is not None and lead.kind == "lead":
             m.lead = lead.raw
     return members
+
+
+_FLAT_BLOCKS = frozenset({"p", "div", "h2", "h3", "h4", "h5", "h6", "blockquote", "dd", "dt"})
 
 
 def _starts_with(block: Any, node: Any) -> bool:
@@ -738,7 +770,8 @@ def _starts_with(block: Any, node: Any) -> bool:
 
 
 def _qualifies(m: _Member) -> bool:
-    return m.distinct <= 1 and m.own >= 1 and m.linked <= m.own + 1
+    """An entry: one time, and text of its own that is more than links."""
+    return m.distinct <= 1 and m.own >= 3 and m.linked <= m.own + 1 and _ALNUM.search(m.text)
 
 
 def _score(members: list[_Member], live_page: bool) -> float:
@@ -1020,7 +1053,7 @@ def _data_id(block: Any) -> str | None:
 
 
 def _fragment(extent: list[Any], member: _Member) -> str:
-    skip = {s.node for s in member.signals}
+    skip = {s.node for s in member.signals if s.kind not in ("lead", "ld", "attr")}
     out: list[str] = []
     for node in extent:
         for el in node.iter(*_BLOCK_TEXT):
