@@ -101,7 +101,7 @@ def _extract_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Run the poller's extraction on one page or feed and print one JSON object "
         "per entry, in page order. Exits 1 when nothing can be extracted.",
     )
-    extract.add_argument("target", metavar="PATH_OR_URL")
+    extract.add_argument("target", metavar="PATH_OR_URL", help="a file, a URL, or - for stdin")
     extract.add_argument(
         "--format",
         default="auto",

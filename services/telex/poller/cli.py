@@ -69,6 +69,8 @@ def _read(target: str) -> tuple[bytes, str, str | None, datetime | None]:
                 response.headers.get("content-type"),
                 _http_date(response.headers.get("date")),
             )
+    if target == "-":
+        return sys.stdin.buffer.read(), "file:///dev/stdin", None, None
     path = Path(target)
     try:
         body = path.read_bytes()

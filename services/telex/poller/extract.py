@@ -723,12 +723,7 @@ def _members(parent: Any, sig: tuple[str, str], found: dict[Any, list[_Signal]])
     leading = all(
         any(s.kind == "lead" or _starts_with(c, s.node) for s in found[c]) for c in with_time
     )
-    flat = (
-        leading
-        and sig[0] in _FLAT_BLOCKS
-        and len(with_time) < 0.7 * len(siblings)
-        and len(with_time) >= 2
-    )
+    flat = leading and sig[0] in _FLAT_BLOCKS and len(with_time) < len(siblings)
     members: list[_Member] = []
     if flat:
         children = [c for c in parent if isinstance(c.tag, str)]
@@ -771,7 +766,7 @@ def _starts_with(block: Any, node: Any) -> bool:
 
 def _qualifies(m: _Member) -> bool:
     """An entry: one time, and text of its own that is more than links."""
-    return m.distinct <= 1 and m.own >= 3 and m.linked <= m.own + 1 and _ALNUM.search(m.text)
+    return m.distinct <= 1 and m.own >= 3 and m.linked <= m.own + 1 and bool(_ALNUM.search(m.text))
 
 
 def _score(members: list[_Member], live_page: bool) -> float:
