@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.telex-installed
 
-.PHONY: run test lint typecheck pytest setup system-deps docs clean
+.PHONY: run test lint typecheck pytest setup system-deps docs clean eval
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Extraction scored on a corpus of real pages (not in the repo: copyrighted), with CPU per
+# page against a baseline ref: make eval CORPUS=/path/to/corpus [BASELINE=main]
+eval: $(STAMP)
+	@test -n "$(CORPUS)" || { echo "usage: make eval CORPUS=/path/to/corpus [BASELINE=ref]"; exit 2; }
+	$(BIN)/python bench/extraction_eval.py --corpus "$(CORPUS)" $(if $(BASELINE),--baseline $(BASELINE))
 
 # Regenerate the reference documents that tests check against the code.
 docs: $(STAMP)
