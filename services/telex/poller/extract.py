@@ -803,7 +803,7 @@ def _score(members: list[_Member], live_page: bool, page_ids: set[str]) -> float
         # One entry alone: only where the page or the block says it is a live update.
         label = f"{m.node.get('class') or ''} {m.node.get('id') or ''}"
         own_id = m.node.tag in _ENTRY_TAGS and m.node.get("id")
-        if not (live_page or own_id or _LIVE_CLASS.search(label)) or m.own < 8:
+        if not (live_page or own_id or _LIVE_CLASS.search(label)):
             return 0.0
         if m.node.find(".//h1") is not None:
             return 0.0
