@@ -216,3 +216,26 @@ def test_feed_dates_without_a_zone_take_the_channel_offset() -> None:
         ("2017-12-07T18:00:29Z", "stated"),  # two-digit year
         ("2011-02-02T15:13:55Z", "stated"),  # a comma after the day
     ]
+
+
+def test_a_datetime_marked_z_that_is_really_local_time_is_caught() -> None:
+    html = (
+        '<html lang="de"><head><meta property="article:modified_time" '
+        'content="2024-03-05T15:10:00+01:00"></head><body><h1>Ticker</h1><div>'
+        '<article class="u"><time datetime="2024-03-05T15:05:00Z">15:05</time><p>Neu.</p>'
+        '</article><article class="u"><time datetime="2024-03-05T14:40:00Z">14:40</time>'
+        "<p>Davor.</p></article></div></body></html>"
+    )
+    got = extract_html(html, "https://x.test/live", NOW)
+    # 15:05 "Z" would be 50 minutes after the page was last modified (14:10 UTC): local time.
+    assert [(e.published, e.zone_from) for e in got.entries] == [
+        ("2024-03-05T14:05:00Z", "page"),
+        ("2024-03-05T13:40:00Z", "page"),
+    ]
+    assert any("marked Z" in w for w in got.warnings)
+    # The same page with honest Z values (before the modification time) is left alone.
+    honest = html.replace("15:05:00Z", "14:05:00Z").replace("14:40:00Z", "13:40:00Z")
+    assert [e.published for e in extract_html(honest, "https://x.test/live", NOW).entries] == [
+        "2024-03-05T14:05:00Z",
+        "2024-03-05T13:40:00Z",
+    ]

@@ -1319,6 +1319,7 @@ def _entries(
         if date_hint and found is not None:
             found = replace(found, own_date=True)
         timed.append(_Timed(s.raw or s.machine, s.machine, found))
+    _zulu_is_local(timed, tz, facts, now, warnings)
     # Times of day without a date: the page's date for the newest, earlier days past midnight.
     ascending = _direction(timed, tz)
     if ascending is not None:
@@ -1365,6 +1366,49 @@ def _entries(
             )
         )
     return entries
+
+
+def _zulu_is_local(
+    timed: list[_Timed], tz: tzinfo, facts: _Facts, now: datetime, warnings: list[str]
+) -> None:
+    """Catch ``datetime`` values marked ``Z`` that are really the page's local time: they
+    disagree with the page's own dates (which state their offset) by the page's offset, e.g.
+    entries "published" an hour after the page was last modified."""
+    marked = [
+        t
+        for t in timed
+        if t.machine and t.resolved is not None and t.machine.strip().upper().endswith("Z")
+    ]
+    if not marked:
+        return
+    moments = [t.resolved.moment for t in marked if t.resolved is not None]
+    shift = max(moments).astimezone(tz).utcoffset()
+    if not shift:
+        return
+    slack = timedelta(minutes=10)
+    if shift > timedelta(0):
+        ref = _stated_instant(facts.modified, now)
+        wrong = ref is not None and max(moments) > ref + slack >= max(moments) - shift
+    else:
+        ref = _stated_instant(facts.published, now)
+        wrong = ref is not None and min(moments) < ref - slack <= min(moments) - shift
+    if not wrong:
+        return
+    for t in marked:
+        assert t.resolved is not None
+        t.resolved = replace(t.resolved, moment=t.resolved.moment - shift, stated_zone=False)
+    warnings.append(
+        "times marked Z disagree with the page's own dates by its UTC offset: read as local"
+    )
+
+
+def _stated_instant(value: str | None, now: datetime) -> datetime | None:
+    """A page date that states a non-zero offset, as an instant."""
+    offset = _offset_of(value)
+    if offset is None or offset in ("+00:00", "-00:00"):
+        return None
+    found = resolve_time(value, now=now)
+    return found.moment if found is not None else None
 
 
 def _agrees(shown: datetime, ld: datetime, timed: _Timed) -> bool:
