@@ -8,7 +8,7 @@ LOCK   := requirements/dev.lock
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
 	--python-version 3.11 --generate-hashes --custom-compile-command "make lock" --quiet
 
-.PHONY: run test lint typecheck pytest setup system-deps docs clean lock lower-bounds
+.PHONY: run test lint typecheck pytest setup system-deps docs clean lock lower-bounds eval
 
 setup: $(STAMP)
 
@@ -48,6 +48,12 @@ pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Extraction scored on a corpus of real pages (not in the repo: copyrighted), with CPU per
+# page against a baseline ref: make eval CORPUS=/path/to/corpus [BASELINE=main]
+eval: $(STAMP)
+	@test -n "$(CORPUS)" || { echo "usage: make eval CORPUS=/path/to/corpus [BASELINE=ref]"; exit 2; }
+	$(BIN)/python bench/extraction_eval.py --corpus "$(CORPUS)" $(if $(BASELINE),--baseline $(BASELINE))
 
 # Regenerate the reference documents that tests check against the code.
 docs: $(STAMP)

@@ -103,6 +103,8 @@ def raw_update(
         "html": entry.html,
         "time_raw": entry.time_raw,
         "published": entry.published,
+        "published_zone": entry.zone_from,
+        "published_tz": entry.zone,
         "page_date": page.page_date.isoformat() if page.page_date else None,
         "page_tz": page.page_tz,
         "content_hash": digest,
@@ -416,6 +418,8 @@ class Poller:
                 mapping=source.mapping,
             )
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - began)
+            for warning in page.warnings[:5]:
+                log.info("poll.extract_warning", source=source.id, warning=warning)
             if not page.entries and page.kind == "html":
                 # An empty feed is a feed with nothing yet; a page with no entries is most
                 # likely one the extractor cannot read, which an operator should hear about.
