@@ -38,6 +38,7 @@ from telex.gateway.frames import control, event_payload, sse_message, ws_frame
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
 from telex.gateway.replay import TooOld, read_range
 from telex.log import get_logger
+from telex.ratelimit import TokenBucket
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -61,28 +62,6 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class TokenBucket:
-    """Client message rate limit: ``rate`` per second with bursts up to ``burst``."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token; False when the client is over its rate."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def _parse_cursor(token: Any) -> dict[int, int] | None:
