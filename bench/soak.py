@@ -706,7 +706,8 @@ class Run:
 
     async def start_broker(self) -> None:
         """The embedded broker, as ``telex run`` starts it, but as a child that dies with us."""
-        from telex.bus import EmbeddedBroker, free_port, wait_for_broker
+        from telex.kafka.connect import wait_for_broker
+        from telex.kafka.embedded import EmbeddedBroker, free_port
 
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
@@ -738,7 +739,7 @@ class Run:
         env = self.telex_env(bootstrap, toml)
         roles = [r for r in ROLES if r != "processor"]
         roles[:0] = [f"processor{n}" if n else "processor" for n in range(a.processors)]
-        from telex.bus import free_port
+        from telex.kafka.embedded import free_port
 
         for role in roles:
             self.ports[role] = free_port()
@@ -951,7 +952,7 @@ class Run:
         poller or processor (raw, wire) from one in the gateway or notifier."""
         from aiokafka import AIOKafkaConsumer
 
-        from telex.bus import read_to_end
+        from telex.kafka.scan import Batch, partitions_of, read_to_end
 
         last: dict[int, int] = {}
         seen: dict[int, set[int]] = {}
@@ -994,7 +995,17 @@ class Run:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            await read_to_end(consumer, topic, apply, timeout=120)
+            tps = await partitions_of(consumer, topic)
+            if not tps:
+                raise RuntimeError(f"topic {topic} does not exist")
+
+            async def each(batch: Batch) -> None:
+                for records in batch.values():
+                    for record in records:
+                        apply(record)
+
+            async with asyncio.timeout(120):
+                await read_to_end(consumer, tps, each)
         except (TimeoutError, RuntimeError) as exc:
             counts["read_errors"] += 1
             print(f"soak: could not read {topic} to its end: {exc!r}", file=sys.stderr)

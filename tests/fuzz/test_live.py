@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from telex.bus import EmbeddedBroker
 from telex.events import PoisonRecord, decode_raw
+from telex.kafka.embedded import EmbeddedBroker
 from telex.processor.stage import Stage
 from tests.conftest import make_config
 from tests.fuzz.live import Live

@@ -22,8 +22,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import metrics
-from telex.bus import EmbeddedBroker, free_port
 from telex.config import Config, WebhookConfig, load
+from telex.kafka.embedded import EmbeddedBroker, free_port
 from telex.notifier.service import Notifier, declared_id
 from telex.notifier.signing import new_secret
 from telex.runtime import started

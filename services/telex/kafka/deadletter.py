@@ -7,7 +7,7 @@ headers, which the webhook headers follow too); values are UTF-8 text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 REASON = "telex-reason"  # why it was given up, a short word or sentence
@@ -17,15 +17,17 @@ PARTITION = "telex-partition"
 OFFSET = "telex-offset"
 
 
-def headers(reason: str, stage: str, **extra: str | int) -> list[tuple[str, bytes]]:
+def headers(
+    reason: str, stage: str, extra: Mapping[str, str | int] | None = None
+) -> list[tuple[str, bytes]]:
     """Headers of a dead letter: the reason, the stage, then ``extra`` (names as given)."""
     out = [(REASON, reason.encode()), (STAGE, stage.encode())]
-    out += [(name, str(value).encode()) for name, value in extra.items()]
+    out += [(name, str(value).encode()) for name, value in (extra or {}).items()]
     return out
 
 
 def origin(topic: str, partition: int, offset: int) -> dict[str, str | int]:
-    """The ``extra`` headers naming the record a dead letter was read from."""
+    """The extra headers naming the record a dead letter was read from."""
     return {TOPIC: topic, PARTITION: partition, OFFSET: offset}
 
 

@@ -22,7 +22,7 @@ def ssl_context(kafka: KafkaConfig) -> ssl.SSLContext | None:
     if not kafka.security_protocol.endswith("SSL"):
         return None
     password = kafka.ssl_key_password.get_secret_value() or None
-    context = create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=kafka.ssl_cafile or None,
         certfile=kafka.ssl_certfile or None,
         keyfile=kafka.ssl_keyfile or None,

@@ -51,6 +51,25 @@ async def read_table(consumer: AIOKafkaConsumer, topic: str) -> dict[bytes, Any]
     return rows
 
 
+async def scan_topic(clients: Clients, topic: str, apply: Callable[[Any], None]) -> None:
+    """Apply every record ``topic`` holds now, once, with a consumer of its own."""
+    consumer = clients.consumer(group_id=None)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
+            raise LookupError(f"topic {topic} does not exist")
+
+        async def each(batch: Batch) -> None:
+            for records in batch.values():
+                for record in records:
+                    apply(record)
+
+        await read_to_end(consumer, tps, each)
+    finally:
+        await stop_quietly(consumer)
+
+
 class TopicFollower:
     """Reads a whole topic (every partition, no group) to its end, then follows it.
 
