@@ -322,8 +322,8 @@ async def test_two_processors_one_killed_every_event_exactly_once(
                     for record in items:
                         headers = dict(record.headers)
                         assert headers["telex.topic"].decode() == config.topics.raw
-                        assert headers["telex.reason"]
-                        dead.add((int(headers["telex.partition"]), int(headers["telex.offset"])))
+                        assert headers["telex-reason"]
+                        dead.add((int(headers["telex-partition"]), int(headers["telex-offset"])))
     finally:
         await dlq.stop()
     assert len(dead) == data.poison

@@ -138,5 +138,5 @@ async def test_processor_metrics_dlq_and_enriched_wire(
 
     dead = await read_topic(broker.bootstrap, config.topics.dlq)
     assert len(dead) == 2
-    reasons = sorted(dict(r.headers)["telex.reason"].decode() for r in dead)
+    reasons = sorted(dict(r.headers)["telex-reason"].decode() for r in dead)
     assert reasons[0].startswith("kind must be") and reasons[1].startswith("not JSON")
