@@ -104,7 +104,8 @@ async def wait_for_broker(
             await asyncio.sleep(0.05)
             continue
         try:
-            await _handshake(kafka, host, port, tls)
+            remaining = max(0.5, deadline - loop.time())
+            await asyncio.wait_for(_handshake(kafka, host, port, tls), remaining)
         except ssl.SSLError as exc:
             raise BrokerError(
                 f"TLS with Kafka at {host}:{port} failed: {_reason(exc)} "
@@ -115,7 +116,14 @@ async def wait_for_broker(
                 f"Kafka at {host}:{port} refused user {kafka.username!r} "
                 f"({kafka.sasl_mechanism}): {_reason(exc)}"
             ) from None
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            last = "no answer to a Kafka request"
+            if tls is not None:
+                # A plaintext listener waits for a Kafka request and never answers a TLS hello.
+                last += f" (is the listener at {host}:{port} TLS? security_protocol is "
+                last += f"{kafka.security_protocol})"
+            continue
+        except (KafkaError, OSError) as exc:
             last = _reason(exc)
             await asyncio.sleep(0.2)
             continue
