@@ -42,7 +42,7 @@ from telex.gateway.frames import (
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
 from telex.gateway.replay import TooOld, read_range
 from telex.kafka import Batch, Clients, fetch_forever, stop_quietly
-from telex.kafka.scan import partitions_of
+from telex.kafka.scan import partitions_of, seek_to_log_start
 from telex.log import get_logger
 from telex.tasks import cancel_and_wait
 
@@ -158,12 +158,7 @@ class Gateway:
         if not tps:
             await stop_quietly(consumer)
             raise RuntimeError(f"wire topic {topic} does not exist")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        starts = await consumer.beginning_offsets(tps)
-        self._log_start = {tp.partition: int(starts.get(tp, 0)) for tp in tps}
-        for tp in tps:
-            consumer.seek(tp, self._log_start[tp.partition])
+        self._log_start = await seek_to_log_start(consumer, tps)
         self.hub.set_partitions(self._log_start)
         self._consumer = consumer
         self._tasks = [
@@ -271,17 +266,12 @@ class Gateway:
         self._wire_recreated = False
         tps = sorted(consumer.assignment())
         try:
-            await consumer.seek_to_beginning(*tps)
-            starts = {
-                tp.partition: int(o) for tp, o in (await consumer.beginning_offsets(tps)).items()
-            }
+            starts = await seek_to_log_start(consumer, tps)
         except KafkaError as exc:
             log.warning("gateway.wire_restart_failed", error=repr(exc))
             self._wire_recreated = True
             await asyncio.sleep(1.0)
             return
-        for tp in tps:
-            consumer.seek(tp, starts[tp.partition])
         hub = self.hub
         self._log_start = dict(starts)
         self._live_from = dict(starts)

@@ -10,6 +10,7 @@ batch, and starting over from the beginning when the broker lost its data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,21 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
     def assignment(self) -> list[TopicPartition]:
         """The partitions this member holds now, sorted."""
         return sorted(self.consumer.assignment())
+
+    async def lag(self) -> dict[int, int]:
+        """Records behind the end, per assigned partition, as of the last fetch.
+
+        From ``highwater()``, not ``end_offsets()``: the embedded broker's end offsets are
+        wrong for batches of several records.
+        """
+        behind = {}
+        for tp in self.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                behind[tp.partition] = max(0, high - await self.consumer.position(tp))
+        return behind
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Commit ``offsets`` (next offset to read, per partition): call it only for records

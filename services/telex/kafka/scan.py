@@ -21,6 +21,21 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
 
 
+async def seek_to_log_start(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[int, int]:
+    """Assign ``tps`` and move to the first offset each still holds; returns it per partition.
+
+    The first offset retained, not 0: retention and compaction remove a log's head.
+    """
+    consumer.assign(tps)
+    starts = await consumer.beginning_offsets(tps)
+    first = {tp.partition: int(starts.get(tp, 0)) for tp in tps}
+    for tp in tps:
+        consumer.seek(tp, first[tp.partition])
+    return first
+
+
 async def offsets_since(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition], since_ms: int
 ) -> dict[TopicPartition, int]:

@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from telex import metrics
 from telex.config import Config
@@ -258,16 +257,8 @@ class Processor:
 
     async def _gauge_lag(self) -> None:
         assert self._group is not None
-        consumer = self._group.consumer
-        for tp in consumer.assignment():
-            # highwater() from the last fetch, not end_offsets(): the embedded broker's
-            # end_offsets is wrong for batches of several records.
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            with contextlib.suppress(KafkaError, AssertionError):
-                position = await consumer.position(tp)
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
+        for partition, behind in (await self._group.lag()).items():
+            metrics.CONSUMER_LAG.labels(str(partition)).set(behind)
 
     def _gauge_state(self) -> None:
         metrics.STATE_ENTRIES.labels("dedup").set(sum(len(s) for s in self._states.values()))
