@@ -950,9 +950,9 @@ class Run:
     async def topic_order(self, topic: str, published: list[int]) -> dict[str, Any]:
         """Per-source order of a topic as Kafka holds it: tells a reordering or a loss in the
         poller or processor (raw, wire) from one in the gateway or notifier."""
-        from aiokafka import AIOKafkaConsumer
-
-        from telex.kafka.scan import Batch, partitions_of, read_to_end
+        from telex.config import Config
+        from telex.kafka import Clients
+        from telex.kafka.table import scan_topic
 
         last: dict[int, int] = {}
         seen: dict[int, set[int]] = {}
@@ -992,25 +992,12 @@ class Run:
             seen[index].add(seq)
             last[index] = max(seq, last.get(index, -1))
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
         try:
-            tps = await partitions_of(consumer, topic)
-            if not tps:
-                raise RuntimeError(f"topic {topic} does not exist")
-
-            async def each(batch: Batch) -> None:
-                for records in batch.values():
-                    for record in records:
-                        apply(record)
-
             async with asyncio.timeout(120):
-                await read_to_end(consumer, tps, each)
-        except (TimeoutError, RuntimeError) as exc:
+                await scan_topic(Clients(Config(), self.bootstrap), topic, apply)
+        except (TimeoutError, LookupError) as exc:
             counts["read_errors"] += 1
             print(f"soak: could not read {topic} to its end: {exc!r}", file=sys.stderr)
-        finally:
-            await consumer.stop()
         missing = sum(published[i] - len(seen.get(i, ())) for i in range(len(published)))
         out: dict[str, Any] = {**counts, "missing": missing, "late_examples": examples}
         if stages["poller"]:

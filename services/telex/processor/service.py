@@ -126,8 +126,11 @@ class Processor:
         raw topic from its start, so that what the pollers send again reaches the new wire
         (the dedup state restored from the new wire drops what is done)."""
         if self._group is not None:
-            await self._group.start_over()
-            await self._rewind()
+            async with self._lock:
+                self._states = await self._restore(
+                    [tp.partition for tp in self._group.assignment()]
+                )
+                await self._group.start_over()
         log.warning("processor.started_over")
 
     # Assignment --------------------------------------------------------------------------
