@@ -321,7 +321,7 @@ async def test_two_processors_one_killed_every_event_exactly_once(
                 for items in (await dlq.getmany(timeout_ms=200)).values():
                     for record in items:
                         headers = dict(record.headers)
-                        assert headers["telex.topic"].decode() == config.topics.raw
+                        assert headers["telex-topic"].decode() == config.topics.raw
                         assert headers["telex-reason"]
                         dead.add((int(headers["telex-partition"]), int(headers["telex-offset"])))
     finally:
