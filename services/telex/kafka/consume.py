@@ -153,15 +153,18 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Commit ``offsets`` (next offset to read, per partition): call it only for records
-        whose every output the broker acknowledged. ``False`` when the commit failed."""
+        whose every output the broker acknowledged.
+
+        ``False`` when the group rebalanced under us: the new owner redoes from the last commit
+        and the owner's dedup (processor state, attempts log) drops what is done. Any other
+        :class:`KafkaError` is raised, for the consume loop's rewind.
+        """
         if not offsets:
             return True
         try:
             await self.consumer.commit(dict(offsets))
             return True
-        except (CommitFailedError, KafkaError) as exc:
-            # A rebalance under us: the new owner redoes from the last commit, and the
-            # owner's dedup (processor state, attempts log) drops what is done.
+        except CommitFailedError as exc:
             log.warning("kafka.commit_failed", consumer=self.name, error=repr(exc))
             return False
 

@@ -526,8 +526,14 @@ class Notifier:
 
     async def _commit(self) -> None:
         offsets = self._tracker.commits()
-        if offsets and self._group is not None and await self._group.commit(offsets):
-            self._tracker.committed(offsets)
+        if not offsets or self._group is None:
+            return
+        try:
+            if await self._group.commit(offsets):
+                self._tracker.committed(offsets)
+        except KafkaError as exc:
+            # Nothing to redo: what is handed off stays so, and the next commit covers it.
+            log.warning("notifier.commit_failed", error=repr(exc))
 
     async def _timer(self) -> None:
         """Hand due retries to their endpoints, in due order."""
