@@ -767,6 +767,32 @@ class NotifierConfig(_Section):
         return value
 
 
+class OutboundConfig(_Section):
+    """HTTPS calls telex makes: the poller to sources, the notifier to webhook receivers."""
+
+    ca_file: str = Field(
+        "",
+        description="PEM file of certificate authorities trusted for https sources and "
+        "webhook receivers, besides the public ones (an internal CA). Certificates and host "
+        "names are always verified.",
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str) -> str:
+        if not value:
+            return value
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=value)
+        except FileNotFoundError:
+            raise ValueError(f"{value} does not exist") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"{value} is not a PEM file of CA certificates: {exc}") from None
+        return value
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -791,6 +817,7 @@ class Config(BaseModel):
     processor: ProcessorConfig = ProcessorConfig()
     gateway: GatewayConfig = GatewayConfig()
     notifier: NotifierConfig = NotifierConfig()
+    outbound: OutboundConfig = OutboundConfig()
     log: LogConfig = LogConfig()
     sources: tuple[SourceConfig, ...] = ()
 

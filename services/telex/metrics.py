@@ -29,7 +29,7 @@ SOURCES = Gauge("telex_poller_sources", "Sources this poller process is polling.
 # this poller (deleted, or handed to another poller by a rebalance).
 POLL_ERRORS = Counter(
     "telex_poller_errors_total",
-    "Failed polls by reason (timeout, connect, dns, refused_address, too_large, redirects, "
+    "Failed polls by reason (timeout, connect, tls, dns, refused_address, too_large, redirects, "
     "rate_limited, http_4xx, http_5xx, http_other, protocol, bad_url, extract, kafka, bug).",
     ["reason"],
 )
@@ -193,7 +193,7 @@ CLOSES = Counter(
 WEBHOOK_ATTEMPTS = Counter(
     "telex_notifier_attempts_total",
     "Webhook delivery attempts by outcome (success, http_error, gone, timeout, "
-    "connection_error, refused).",
+    "connection_error, tls_error, refused).",
     ["outcome"],
 )
 WEBHOOK_ATTEMPT_DURATION = Histogram(

@@ -44,6 +44,7 @@ from telex.gateway.replay import TooOld, read_range
 from telex.kafka import Batch, Clients, fetch_forever, stop_quietly
 from telex.kafka.scan import partitions_of, seek_to_log_start
 from telex.log import get_logger
+from telex.ratelimit import TokenBucket
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -66,28 +67,6 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class TokenBucket:
-    """Client message rate limit: ``rate`` per second with bursts up to ``burst``."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token; False when the client is over its rate."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def _parse_cursor(token: Any) -> dict[int, int] | None:

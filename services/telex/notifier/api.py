@@ -17,8 +17,8 @@ from telex.filters import Filter, FilterError
 from telex.kafka import deadletter
 from telex.notifier.service import Notifier
 from telex.notifier.signing import SecretError, new_secret, secret_key
-from telex.notifier.ssrf import TargetRefused, check_url
 from telex.notifier.subscriptions import Secret, Subscription, new_id
+from telex.ssrf import TargetRefused
 
 MAX_URL = 2048
 
@@ -74,7 +74,7 @@ class WebhooksApi:
     async def _check_url(self, url: str) -> str:
         url = url.strip()
         try:
-            await check_url(url, self.notifier.allowed)
+            await self.notifier.policy.check_url(url)
         except TargetRefused as exc:
             raise ApiError(422, f"url {exc}", "url") from None
         return url

@@ -31,6 +31,8 @@ class Health:
     last_success_ms: int | None = None
     failing_since_ms: int | None = None
     consecutive_failures: int = 0
+    last_outcome: str | None = None
+    last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """For the API."""
@@ -39,6 +41,8 @@ class Health:
             "last_success_ms": self.last_success_ms,
             "failing_since_ms": self.failing_since_ms,
             "consecutive_failures": self.consecutive_failures,
+            "last_outcome": self.last_outcome,
+            "last_error": self.last_error,
         }
 
 
@@ -81,6 +85,8 @@ class AttemptLog:
         self.mark_done(item["webhook_id"], int(item["attempt"]))
         health = self.health.setdefault(sub_id, Health())
         at = int(item["time_ms"])
+        if at >= (health.last_attempt_ms or 0):
+            health.last_outcome, health.last_error = item["outcome"], item.get("error")
         health.last_attempt_ms = max(health.last_attempt_ms or 0, at)
         if item["outcome"] == "success":
             health.last_success_ms = max(health.last_success_ms or 0, at)

@@ -43,8 +43,10 @@ from telex.log import get_logger
 from telex.notifier import delivery
 from telex.notifier.attempts import AttemptLog
 from telex.notifier.signing import webhook_id as make_webhook_id
-from telex.notifier.ssrf import ResolveCache, TargetRefused, check_url, parse_networks
 from telex.notifier.subscriptions import Secret, Subscription, SubscriptionStore
+from telex.outbound import tls_context
+from telex.ratelimit import TokenBucket
+from telex.ssrf import AddressPolicy, GuardedTransport, TargetRefused
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -124,26 +126,6 @@ class Job:
             raise ValueError(f"bad retry record: {exc!r}") from None
 
 
-class RateLimiter:
-    """Spaces requests to one endpoint at least ``1/rate`` seconds apart."""
-
-    def __init__(self) -> None:
-        self._next_at = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self, rate: float | None) -> None:
-        """Wait for the next slot (no wait without a rate)."""
-        if not rate:
-            return
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            at = max(now, self._next_at)
-            self._next_at = at + 1.0 / rate
-            if at > now:
-                await asyncio.sleep(at - now)
-
-
 class Endpoint:
     """A subscription's bounded queue, its workers and its own connection pool.
 
@@ -158,18 +140,17 @@ class Endpoint:
         max_queued: int,
         workers: int,
         timeout: float,
-        tls: ssl.SSLContext,
+        transport: GuardedTransport,
         run: Callable[[Endpoint, Job], Awaitable[None]],
     ) -> None:
         self.sub_id = sub_id
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queued)
-        self.limiter = RateLimiter()
+        self.limiter = TokenBucket(rate=1.0)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
             follow_redirects=False,
             trust_env=False,
-            verify=tls,
+            transport=transport,
         )
         self._run = run
         self._tasks: list[asyncio.Task[None]] = []
@@ -263,7 +244,7 @@ class Notifier:
         self.config = config
         self.settings = config.notifier
         self.clients = clients
-        self.allowed = parse_networks(self.settings.allow_networks)
+        self.policy = AddressPolicy(self.settings.allow_networks, hint="[notifier] allow_networks")
         self.store = SubscriptionStore(clients, self.settings.topic_webhooks)
         self.attempts = AttemptLog(
             clients, self.settings.topic_attempts, self.settings.attempts_kept
@@ -283,7 +264,6 @@ class Notifier:
         self._loaded = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._resolved = ResolveCache(ttl=30.0)
         clients.reset.on_reset(self._start_over)
 
     @property
@@ -297,7 +277,7 @@ class Notifier:
         """Load subscriptions and the attempts log, then start delivering."""
         # One TLS context for every endpoint's client: loading the CA bundle takes ~70 ms of
         # CPU, too much to pay per endpoint on the event loop.
-        self._tls = await asyncio.to_thread(httpx.create_ssl_context)
+        self._tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
         self.producer = self.clients.producer()
         await self.producer.start()
         self._group = GroupConsumer(
@@ -355,7 +335,7 @@ class Notifier:
         for declared in self.settings.webhooks:
             sub_id = declared_id(declared.name)
             try:
-                await check_url(declared.url, self.allowed)
+                await self.policy.check_url(declared.url)
             except TargetRefused as exc:
                 raise RuntimeError(f"[[notifier.webhooks]] {declared.name}: url {exc}") from None
             fields: dict[str, Any] = {
@@ -569,12 +549,13 @@ class Notifier:
             sub = self.store.get(sub_id)
             workers = (sub.max_in_flight if sub else None) or self.settings.max_in_flight
             assert self._tls is not None
+            limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
             endpoint = Endpoint(
                 sub_id,
                 self.settings.max_queued,
                 workers,
                 self.settings.timeout,
-                self._tls,
+                GuardedTransport(self.policy, self._tls, limits),
                 self._run,
             )
             self._endpoints[sub_id] = endpoint
@@ -623,19 +604,22 @@ class Notifier:
             metrics.WEBHOOK_SKIPPED.inc()
             job.release()
             return
-        await endpoint.limiter.wait(sub.rate_limit)
+        if sub.rate_limit:
+            endpoint.limiter.rate = sub.rate_limit
+            await endpoint.limiter.wait()
         at = now_ms()
         result = await delivery.attempt(
             endpoint.client,
             sub.url,
             job.body,
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, job.body),
-            allowed=self.allowed,
+            policy=self.policy,
             max_redirects=self.settings.max_redirects,
-            resolved=self._resolved,
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
+        if result.outcome == "tls_error":
+            log.warning("notifier.tls_refused", subscription=sub.id, error=result.error)
         next_due: int | None = None
         verdict = "delivered"
         if not result.ok:
@@ -791,9 +775,8 @@ class Notifier:
             sub.url,
             body,
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, body),
-            allowed=self.allowed,
+            policy=self.policy,
             max_redirects=self.settings.max_redirects,
-            resolved=self._resolved,
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         await self._record_attempt(sub.id, job, result, at, "none", None, test=True)

@@ -29,12 +29,14 @@ from telex.config import Config, SourceConfig
 from telex.events import RawUpdate, content_hash, encode, now_ms, update_id
 from telex.kafka import Batch, Clients, GroupConsumer, stop_quietly
 from telex.log import get_logger
+from telex.outbound import tls_context
 from telex.poller.documents import extract_document
 from telex.poller.extract import Entry, ExtractError, Page
-from telex.poller.fetch import AddressPolicy, Fetcher, FetchError
+from telex.poller.fetch import Fetcher, FetchError
 from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
 from telex.poller.sources import SourceCatalog, SourceError, decode_source, publish
+from telex.ssrf import AddressPolicy
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -101,6 +103,8 @@ def raw_update(
         "html": entry.html,
         "time_raw": entry.time_raw,
         "published": entry.published,
+        "published_zone": entry.zone_from,
+        "published_tz": entry.zone,
         "page_date": page.page_date.isoformat() if page.page_date else None,
         "page_tz": page.page_tz,
         "content_hash": digest,
@@ -154,7 +158,10 @@ class Poller:
         self.clients = clients
         self.declared = list(sources or [])
         self.policy = AddressPolicy(
-            config.poller.allow_private, config.poller.allow_networks, allow_origins
+            config.poller.allow_networks,
+            allow_private=config.poller.allow_private,
+            origins=allow_origins,
+            hint="[poller] allow_networks (or set allow_private)",
         )
         self.states: dict[str, SourceState] = {}
         self.catalog = SourceCatalog(clients)
@@ -182,7 +189,9 @@ class Poller:
 
     async def start(self) -> None:
         """Publish the declared sources, join the pollers' group and load the catalogue."""
-        self._fetcher = Fetcher(self.config.poller, self.policy)
+        # Loading the trust store takes tens of milliseconds of CPU: not on the event loop.
+        tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
+        self._fetcher = Fetcher(self.config.poller, self.policy, tls)
         producer = self.clients.producer()
         await producer.start()
         self._producer = producer
@@ -393,6 +402,8 @@ class Poller:
                 mapping=source.mapping,
             )
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - began)
+            for warning in page.warnings[:5]:
+                log.info("poll.extract_warning", source=source.id, warning=warning)
             if not page.entries and page.kind == "html":
                 # An empty feed is a feed with nothing yet; a page with no entries is most
                 # likely one the extractor cannot read, which an operator should hear about.
