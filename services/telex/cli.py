@@ -170,7 +170,7 @@ def _config(args: argparse.Namespace) -> Config:
 async def _broker(config: Config) -> None:
     import asyncio
 
-    from telex.bus import EmbeddedBroker
+    from telex.kafka.embedded import EmbeddedBroker
     from telex.runtime import install_stop_handlers
 
     stop = asyncio.Event()
@@ -255,7 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import asyncio
 
-    from telex.bus import BrokerError
+    from aiokafka.errors import KafkaError
+
+    from telex.kafka import BrokerError
     from telex.runtime import ROLES, serve_until_stopped
 
     try:
@@ -278,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_tail(url, args.json))
     except BrokerError as exc:
         print(f"telex: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        # A start-up failure the checks before did not foresee: still one line, no traceback.
+        print(f"telex: Kafka refused the start: {exc!r}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C during start-up, before the stop handlers were installed.

@@ -236,7 +236,7 @@ WEBHOOK_QUEUED = Gauge(
     "telex_notifier_queued_deliveries", "Deliveries waiting in per-endpoint queues."
 )
 
-# Kafka topic guard (issue 9: broker restarts)
+# The reset signal of a memory-only broker (telex.kafka.reset)
 TOPICS_RECREATED = Counter(
     "telex_kafka_topics_recreated_total",
     "Times this process found its topics gone from the broker and created them again (an "

@@ -21,8 +21,8 @@ import pytest
 import trustme
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
+from telex.kafka.embedded import EmbeddedBroker
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.runtime import started
 

@@ -13,8 +13,9 @@ from aiokafka import TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex.config import ConfigError, load
+from telex.kafka.commits import AckTracker
 from telex.notifier.delivery import headers_for
-from telex.notifier.service import OffsetTracker, next_delay
+from telex.notifier.service import next_delay
 from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
 from telex.outbound import retry_after_seconds as parse_retry_after
 from telex.ssrf import (
@@ -150,7 +151,7 @@ def test_bad_notifier_config_names_the_key() -> None:
 
 
 def test_offsets_commit_below_the_oldest_unfinished_delivery() -> None:
-    tracker = OffsetTracker()
+    tracker = AckTracker()
     tp = TopicPartition("t", 0)
     tracker.assign(tp)
     tracker.add(tp, 0, 0)

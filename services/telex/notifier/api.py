@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telex.events import now_ms
 from telex.filters import Filter, FilterError
+from telex.kafka import deadletter
 from telex.notifier.service import Notifier
 from telex.notifier.signing import SecretError, new_secret, secret_key
 from telex.notifier.subscriptions import Secret, Subscription, new_id
@@ -343,7 +344,7 @@ def _dead_view(h: dict[str, str]) -> dict[str, Any]:
     return {
         "webhook_id": h.get("webhook-id"),
         "event_id": h.get("telex-event-id"),
-        "reason": h.get("telex-reason"),
+        "reason": h.get(deadletter.REASON),
         "attempts": int(h.get("telex-attempt", "0")),
         "last_status": int(status) if status else None,
         "last_error": h.get("telex-last-error"),

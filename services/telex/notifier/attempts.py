@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from telex.bus import TopicFollower
+from telex.kafka import Clients, TopicFollower
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -50,17 +49,17 @@ class Health:
 class AttemptLog:
     """Recent attempts, health and finished-attempt index, kept current from the topic."""
 
-    def __init__(self, topic: str, kept_per_subscription: int) -> None:
+    def __init__(self, clients: Clients, topic: str, kept_per_subscription: int) -> None:
         self.topic = topic
         self.kept = kept_per_subscription
         self.recent: dict[str, deque[dict[str, Any]]] = {}
         self.health: dict[str, Health] = {}
         self._done: OrderedDict[str, int] = OrderedDict()
-        self._follower = TopicFollower(topic, self._apply_record, "notifier-attempts")
+        self._follower = TopicFollower(clients, topic, self._apply_record, "notifier-attempts")
 
-    async def start(self, consumer: AIOKafkaConsumer) -> None:
+    async def start(self) -> None:
         """Read the log to its end, then follow it."""
-        await self._follower.start(consumer)
+        await self._follower.start()
 
     async def stop(self) -> None:
         """Stop following the log."""
