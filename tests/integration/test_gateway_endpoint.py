@@ -17,10 +17,10 @@ import uvloop
 import websockets
 from prometheus_client import REGISTRY
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.gateway.endpoint import WebSocketEndpoint
 from telex.gateway.service import Gateway
+from telex.kafka.embedded import EmbeddedBroker
 from tests.fuzz.live import Live
 
 from .gateway_helpers import events, gateway, produce, producer, recv_type, wait_for, wire_event
