@@ -21,9 +21,9 @@ import pytest
 import trustme
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
-from telex.kafka.embedded import EmbeddedBroker
 
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
 
 from .test_notifier import notifier_env
