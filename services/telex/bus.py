@@ -454,7 +454,7 @@ class Bus:
             "client_id": kafka.client_id,
             "acks": "all",
             "enable_idempotence": _idempotence(kafka),
-            "linger_ms": 2,
+            "linger_ms": kafka.linger_ms,
             "request_timeout_ms": kafka.request_timeout_ms,
             "compression_type": None,
         }

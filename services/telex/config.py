@@ -106,6 +106,16 @@ class KafkaConfig(_Section):
         "added latency at each hop; on Kafka a fetch returns as soon as data arrives and this "
         "only paces idle polling (Kafka's own default is 500).",
     )
+    linger_ms: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="Longest a produced record waits for more records to share its request. "
+        "0: it goes as soon as no request to its broker is in flight, and what is produced "
+        "meanwhile goes together in the next one, so batches grow with the load and an idle "
+        "pipeline waits for nothing. Above 0 every record waits that long, the first one after "
+        "a quiet spell too.",
+    )
     # Broker restarts (issue 9): how often a process checks that its topics still exist.
     topic_check_interval_s: float = Field(
         2.0,

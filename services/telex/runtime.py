@@ -23,6 +23,7 @@ from telex.config import Config, SourceConfig
 from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server, warn_if_open
 from telex.log import get_logger
+from telex.looplag import LoopLagMonitor
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
 from telex.poller.service import Poller
@@ -79,6 +80,8 @@ async def started(
 ) -> AsyncIterator[Running]:
     """Start the broker (if embedded), topics, the replay source and ``roles``."""
     async with contextlib.AsyncExitStack() as stack:
+        lag = LoopLagMonitor()
+        await _lifecycle(stack, lag.start, lag.stop)
         if config.kafka.embedded:
             broker = kafka.EmbeddedBroker()
             await _lifecycle(
