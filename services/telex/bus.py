@@ -454,7 +454,10 @@ class Bus:
             "client_id": kafka.client_id,
             "acks": "all",
             "enable_idempotence": _idempotence(kafka),
-            "linger_ms": kafka.linger_ms,
+            # No linger: a record goes as soon as no request to its broker is in flight (the
+            # client keeps one per broker), and what is produced meanwhile shares the next
+            # request. Batches grow with the load and an idle pipeline waits for no timer.
+            "linger_ms": 0,
             "request_timeout_ms": kafka.request_timeout_ms,
             "compression_type": None,
         }
