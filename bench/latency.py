@@ -51,6 +51,7 @@ sys.path.insert(0, str(HERE))
 
 import soak  # noqa: E402
 from fanout import raise_fd_limit  # noqa: E402
+from servers import FloorProtocol  # noqa: E402
 
 SCRIPT = str(Path(__file__).resolve())
 HOPS = ("poller", "raw_topic", "processor", "wire_gateway", "fanout")
@@ -122,23 +123,31 @@ async def child_floor_source(args: argparse.Namespace) -> None:
         await producer.stop()
 
 
-async def child_floor_relay(args: argparse.Namespace) -> None:
-    """Consume raw, produce the same bytes to the wire partition of the same number."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+async def tail(args: argparse.Namespace, topic: str) -> Any:
+    """A group-less consumer of every partition of ``topic`` from its end (positions known)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=args.bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=args.fetch_wait_ms,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
     await consumer.start()
-    await producer.start()
-    tps = [TopicPartition(args.raw, p) for p in range(args.partitions)]
+    tps = [TopicPartition(topic, p) for p in range(args.partitions)]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     for tp in tps:
         await consumer.position(tp)
+    return consumer
+
+
+async def child_floor_relay(args: argparse.Namespace) -> None:
+    """Consume raw, produce the same bytes to the wire partition of the same number."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    consumer = await tail(args, args.raw)
     soak.answer({"ready": True})
     try:
         while True:
@@ -153,36 +162,26 @@ async def child_floor_relay(args: argparse.Namespace) -> None:
         await producer.stop()
 
 
-class FloorConn(asyncio.Protocol):
-    """A subscriber socket: reads the handshake, then only answers pings."""
+class FloorConn(FloorProtocol):
+    """A subscriber socket of the floor: fanout's handshake, then joined by its filter."""
 
     def __init__(self, server: FloorGateway) -> None:
+        super().__init__()
         self.server = server
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
         self.sources: list[int] | None = None
-        self.open = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         if self.open:
-            return  # the subscribers send nothing after the handshake but pongs
-        self.buf += data
-        if b"\r\n\r\n" not in self.buf:
             return
-        path = self.buf.split(b" ", 2)[1].decode()
+        super().data_received(data)
+        if not self.open:
+            return
+        assert self.transport is not None
+        self.clients.discard(self.transport)  # fanout's broadcast set: not used here
+        path = self.buffer.split(b" ", 2)[1].decode()
         query = parse_qs(urlsplit(path).query)
         if "sources" in query:
             self.sources = [int(s.rsplit("s", 1)[1]) for s in query["sources"][0].split(",")]
-        assert self.transport is not None
-        self.transport.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-        )
-        self.open = True
         self.server.join(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -222,22 +221,10 @@ class FloorGateway:
 
 
 async def child_floor_gateway(args: argparse.Namespace) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     gateway = FloorGateway(args.sources)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: FloorConn(gateway), "127.0.0.1", 0, backlog=4096)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=args.fetch_wait_ms,
-    )
-    await consumer.start()
-    tps = [TopicPartition(args.wire, p) for p in range(args.partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:
-        await consumer.position(tp)
+    consumer = await tail(args, args.wire)
     soak.answer({"port": server.sockets[0].getsockname()[1]})
     try:
         while True:
