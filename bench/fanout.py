@@ -39,7 +39,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from telex.bus import EmbeddedBroker, TopicSpec, ensure_topics, free_port
+from telex.config import Config
+from telex.kafka import Clients, TopicSpec, ensure_topics
+from telex.kafka.embedded import EmbeddedBroker, free_port
 
 HERE = Path(__file__).resolve().parent
 TELEX = str(Path(sys.executable).with_name("telex"))
@@ -326,7 +328,7 @@ async def measure(
     kind: str, n: int, bootstrap: str, args: argparse.Namespace, run: int
 ) -> dict[str, Any]:
     topic = f"bench.{kind}.{n}.{run}.{time.time_ns()}"
-    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
+    await ensure_topics(Clients(Config(), bootstrap), [TopicSpec(topic, PARTITIONS)])
     port = free_port()
     proc = await start_server(kind, port, bootstrap, topic, n, args.pin)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)

@@ -343,10 +343,17 @@ def soak_sum(services: dict[str, dict[str, float]], name: str) -> float:
 async def floor_phase(args: argparse.Namespace, run: TelexRun) -> dict[str, Any]:
     prefix = f"floor{uuid.uuid4().hex[:8]}"
     raw, wire = f"{prefix}.raw", f"{prefix}.wire"
-    from telex.bus import TopicSpec, ensure_topics
+    from telex.config import Config
+    from telex.kafka import Clients, TopicSpec, ensure_topics
+    from telex.kafka.settings import fetch_max_wait_ms
 
+    config = Config()
+    clients = await Clients.connect(config, run.bootstrap)
     specs = [TopicSpec(raw, args.partitions), TopicSpec(wire, args.partitions)]
-    await ensure_topics(run.bootstrap, specs)
+    await ensure_topics(clients, specs)
+    if not args.floor_fetch_wait_ms:
+        # The wait telex's own consumers use on this broker.
+        args.floor_fetch_wait_ms = fetch_max_wait_ms(config.kafka, clients.capabilities.memory_only)
     script = [sys.executable, SCRIPT]
     common = ["--bootstrap", run.bootstrap, "--partitions", str(args.partitions)]
     wait = ["--fetch-wait-ms", str(args.floor_fetch_wait_ms)]
@@ -555,17 +562,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--floor-fetch-wait-ms",
         type=int,
         default=0,
-        help="the floor consumers' fetch_max_wait_ms (default: telex's [kafka] default)",
+        help="the floor consumers' fetch_max_wait_ms (default: telex's on this broker)",
     )
     mine, rest = own.parse_known_args(argv)
     defaults = ["--duration", "60", "--rate", "100", "--subscribers", "1000", "--drain", "60"]
     args = soak.parse([*defaults, *rest])
     for key, value in vars(mine).items():
         setattr(args, key, value)
-    if not args.floor_fetch_wait_ms:
-        from telex.config import KafkaConfig
-
-        args.floor_fetch_wait_ms = KafkaConfig().fetch_max_wait_ms
     args.role = None
     return args
 

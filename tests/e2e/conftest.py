@@ -22,8 +22,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from telex.bus import EmbeddedBroker, free_port
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker, free_port
 from tests.conftest import make_config
 from tests.integration.conftest import broker
 from tests.integration.site import Site, serve_site

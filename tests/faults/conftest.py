@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from tests.faults.harness import (
     HookFaults,
     Pipeline,

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from telex.bus import EmbeddedBroker
 from telex.events import PoisonRecord, decode_raw
+from telex.kafka.embedded import EmbeddedBroker
 from telex.processor.stage import Stage
 from tests.conftest import make_config
 from tests.fuzz.live import Live
@@ -328,7 +328,7 @@ def test_poison_goes_to_the_dead_letters_and_nothing_else_does(
     processor.call(_produce(bootstrap, config.topics.raw, [*values, orjson.dumps(sentinel)]))
     processor.call(_read(bootstrap, config.topics.wire, marker.encode()))
     dead = processor.call(_read_all(bootstrap, config.topics.dlq))[len(dead_before) :]
-    reasons = [dict(r.headers)["telex.reason"].decode() for r in dead]
+    reasons = [dict(r.headers)["telex-reason"].decode() for r in dead]
     assert not [r for r in reasons if r.startswith("processing failed")], reasons
     assert [r.value for r in dead] == poison
     assert all(reasons)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from telex.bus import EmbeddedBroker
+from telex.kafka.embedded import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

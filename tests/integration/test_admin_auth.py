@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
 
 TOKEN = "s3cret-admin-token-0123456789"

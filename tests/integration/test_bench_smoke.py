@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from telex.bus import EmbeddedBroker
+from telex.kafka.embedded import EmbeddedBroker
 
 from ..conftest import ROOT
 

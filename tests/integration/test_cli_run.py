@@ -12,7 +12,7 @@ import httpx
 import orjson
 import websockets
 
-from telex.bus import free_port
+from telex.kafka.embedded import free_port
 
 TELEX = str(Path(sys.executable).with_name("telex"))
 

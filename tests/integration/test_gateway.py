@@ -19,9 +19,10 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from telex import metrics
-from telex.bus import EmbeddedBroker, ensure_topics, free_port, required_topics
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
+from telex.kafka import Clients, ensure_topics, required_topics
+from telex.kafka.embedded import EmbeddedBroker, free_port
 
 from .gateway_helpers import (
     close_code,
@@ -339,7 +340,7 @@ async def test_sigterm_drains_a_gateway_process_with_1012(
     broker: EmbeddedBroker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
-    await ensure_topics(broker.bootstrap, required_topics(config.topics))
+    await ensure_topics(Clients(config, broker.bootstrap), required_topics(config.topics))
     port = free_port()
     env = {
         **os.environ,

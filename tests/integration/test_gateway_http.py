@@ -14,8 +14,8 @@ import orjson
 import pytest
 import websockets
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 
 from .gateway_helpers import events, gateway, produce, producer, recv_type, wait_for, wire_event
 

@@ -13,9 +13,9 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
+from telex.kafka.embedded import EmbeddedBroker
 
 from ..conftest import ROOT
 from .gateway_helpers import gateway, produce, producer, recv, recv_type, wait_for, wire_event

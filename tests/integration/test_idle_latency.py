@@ -11,9 +11,9 @@ import orjson
 import websockets
 from aiokafka import AIOKafkaProducer
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.events import content_hash, now_ms, update_id
+from telex.kafka.embedded import EmbeddedBroker
 from telex.notifier.service import Notifier
 from telex.runtime import started
 

@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from jsonschema import Draft202012Validator
 
 from telex import metrics
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.gateway.hub import decode_cursor
+from telex.kafka.embedded import EmbeddedBroker
 from telex.poller.service import Poller
 from telex.replay.seed import SeedBlog
 from telex.runtime import REPLAY_SOURCE_ID, started

@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from telex.bus import EmbeddedBroker
+from telex.kafka.embedded import EmbeddedBroker
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic

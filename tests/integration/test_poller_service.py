@@ -15,8 +15,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from telex import metrics
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.poller.service import Poller
 from telex.runtime import started
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
 
 ADMIN = "admin-token-0a1b2c3d4e5f6789"

@@ -9,8 +9,8 @@ import httpx
 import orjson
 import websockets
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
 from tests.integration.gateway_helpers import close_code, recv_type
 

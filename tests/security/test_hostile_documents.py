@@ -14,8 +14,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
 from telex.runtime import serve_http, started

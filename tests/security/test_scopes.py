@@ -16,10 +16,10 @@ import orjson
 import pytest
 import websockets
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
 from telex.gateway.service import Gateway
+from telex.kafka.embedded import EmbeddedBroker
 from tests.integration.gateway_helpers import (
     events,
     gateway,

@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaProducer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import log as telex_log
-from telex.bus import EmbeddedBroker
 from telex.config import Config, ConfigError, load
+from telex.kafka.embedded import EmbeddedBroker
 from telex.notifier.signing import new_secret
 from telex.runtime import started
 from tests.integration.gateway_helpers import recv_type, wait_for

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
+from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import serve_http, started
 
 # Names a test resolver answers (patched into socket.getaddrinfo, which asyncio's resolver

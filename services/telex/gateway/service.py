@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -27,7 +27,6 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketDisconnect
 
 from telex import metrics
-from telex.bus import Bus, stop_quietly
 from telex.config import Config
 from telex.events import now_ms
 from telex.filters import Filter, FilterError
@@ -42,7 +41,10 @@ from telex.gateway.frames import (
 )
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
 from telex.gateway.replay import TooOld, read_range
+from telex.kafka import Batch, Clients, fetch_forever, stop_quietly
+from telex.kafka.scan import partitions_of, seek_to_log_start
 from telex.log import get_logger
+from telex.ratelimit import TokenBucket
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -65,28 +67,6 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class TokenBucket:
-    """Client message rate limit: ``rate`` per second with bursts up to ``burst``."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token; False when the client is over its rate."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def _parse_cursor(token: Any) -> dict[int, int] | None:
@@ -122,10 +102,10 @@ def _merge(a: Mapping[int, int], b: tuple[int, ...]) -> dict[int, int]:
 class Gateway:
     """Wire reader, subscription hub and the HTTP/WebSocket surfaces."""
 
-    def __init__(self, config: Config, bus: Bus) -> None:
+    def __init__(self, config: Config, clients: Clients) -> None:
         self.config = config
         self.settings = config.gateway
-        self.bus = bus
+        self.clients = clients
         self.hub = Hub(config.gateway.history_size)
         self.auth = Authenticator(config.gateway)
         self.draining = False
@@ -137,6 +117,7 @@ class Gateway:
         self._wire_recreated = False
         self._replays = asyncio.Semaphore(config.gateway.replay_concurrency)
         self.router = self._build_router()
+        clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
@@ -148,26 +129,25 @@ class Gateway:
     async def start(self) -> None:
         """Start reading the wire."""
         topic = self.config.topics.wire
-        consumer = self.bus.consumer(
-            group_id=None, fetch_max_wait_ms=self.settings.fetch_max_wait_ms
+        wait = self.settings.fetch_max_wait_ms
+        consumer = self.clients.consumer(
+            group_id=None, **({} if wait is None else {"fetch_max_wait_ms": wait})
         )
         await consumer.start()
-        await consumer.topics()  # refreshes metadata: the topic may have just been created.
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
             await stop_quietly(consumer)
             raise RuntimeError(f"wire topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        starts = await consumer.beginning_offsets(tps)
-        self._log_start = {tp.partition: int(starts.get(tp, 0)) for tp in tps}
-        for tp in tps:
-            consumer.seek(tp, self._log_start[tp.partition])
+        self._log_start = await seek_to_log_start(consumer, tps)
         self.hub.set_partitions(self._log_start)
         self._consumer = consumer
         self._tasks = [
-            asyncio.create_task(self._read(), name="gateway-wire"),
+            asyncio.create_task(
+                fetch_forever(
+                    consumer, self._on_wire, name="gateway-wire", timeout_ms=200, max_records=2000
+                ),
+                name="gateway-wire",
+            ),
             asyncio.create_task(self._heartbeats(), name="gateway-heartbeat"),
         ]
         log.info("gateway.started", partitions=len(tps))
@@ -199,62 +179,57 @@ class Gateway:
             await asyncio.sleep(0.05)
         log.info("gateway.drained", remaining=len(self.hub.conns))
 
-    async def _read(self) -> None:
+    async def _on_wire(self, batch: Batch) -> None:
+        """Publish a batch of wire events to the hub (one round of the wire reader)."""
         consumer = self._consumer
         assert consumer is not None
         hub = self.hub
-        while True:
-            if self._wire_recreated:
-                await self._restart_wire()
-            try:
-                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-            except KafkaError as exc:
-                log.warning("gateway.fetch_failed", error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
-            if any(
-                records and records[0].offset < hub.read_positions.get(tp.partition, 0)
-                for tp, records in batch.items()
-            ):
-                # Offsets went back: the wire is a new topic (the client reset its position
-                # after the old one vanished) even if the topic guard has not said so yet.
-                self._wire_recreated = True
-                continue
-            if not self._caught_up:
-                for tp in consumer.assignment():
-                    high = consumer.highwater(tp)
-                    if high is not None:
-                        self._live_from.setdefault(tp.partition, high)
-                self._caught_up = len(self._live_from) == len(hub.read_positions)
-            entries: list[Entry] = []
-            now = now_ms()
-            for tp, records in batch.items():
-                for record in records:
-                    event = self._decode(record.value, tp.partition, record.offset)
-                    if event is None:
-                        hub.skip(tp.partition, record.offset)
-                        continue
-                    metrics.WIRE_CONSUMED.inc()
-                    live = record.offset >= self._live_from.get(tp.partition, 1 << 62)
-                    entry = hub.make_entry(
-                        tp.partition,
-                        record.offset,
-                        event,
-                        record.value,
-                        record.timestamp if live else 0,
-                    )
-                    entries.append(entry)
-                    if live:
-                        entry.received_ms = now
-                        entry.detected_ms = self._observe_latency(event, record.timestamp, now)
-            for i in range(0, len(entries), PUBLISH_CHUNK):
-                hub.publish(entries[i : i + PUBLISH_CHUNK])
-                await asyncio.sleep(0)  # let connections read and write between chunks
-            hub.settle()
+        if self._wire_recreated:
+            # The batch may hold either wire's records: read the new one from its start.
+            await self._restart_wire()
+            return
+        if any(
+            records and records[0].offset < hub.read_positions.get(tp.partition, 0)
+            for tp, records in batch.items()
+        ):
+            # Offsets went back: the wire is a new topic (the client reset its position
+            # after the old one vanished) even if the reset signal has not said so yet.
+            self._wire_recreated = True
+            return
+        if not self._caught_up:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is not None:
+                    self._live_from.setdefault(tp.partition, high)
+            self._caught_up = len(self._live_from) == len(hub.read_positions)
+        entries: list[Entry] = []
+        now = now_ms()
+        for tp, records in batch.items():
+            for record in records:
+                event = self._decode(record.value, tp.partition, record.offset)
+                if event is None:
+                    hub.skip(tp.partition, record.offset)
+                    continue
+                metrics.WIRE_CONSUMED.inc()
+                live = record.offset >= self._live_from.get(tp.partition, 1 << 62)
+                entry = hub.make_entry(
+                    tp.partition,
+                    record.offset,
+                    event,
+                    record.value,
+                    record.timestamp if live else 0,
+                )
+                entries.append(entry)
+                if live:
+                    entry.received_ms = now
+                    entry.detected_ms = self._observe_latency(event, record.timestamp, now)
+        for i in range(0, len(entries), PUBLISH_CHUNK):
+            hub.publish(entries[i : i + PUBLISH_CHUNK])
+            await asyncio.sleep(0)  # let connections read and write between chunks
+        hub.settle()
 
-    async def topics_recreated(self) -> None:
-        """The broker lost its topics (see ``telex.bus.TopicGuard``): the reader starts over
-        on the new wire at its next round."""
+    async def _start_over(self) -> None:
+        """The broker lost its data: the reader starts over on the new wire at its next round."""
         self._wire_recreated = True
 
     async def _restart_wire(self) -> None:
@@ -271,17 +246,12 @@ class Gateway:
         self._wire_recreated = False
         tps = sorted(consumer.assignment())
         try:
-            await consumer.seek_to_beginning(*tps)
-            starts = {
-                tp.partition: int(o) for tp, o in (await consumer.beginning_offsets(tps)).items()
-            }
+            starts = await seek_to_log_start(consumer, tps)
         except KafkaError as exc:
             log.warning("gateway.wire_restart_failed", error=repr(exc))
             self._wire_recreated = True
             await asyncio.sleep(1.0)
             return
-        for tp in tps:
-            consumer.seek(tp, starts[tp.partition])
         hub = self.hub
         self._log_start = dict(starts)
         self._live_from = dict(starts)
@@ -443,7 +413,7 @@ class Gateway:
                 try:
                     async with self._replays:
                         async for records in read_range(
-                            self.bus, self.config.topics.wire, pos, end
+                            self.clients, self.config.topics.wire, pos, end
                         ):
                             for record in records:
                                 pos[record.partition] = record.offset + 1
@@ -655,7 +625,7 @@ class Gateway:
             found: list[tuple[int, int, int, bytes]] = []
             async with self._replays:
                 async for records in read_range(
-                    self.bus, self.config.topics.wire, start, {p: edge[p] for p in start}
+                    self.clients, self.config.topics.wire, start, {p: edge[p] for p in start}
                 ):
                     scanned += len(records)
                     for r in records:
