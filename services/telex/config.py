@@ -70,6 +70,17 @@ class KafkaConfig(_Section):
     client_id: str = Field(
         "telex", description="Client id sent to Kafka (shows in broker logs and quotas)."
     )
+    group_instance_id: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Static consumer-group membership: a name of this process that stays the "
+        "same across its restarts and that no other running process shares (e.g. the pod or "
+        'host name and the role: "telex-processor-0"). A process restarted after a crash '
+        "gets its partitions back at once instead of after the dead member's session "
+        "timeout. The flip side: a stopped member keeps its partitions until the session "
+        "timeout (it does not leave the group). Empty: dynamic membership.",
+    )
     idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Idempotent producer. auto: tried at start-up, on where the broker can do "
@@ -102,17 +113,23 @@ class KafkaConfig(_Section):
     ssl_check_hostname: bool = Field(
         True, description="Check that a broker's certificate names the host connected to."
     )
-    session_timeout_ms: int = Field(
-        10_000,
+    session_timeout_ms: int | None = Field(
+        None,
         ge=1000,
         le=300_000,
-        description="Consumer group session timeout; a member silent this long is replaced.",
+        description="Consumer group session timeout; a member silent this long is replaced. "
+        "Unset, chosen per broker: 2000 on the embedded broker, where a member killed and "
+        "restarted stalls the group's work for about two sessions (it has no static "
+        "membership); "
+        "10000 on Kafka, where a restarted member with a group_instance_id gets its "
+        "partitions back at once (Kafka refuses sessions under 6000 by default).",
     )
-    heartbeat_interval_ms: int = Field(
-        3_000,
+    heartbeat_interval_ms: int | None = Field(
+        None,
         ge=100,
         le=60_000,
-        description="Consumer heartbeat interval (capped at a third of the session timeout).",
+        description="Consumer heartbeat interval (capped at a third of the session timeout). "
+        "Unset: 500 on the embedded broker (four beats per session), 3000 on Kafka.",
     )
     request_timeout_ms: int = Field(
         40_000,
