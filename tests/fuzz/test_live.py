@@ -21,10 +21,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from telex.bus import EmbeddedBroker
 from telex.events import PoisonRecord, decode_raw
 from telex.processor.stage import Stage
-from tests.conftest import make_config
+from tests.conftest import Broker, make_config
 from tests.fuzz.live import Live
 
 # The services running beside the tests (and the websockets client, for frame masks) use
@@ -89,7 +88,7 @@ CONTROL = {"subscribed", "unsubscribed", "live", "resync", "event", "heartbeat",
 
 
 @pytest.fixture(scope="module")
-def live(broker: EmbeddedBroker) -> Iterator[Live]:
+def live(broker: Broker) -> Iterator[Live]:
     """Gateway, poller and notifier in one process, as ``telex run`` has them."""
     config = make_config(broker.bootstrap, TELEX_POLLER_INTERVAL="3600")
     running = Live(config, ("poller", "notifier", "gateway")).start()
@@ -252,7 +251,7 @@ def _stage() -> Stage:
 
 
 @pytest.fixture(scope="module")
-def processor(broker: EmbeddedBroker) -> Iterator[Live]:
+def processor(broker: Broker) -> Iterator[Live]:
     config = make_config(broker.bootstrap)
     running = Live(config, ("processor",)).start()
     try:

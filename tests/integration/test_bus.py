@@ -10,10 +10,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from telex.bus import BrokerError, EmbeddedBroker, TopicSpec, ensure_topics
 from telex.config import Config
+from tests.conftest import Broker
 
 
 async def test_topic_bootstrap_is_idempotent(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     name = config_factory(broker.bootstrap).topics.raw + ".bootstrap"
     specs = [TopicSpec(name, 3), TopicSpec(name + ".compact", 1, compact=True)]

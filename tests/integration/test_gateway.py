@@ -19,9 +19,10 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from telex import metrics
-from telex.bus import EmbeddedBroker, ensure_topics, free_port, required_topics
+from telex.bus import ensure_topics, free_port, required_topics
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
+from tests.conftest import Broker
 
 from .gateway_helpers import (
     close_code,
@@ -46,7 +47,7 @@ def ids(frames: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_filters_from_query_and_subscribe_ops(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     lavrov = [{"text": "Sergey Lavrov", "type": "person", "start": 0, "end": 13}]
@@ -102,7 +103,7 @@ async def _consume_until(ws: Any, wanted: set[str], got: list[dict[str, Any]], n
 
 
 async def test_resume_on_same_and_second_gateway_without_gap_or_duplicate(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     # The second gateway remembers almost nothing: its resume must read Kafka.
@@ -150,7 +151,7 @@ async def test_resume_on_same_and_second_gateway_without_gap_or_duplicate(
 
 
 async def test_resume_by_subscribe_op_and_live_marker(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     batch = [wire_event(i, "a") for i in range(10)]
@@ -174,7 +175,7 @@ async def test_resume_by_subscribe_op_and_live_marker(
 
 
 async def test_too_old_or_foreign_cursor_gets_resync_or_error(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), max_replay_events=5)
     batch = [wire_event(i, "a") for i in range(12)]
@@ -213,7 +214,7 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
 
 
 async def test_slow_client_is_closed_while_fast_clients_keep_up(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), send_queue_bytes=64 * 1024)
     big = "x" * 20_000
@@ -247,7 +248,7 @@ async def test_slow_client_is_closed_while_fast_clients_keep_up(
 
 
 async def test_bad_frames_get_errors_and_floods_get_closed(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(
         config_factory(broker.bootstrap),
@@ -304,7 +305,7 @@ async def test_bad_frames_get_errors_and_floods_get_closed(
 
 
 async def test_drain_closes_with_1012_and_refuses_new_connections(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), drain_batch=2, drain_interval=0.05)
     async with gateway(config) as (_, gw, url):
@@ -324,7 +325,7 @@ async def test_drain_closes_with_1012_and_refuses_new_connections(
 
 
 async def test_idle_connection_without_subscription_is_closed(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), idle_timeout=0.4)
     async with gateway(config) as (_, _, url):
@@ -336,7 +337,7 @@ async def test_idle_connection_without_subscription_is_closed(
 
 
 async def test_sigterm_drains_a_gateway_process_with_1012(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     await ensure_topics(broker.bootstrap, required_topics(config.topics))

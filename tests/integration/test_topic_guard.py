@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from telex.bus import EmbeddedBroker, TopicGuard, TopicSpec, ensure_topics
+from telex.bus import TopicGuard, TopicSpec, ensure_topics
 from telex.config import Config
+from tests.conftest import Broker
+
+# What the embedded broker itself does: it keeps running on Tansu.
+pytestmark = pytest.mark.embedded_broker
 
 
 async def test_every_guard_starts_over_when_the_topics_vanish(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     topics = config_factory(broker.bootstrap).topics
     specs = [TopicSpec(topics.raw, 3), TopicSpec(topics.wire, 3)]

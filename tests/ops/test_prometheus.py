@@ -16,15 +16,16 @@ import httpx
 import pytest
 import yaml
 
-from telex.bus import EmbeddedBroker, free_port
+from telex.bus import free_port
 from telex.config import Config
+from tests.conftest import Broker
 
 TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 @pytest.fixture
 async def services(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], tmp_path: Path
+    broker: Broker, config_factory: Callable[..., Config], tmp_path: Path
 ) -> AsyncIterator[dict[str, int]]:
     """replay and the four services as separate processes on the test broker."""
     config = config_factory(broker.bootstrap)

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config
 from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
 from telex.runtime import serve_http, started
+from tests.conftest import Broker
 
 LAUGHS = "".join(f'<!ENTITY l{i} "' + f"&l{i - 1};" * 10 + '">' for i in range(1, 10))
 RSS_ITEM = "<item><guid>{guid}</guid><title>{title}</title><description>d</description></item>"
@@ -149,7 +149,7 @@ async def raw_values(config: Config) -> list[bytes]:
 
 
 async def test_running_poller_refuses_them_and_keeps_polling(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     secret_file: tuple[Path, str],
 ) -> None:
