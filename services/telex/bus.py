@@ -497,6 +497,23 @@ async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer | None) -> No
         log.warning("kafka.client.stop_failed", error=repr(exc))
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 10.0) -> list[int]:
+    """The partition ids of ``topic``, waiting up to ``timeout`` for a topic just created.
+
+    On a cluster, a created topic reaches each broker's metadata a moment after the create
+    call returns: a metadata request answered by another broker does not list it yet.
+    Returns an empty list when the topic still does not exist.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions or loop.time() >= deadline:
+            return sorted(partitions or [])
+        await asyncio.sleep(0.1)
+
+
 async def read_to_end(
     consumer: AIOKafkaConsumer, topic: str, apply: Callable[[Any], None], timeout: float = 30.0
 ) -> None:
@@ -505,11 +522,10 @@ async def read_to_end(
     The end is ``highwater()`` after a fetch: the embedded broker's ``end_offsets()`` is wrong
     when a batch holds several records (kafka-notes.md).
     """
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(topic) or set()
+    partitions = await partitions_of(consumer, topic)
     if not partitions:
         raise RuntimeError(f"topic {topic} does not exist")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    tps = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     remaining = set(tps)

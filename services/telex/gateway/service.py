@@ -27,7 +27,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketDisconnect
 
 from telex import metrics
-from telex.bus import Bus, stop_quietly
+from telex.bus import Bus, partitions_of, stop_quietly
 from telex.config import Config
 from telex.events import now_ms
 from telex.filters import Filter, FilterError
@@ -152,12 +152,11 @@ class Gateway:
             group_id=None, fetch_max_wait_ms=self.settings.fetch_max_wait_ms
         )
         await consumer.start()
-        await consumer.topics()  # refreshes metadata: the topic may have just been created.
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await partitions_of(consumer, topic)
         if not partitions:
             await stop_quietly(consumer)
             raise RuntimeError(f"wire topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         starts = await consumer.beginning_offsets(tps)

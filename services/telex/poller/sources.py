@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from telex.bus import Bus, stop_quietly
+from telex.bus import Bus, partitions_of, stop_quietly
 from telex.config import SourceConfig
 from telex.log import get_logger
 from telex.tasks import cancel_and_wait
@@ -103,8 +103,9 @@ class SourceCatalog:
         consumer = self.bus.consumer(group_id=None)
         await consumer.start()
         self._consumer = consumer
-        await consumer.topics()  # refresh metadata: the topic may have just been created.
-        partitions = sorted(consumer.partitions_for_topic(self.topic) or [])
+        partitions = await partitions_of(consumer, self.topic)
+        if not partitions:
+            raise RuntimeError(f"sources topic {self.topic} does not exist")
         tps = [TopicPartition(self.topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
