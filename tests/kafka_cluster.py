@@ -108,6 +108,10 @@ def _kill_all() -> None:
 atexit.register(_kill_all)
 
 
+class PortTaken(RuntimeError):
+    """A node could not bind one of its ports."""
+
+
 @dataclass
 class Node:
     """One combined controller+broker process and its fixed ports and folders."""
@@ -329,7 +333,10 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         while node.started_count() < node.starts:
             if not node.running:
-                raise RuntimeError(f"kafka node {node_id} exited: {self.log_tail(node_id)}")
+                tail = self.log_tail(node_id)
+                if "Address already in use" in tail:
+                    raise PortTaken(f"kafka node {node_id}: a port was taken: {tail}")
+                raise RuntimeError(f"kafka node {node_id} exited: {tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"kafka node {node_id} did not start: {self.log_tail(node_id)}")
             time.sleep(0.1)
@@ -345,10 +352,26 @@ class KafkaCluster:
     def start(self) -> None:
         """Format and start every node and wait until each has started."""
         self.format()
+        for attempt in range(3):
+            for node in self.nodes:
+                self.start_node(node.node_id)
+            try:
+                for node in self.nodes:
+                    self.wait_started(node.node_id)
+                return
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self._new_ports()
+
+    def _new_ports(self) -> None:
+        """Stop every node and move all of them to other free ports (a port picked as free was
+        taken by another process before the JVM bound it)."""
+        self.stop()
         for node in self.nodes:
-            self.start_node(node.node_id)
+            node.plaintext, node.controller, node.scram, node.ssl = (free_port() for _ in "pcss")
         for node in self.nodes:
-            self.wait_started(node.node_id)
+            self._write_config(node)
 
     def stop(self) -> None:
         """Stop every node (SIGTERM, SIGKILL after a while); no JVM is left running."""
@@ -374,11 +397,23 @@ class KafkaCluster:
 
     # Async helpers for the tests: the waits run in a thread, the event loop stays free.
     async def astart(self) -> None:
+        """:meth:`start` without blocking the event loop, then wait for all brokers.
+
+        The JVMs are started from this (the main) thread: the parent-death signal fires when
+        the thread that started a process ends, and worker threads may end before the session.
+        """
         await asyncio.to_thread(self.format)
-        for node in self.nodes:
-            self.start_node(node.node_id)
-        for node in self.nodes:
-            await asyncio.to_thread(self.wait_started, node.node_id)
+        for attempt in range(3):
+            for node in self.nodes:
+                self.start_node(node.node_id)
+            try:
+                for node in self.nodes:
+                    await asyncio.to_thread(self.wait_started, node.node_id)
+                break
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                await asyncio.to_thread(self._new_ports)
         await self.wait_brokers(len(self.nodes))
 
     async def restart_node(self, node_id: int, *, kill: bool = False) -> None:

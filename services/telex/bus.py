@@ -501,13 +501,16 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float =
     """The partition ids of ``topic``, waiting up to ``timeout`` for a topic just created.
 
     On a cluster, a created topic reaches each broker's metadata a moment after the create
-    call returns: a metadata request answered by another broker does not list it yet.
-    Returns an empty list when the topic still does not exist.
+    call returns: a metadata request answered by another broker does not list it yet, and the
+    client would keep that answer until its metadata max age (5 minutes). ``topics()`` fetches
+    fresh metadata but does not store it where ``partitions_for_topic`` looks, so the client's
+    own metadata is refreshed (aiokafka has no public call for it). Returns an empty list when
+    the topic still does not exist.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        await consumer.topics()
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
         if partitions or loop.time() >= deadline:
             return sorted(partitions or [])
