@@ -30,7 +30,8 @@ _ids = itertools.count()
 # producers; on the cluster every topic gets three replicas, as a newsroom would run it.
 _BROKER_ENV: dict[str, dict[str, str]] = {}
 TANSU_ENV = {"TELEX_KAFKA_IDEMPOTENCE": "off"}
-KAFKA_ENV = {"TELEX_KAFKA_IDEMPOTENCE": "on", "TELEX_TOPICS_REPLICATION_FACTOR": "3"}
+# Idempotence stays "auto": on for a cluster.
+KAFKA_ENV = {"TELEX_TOPICS_REPLICATION_FACTOR": "3"}
 
 
 class Broker(Protocol):

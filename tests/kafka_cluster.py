@@ -341,6 +341,30 @@ class KafkaCluster:
                 raise RuntimeError(f"kafka node {node_id} did not start: {self.log_tail(node_id)}")
             time.sleep(0.1)
 
+    def record_batches(self, topic: str, partition: int, node_id: int = 1) -> list[str]:
+        """The record batch headers of a partition's segments on one node's disk, as Kafka's
+        own DumpLogSegments prints them (producer id, epoch, sequence of each batch)."""
+        folder = self.node(node_id).home / "data" / f"{topic}-{partition}"
+        files = sorted(str(p) for p in folder.glob("*.log"))
+        if not files:
+            return []
+        done = subprocess.run(
+            [
+                "java",
+                *JVM_FLAGS,
+                "-cp",
+                f"{self.lib}/*",
+                "kafka.tools.DumpLogSegments",
+                "--files",
+                ",".join(files),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return [line for line in done.stdout.splitlines() if line.startswith("baseOffset:")]
+
     def log_tail(self, node_id: int, lines: int = 15) -> str:
         node = self.node(node_id)
         text = ""
