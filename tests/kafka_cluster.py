@@ -449,6 +449,17 @@ class KafkaCluster:
         self.start_node(node_id)
         await asyncio.to_thread(self.wait_started, node_id)
 
+    async def heal(self) -> None:
+        """Start every node that is not running and wait until all are brokers again (a test
+        that stops nodes calls this before it ends, so the next finds the whole cluster)."""
+        down = [n.node_id for n in self.nodes if not n.running]
+        for node_id in down:
+            self.kill_node(node_id)  # reaps a process that died on its own
+            self.start_node(node_id)
+        for node_id in down:
+            await asyncio.to_thread(self.wait_started, node_id)
+        await self.wait_brokers(len(self.nodes))
+
     @contextlib.asynccontextmanager
     async def admin(self) -> AsyncIterator[AIOKafkaAdminClient]:
         client = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
