@@ -215,6 +215,8 @@ class KafkaCluster:
             "offsets.topic.num.partitions": 6,
             "transaction.state.log.num.partitions": 6,
             "group.initial.rebalance.delay.ms": 0,
+            # The tests run consumer groups with session timeouts of 2-6 s (default floor: 6 s).
+            "group.min.session.timeout.ms": 1000,
             # Compaction a test can watch: segments roll every 2 s (the active one is never
             # cleaned), any dirt is worth cleaning, tombstones go 1 s after a clean.
             "log.roll.ms": 2000,

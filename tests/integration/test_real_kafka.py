@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from telex.bus import partitions_of
 from telex.runtime import started
 from tests.conftest import make_config
 from tests.kafka_cluster import KafkaCluster
@@ -74,7 +75,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await asyncio.wait_for(_partitions(consumer, topic), 30)
+        partitions = await partitions_of(consumer, topic, timeout=30)
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -87,13 +88,6 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None
         return records
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    while topic not in await consumer.topics():
-        await asyncio.sleep(0.1)
-    await consumer._client.force_metadata_update()
-    return sorted(consumer.partitions_for_topic(topic) or [])
 
 
 async def test_deleted_entry_is_a_tombstone_then_compacted_away(

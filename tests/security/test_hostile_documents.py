@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from telex.bus import partitions_of
 from telex.config import Config
 from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
@@ -131,10 +132,7 @@ async def raw_values(config: Config) -> list[bytes]:
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(config.topics.raw) or set()
-        if not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(config.topics.raw) or set()
+        parts = await partitions_of(consumer, config.topics.raw)
         tps = [TopicPartition(config.topics.raw, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
