@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from telex import metrics
-from telex.bus import Bus, stop_quietly
+from telex.bus import Bus, partitions_of, stop_quietly
 from telex.config import Config
 from telex.events import PoisonRecord, decode_raw, encode, now_ms
 from telex.log import get_logger
@@ -181,8 +181,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         wire = self.config.topics.wire
         while True:
             try:
-                await self._tailer.topics()
-                ids = sorted(self._tailer.partitions_for_topic(wire) or [])
+                ids = await partitions_of(self._tailer, wire)
                 if not ids:
                     await asyncio.sleep(0.5)
                     continue
