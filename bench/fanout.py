@@ -39,11 +39,28 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from telex.bus import EmbeddedBroker, TopicSpec, ensure_topics, free_port
+from telex.config import Config
+from telex.kafka import Clients, TopicSpec, ensure_topics
+from telex.kafka.embedded import EmbeddedBroker, free_port
 
 HERE = Path(__file__).resolve().parent
 TELEX = str(Path(sys.executable).with_name("telex"))
-SERVERS = ("floor", "floor_batch", "naive", "telex")
+SERVERS = (
+    "floor",
+    "floor_batch",
+    "naive",
+    "telex_base",
+    "telex_base_uvloop",
+    "telex",
+    "telex_uvloop",
+)
+# The telex servers: this checkout's gateway and the one of ``--base`` (another checkout, same
+# environment, for before/after in one run), each on the stock loop and on uvloop.
+TELEX_KINDS = ("telex", "telex_base", "telex_base_uvloop", "telex_uvloop")
+_RUN_ON_UVLOOP = (
+    "import asyncio, sys, uvloop; from telex.cli import main; sys.argv[0] = 'telex'; "
+    "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); sys.exit(main())"
+)
 SAMPLED = 100
 PARTITIONS = 3
 
@@ -232,9 +249,11 @@ def event(n: int, run: str, pad: int) -> bytes:
     )
 
 
-async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int, pin: bool) -> Any:
+async def start_server(
+    kind: str, port: int, bootstrap: str, topic: str, n: int, pin: bool, base: str = ""
+) -> Any:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if kind == "telex":
+    if kind in TELEX_KINDS:
         env.update(
             {
                 "TELEX_KAFKA_BOOTSTRAP": bootstrap,
@@ -253,7 +272,14 @@ async def start_server(kind: str, port: int, bootstrap: str, topic: str, n: int,
             }
         )
         argv = [TELEX, "gateway"]
-        if os.environ.get("BENCH_PROFILE"):
+        if kind.startswith("telex_base"):
+            if not base:
+                raise SystemExit(f"{kind} needs --base (a checkout of the baseline commit)")
+            env["PYTHONPATH"] = str(Path(base) / "services")
+            argv = [sys.executable, "-m", "telex.cli", "gateway"]
+        if kind.endswith("uvloop"):
+            argv = [sys.executable, "-c", _RUN_ON_UVLOOP, "gateway"]
+        elif kind == "telex" and os.environ.get("BENCH_PROFILE"):
             argv = [sys.executable, os.environ["BENCH_PROFILE"]]
     else:
         argv = [sys.executable, str(HERE / "servers.py"), kind, str(port), bootstrap, topic]
@@ -326,15 +352,15 @@ async def measure(
     kind: str, n: int, bootstrap: str, args: argparse.Namespace, run: int
 ) -> dict[str, Any]:
     topic = f"bench.{kind}.{n}.{run}.{time.time_ns()}"
-    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
+    await ensure_topics(Clients(Config(), bootstrap), [TopicSpec(topic, PARTITIONS)])
     port = free_port()
-    proc = await start_server(kind, port, bootstrap, topic, n, args.pin)
+    proc = await start_server(kind, port, bootstrap, topic, n, args.pin, args.base)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
     await producer.start()
     clients: list[Client] = []
     try:
         rss0 = rss_bytes(proc.pid)
-        path = "/v1/stream?backlog=0" if kind == "telex" else "/v1/stream"
+        path = "/v1/stream?backlog=0" if kind in TELEX_KINDS else "/v1/stream"
         clients = await connect(n, port, path)
         await asyncio.sleep(2.0)
         rss1 = rss_bytes(proc.pid)
@@ -410,6 +436,36 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def versus_base(rows: list[dict[str, Any]]) -> str:
+    """This checkout's gateway (both loops) against ``telex_base``: medians and ratios."""
+    keys = ("deliveries_per_s", "deliveries_per_cpu_s", "us_per_delivery", "kb_per_conn")
+    out = [
+        "| subscribers | server | deliveries/s | ratio | deliveries/CPU-s | ratio "
+        "| CPU µs/delivery | ratio | KB/conn | ratio |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in sorted({r["subscribers"] for r in rows}):
+        med: dict[str, dict[str, float]] = {}
+        for kind in TELEX_KINDS:
+            rs = [r for r in rows if r["subscribers"] == n and r["server"] == kind]
+            if rs:
+                for r in rs:
+                    r["us_per_delivery"] = 1e6 / r["deliveries_per_cpu_s"]
+                med[kind] = {k: statistics.median(r[k] for r in rs) for k in keys}
+        base = med.get("telex_base")
+        if base is None:
+            continue
+        for kind in ("telex_base", "telex_base_uvloop", "telex", "telex_uvloop"):
+            if kind not in med:
+                continue
+            m = med[kind]
+            cells = [f"{n:,}", kind]
+            for k, fmt in zip(keys, ("{:,.0f}", "{:,.0f}", "{:.2f}", "{:.1f}"), strict=True):
+                cells += [fmt.format(m[k]), f"{m[k] / base[k]:.2f}"]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     raise_fd_limit(max(args.subscribers) + 1000)
     if args.pin:
@@ -435,19 +491,28 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         if broker is not None:
             await broker.stop()
     print(table(rows))
+    if any(r["server"] == "telex_base" for r in rows):
+        print()
+        print(versus_base(rows))
     return rows
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 10_000])
-    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["floor", "floor_batch", "naive", "telex"],
+        choices=SERVERS,
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deliveries", type=int, default=1_000_000, help="per throughput burst")
     parser.add_argument("--latency-deliveries", type=int, default=50_000, help="per second")
     parser.add_argument("--latency-seconds", type=float, default=4.0)
     parser.add_argument("--pad", type=int, default=400, help="bytes of text per event")
     parser.add_argument("--bootstrap", default="", help="Kafka to use (default: embedded)")
+    parser.add_argument("--base", default="", help="checkout of the baseline for telex_base")
     parser.add_argument(
         "--no-pin",
         dest="pin",

@@ -26,9 +26,9 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from telex.bus import EmbeddedBroker
 from telex.config import load
 from telex.events import cloudevent, content_hash, update_id
+from telex.kafka.embedded import EmbeddedBroker
 from telex.log import configure
 from telex.notifier.signing import new_secret
 from telex.runtime import started

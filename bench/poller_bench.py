@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from telex.bus import EmbeddedBroker, free_port
+from telex.kafka.embedded import EmbeddedBroker, free_port
 
 HERE = Path(__file__).resolve().parent
 TELEX = str(Path(sys.executable).with_name("telex"))

@@ -46,8 +46,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from telex.bus import EmbeddedBroker
 from telex.events import content_hash, update_id
+from telex.kafka.embedded import EmbeddedBroker
 from telex.replay.seed import load_seed
 
 PARTITIONS = 3
@@ -151,8 +151,8 @@ async def run_telex(
     args: argparse.Namespace, enrich: bool = True, max_batch: int | None = None
 ) -> dict[str, Any]:
     from telex import metrics
-    from telex.bus import Bus
     from telex.config import load
+    from telex.kafka import Clients
     from telex.processor.enrich import Pipeline
     from telex.processor.service import Processor
     from telex.processor.stage import Stage
@@ -172,7 +172,7 @@ async def run_telex(
         },
     )
     stage = Stage(config) if enrich else Stage(config, Pipeline([]))
-    processor = Processor(config, Bus(config, args.bootstrap), stage)
+    processor = Processor(config, Clients(config, args.bootstrap), stage)
     consumed = metrics.RAW_CONSUMED
     await processor.start()
     clock = Clock()

@@ -706,7 +706,8 @@ class Run:
 
     async def start_broker(self) -> None:
         """The embedded broker, as ``telex run`` starts it, but as a child that dies with us."""
-        from telex.bus import EmbeddedBroker, free_port, wait_for_broker
+        from telex.kafka.connect import wait_for_broker
+        from telex.kafka.embedded import EmbeddedBroker, free_port
 
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
@@ -738,7 +739,7 @@ class Run:
         env = self.telex_env(bootstrap, toml)
         roles = [r for r in ROLES if r != "processor"]
         roles[:0] = [f"processor{n}" if n else "processor" for n in range(a.processors)]
-        from telex.bus import free_port
+        from telex.kafka.embedded import free_port
 
         for role in roles:
             self.ports[role] = free_port()
@@ -949,9 +950,9 @@ class Run:
     async def topic_order(self, topic: str, published: list[int]) -> dict[str, Any]:
         """Per-source order of a topic as Kafka holds it: tells a reordering or a loss in the
         poller or processor (raw, wire) from one in the gateway or notifier."""
-        from aiokafka import AIOKafkaConsumer
-
-        from telex.bus import read_to_end
+        from telex.config import Config
+        from telex.kafka import Clients
+        from telex.kafka.table import scan_topic
 
         last: dict[int, int] = {}
         seen: dict[int, set[int]] = {}
@@ -991,15 +992,12 @@ class Run:
             seen[index].add(seq)
             last[index] = max(seq, last.get(index, -1))
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
         try:
-            await read_to_end(consumer, topic, apply, timeout=120)
-        except (TimeoutError, RuntimeError) as exc:
+            async with asyncio.timeout(120):
+                await scan_topic(Clients(Config(), self.bootstrap), topic, apply)
+        except (TimeoutError, LookupError) as exc:
             counts["read_errors"] += 1
             print(f"soak: could not read {topic} to its end: {exc!r}", file=sys.stderr)
-        finally:
-            await consumer.stop()
         missing = sum(published[i] - len(seen.get(i, ())) for i in range(len(published)))
         out: dict[str, Any] = {**counts, "missing": missing, "late_examples": examples}
         if stages["poller"]:

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from telex.bus import free_port
+from telex.kafka.embedded import free_port
 from telex.runtime import serve_http
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,8 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from telex.bus import EmbeddedBroker
 from telex.config import Config, load
+from telex.kafka.embedded import EmbeddedBroker
 from telex.replay.seed import SeedBlog, load_seed
 from tests.kafka_cluster import KafkaCluster
 

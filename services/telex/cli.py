@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
 from telex import __version__
-from telex.config import Config, ConfigError, load
-from telex.log import configure, get_logger
 
-log = get_logger("telex")
+if TYPE_CHECKING:
+    from telex.config import Config
+
+# `telex extract` must start fast: the configuration (pydantic), logging and the services are
+# imported by the commands that need them, not here.
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(extract_only: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telex",
         description="Live news pages in, a clean real-time wire out (Kafka, WebSocket, webhooks).",
     )
     parser.add_argument("--version", action="version", version=f"telex {__version__}")
+    if extract_only:
+        # `telex extract ...`: only its own parser, so that nothing else is imported.
+        _extract_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+        return parser
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML config file (or TELEX_CONFIG)")
     common.add_argument(
@@ -84,13 +90,18 @@ def _parser() -> argparse.ArgumentParser:
 
 # Poller: `telex extract` and `telex sources ...` (issue 3).
 def _poller_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    _extract_parser(sub)
+    _sources_parser(sub)
+
+
+def _extract_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     extract = sub.add_parser(
         "extract",
         help="print the entries telex extracts from a page or feed (a file or a URL)",
         description="Run the poller's extraction on one page or feed and print one JSON object "
         "per entry, in page order. Exits 1 when nothing can be extracted.",
     )
-    extract.add_argument("target", metavar="PATH_OR_URL")
+    extract.add_argument("target", metavar="PATH_OR_URL", help="a file, a URL, or - for stdin")
     extract.add_argument(
         "--format",
         default="auto",
@@ -111,7 +122,15 @@ def _poller_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     extract.add_argument(
         "--base-url", help="URL the file was served at (for links and anchors; default file://)"
     )
+    extract.add_argument(
+        "--now",
+        metavar="ISO_TIME",
+        help="when the page was fetched, for relative times like '5 min ago' "
+        "(default: a URL's Date header, a file's modification time)",
+    )
 
+
+def _sources_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sources = sub.add_parser(
         "sources",
         help="list, show, add, update or remove polled sources (through the HTTP API)",
@@ -140,6 +159,8 @@ def _poller_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from telex.config import load
+
     environ = dict(os.environ)
     if getattr(args, "bootstrap", None):
         environ["TELEX_KAFKA_BOOTSTRAP"] = args.bootstrap
@@ -147,7 +168,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 async def _broker(config: Config) -> None:
-    from telex.bus import EmbeddedBroker
+    import asyncio
+
+    from telex.kafka.embedded import EmbeddedBroker
     from telex.runtime import install_stop_handlers
 
     stop = asyncio.Event()
@@ -162,6 +185,8 @@ async def _broker(config: Config) -> None:
 
 
 async def _replay(config: Config, port: int | None) -> None:
+    import asyncio
+
     from telex.replay.server import PAGE_PATH, create_app
     from telex.runtime import install_stop_handlers, serve_http
 
@@ -202,7 +227,8 @@ async def _tail(url: str, as_json: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``telex`` console script."""
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(extract_only=bool(given) and given[0] == "extract").parse_args(given)
     if args.command == "reference":
         from telex.reference import config_markdown, metrics_markdown
 
@@ -212,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from telex.poller.cli import extract_command
 
         return extract_command(args)
+    from telex.config import ConfigError
+    from telex.log import configure
+
     try:
         config = _config(args)
     except ConfigError as exc:
@@ -224,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_webhooks(args, config)
 
-    from telex.bus import BrokerError
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from telex.kafka import BrokerError
     from telex.runtime import ROLES, serve_until_stopped
 
     try:
@@ -247,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_tail(url, args.json))
     except BrokerError as exc:
         print(f"telex: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        # A start-up failure the checks before did not foresee: still one line, no traceback.
+        print(f"telex: Kafka refused the start: {exc!r}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C during start-up, before the stop handlers were installed.

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -71,8 +72,35 @@ class KafkaConfig(_Section):
     )
     idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Idempotent producer. auto: on for an external cluster, off for the "
-        "embedded broker, which cannot do it.",
+        description="Idempotent producer. auto: tried at start-up, on where the broker can do "
+        "it, off with one warning where it cannot (the embedded broker).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How clients talk to the brokers: SSL encrypts (and checks the brokers' "
+        "certificates), SASL_* authenticates with username and password.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)."
+    )
+    username: str = Field("", description="SASL user name (with SASL_PLAINTEXT or SASL_SSL).")
+    password: SecretStr = Field(
+        SecretStr(""), description="SASL password; never logged nor shown by error messages."
+    )
+    ssl_cafile: str = Field(
+        "",
+        description="PEM file of the CA(s) that signed the brokers' certificates (with SSL or "
+        "SASL_SSL); empty uses the system's trust store.",
+    )
+    ssl_certfile: str = Field(
+        "", description="PEM client certificate, for brokers that authenticate clients by TLS."
+    )
+    ssl_keyfile: str = Field("", description="PEM private key of the client certificate.")
+    ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="Password of the client key, if it is encrypted."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to."
     )
     session_timeout_ms: int = Field(
         10_000,
@@ -120,6 +148,44 @@ class KafkaConfig(_Section):
         """True when telex must start its own broker."""
         return not self.bootstrap.strip()
 
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaConfig:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.username and self.password.get_secret_value()):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs username and password"
+            )
+        if not sasl and (self.username or self.password.get_secret_value()):
+            raise ValueError(
+                "username/password are set but security_protocol is "
+                f"{self.security_protocol}: use SASL_PLAINTEXT or SASL_SSL"
+            )
+        files = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        given = [name for name, path in files.items() if path]
+        if given and not tls:
+            raise ValueError(
+                f"{', '.join(given)} set but security_protocol is {self.security_protocol}: "
+                "use SSL or SASL_SSL"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        if self.ssl_key_password.get_secret_value() and not self.ssl_keyfile:
+            raise ValueError("ssl_key_password is set without ssl_keyfile")
+        for name, path in files.items():
+            if path and not os.access(path, os.R_OK):
+                raise ValueError(f"{name} {path} does not exist or cannot be read")
+        if self.embedded and self.security_protocol != "PLAINTEXT":
+            raise ValueError(
+                "the embedded broker speaks PLAINTEXT only: set bootstrap to use "
+                f"{self.security_protocol}"
+            )
+        return self
+
 
 class TopicsConfig(_Section):
     """Topic names and partition counts (created at start-up when missing)."""
@@ -146,12 +212,30 @@ class TopicsConfig(_Section):
         le=1024,
         description="Partitions of the raw topic and the wire (the processor's unit of scaling).",
     )
-    replication_factor: int = Field(
-        1,
+    replication_factor: int | None = Field(
+        None,
         ge=1,
         le=16,
-        description="Replication factor of topics telex creates (3 on a production cluster).",
+        description="Replication factor of topics telex creates; unset: 3, or the number of "
+        "brokers of a smaller cluster (asked of the cluster at start-up).",
     )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="min.insync.replicas of topics telex creates: how many replicas must have "
+        "a record before it is acknowledged. Unset: 2 with 3 or more replicas, else 1.",
+    )
+
+    @model_validator(mode="after")
+    def _check_isr(self) -> TopicsConfig:
+        rf, isr = self.replication_factor, self.min_insync_replicas
+        if rf is not None and isr is not None and isr > rf:
+            raise ValueError(
+                f"min_insync_replicas ({isr}) above replication_factor ({rf}): "
+                "no record could ever be acknowledged"
+            )
+        return self
 
 
 class HttpConfig(_Section):
@@ -410,6 +494,13 @@ class ProcessorConfig(_Section):
         gt=0,
         description="Event-time age after which an update id is forgotten: a re-send older "
         "than this is published again.",
+    )
+    restore_window_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="Wire history, by record time, read back to rebuild the dedup state and "
+        "the story index of a newly assigned partition, where the broker can look offsets up "
+        "by time; on one that cannot (the embedded broker) whole partitions are read.",
     )
     story_window_s: float = Field(
         6 * 3600.0, gt=0, description="Event-time window in which near-duplicates share a story."
@@ -676,6 +767,32 @@ class NotifierConfig(_Section):
         return value
 
 
+class OutboundConfig(_Section):
+    """HTTPS calls telex makes: the poller to sources, the notifier to webhook receivers."""
+
+    ca_file: str = Field(
+        "",
+        description="PEM file of certificate authorities trusted for https sources and "
+        "webhook receivers, besides the public ones (an internal CA). Certificates and host "
+        "names are always verified.",
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str) -> str:
+        if not value:
+            return value
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=value)
+        except FileNotFoundError:
+            raise ValueError(f"{value} does not exist") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"{value} is not a PEM file of CA certificates: {exc}") from None
+        return value
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -700,6 +817,7 @@ class Config(BaseModel):
     processor: ProcessorConfig = ProcessorConfig()
     gateway: GatewayConfig = GatewayConfig()
     notifier: NotifierConfig = NotifierConfig()
+    outbound: OutboundConfig = OutboundConfig()
     log: LogConfig = LogConfig()
     sources: tuple[SourceConfig, ...] = ()
 
@@ -759,7 +877,9 @@ def _format_errors(exc: ValidationError, origin: Mapping[str, str], file: str | 
         where = origin.get(path) or (f"file {file}" if file else "defaults")
         value = err.get("input")
         # Never echo a secret (webhook secrets) into a terminal or a log.
-        hidden = isinstance(value, dict) or any(w in path for w in ("secret", "token", "key"))
+        hidden = isinstance(value, dict) or any(
+            w in path for w in ("secret", "token", "key", "password")
+        )
         hidden = hidden or (isinstance(value, str) and _has_credentials(value))
         shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {path} from {where}: {err['msg']}{shown}")

@@ -35,6 +35,11 @@ class RawUpdate(TypedDict):
     html: str | None
     time_raw: str | None
     published: str | None
+    # How the zone of ``published`` was decided: "stated" (the time carries it), "source"
+    # (the source's timezone), "page" (the page's own offsets), "country" (the publisher's
+    # country), "utc-assumed" (nothing said: UTC); and that zone when not stated.
+    published_zone: NotRequired[str | None]
+    published_tz: NotRequired[str | None]
     page_date: str | None
     page_tz: str | None
     content_hash: str
@@ -118,6 +123,9 @@ def decode_raw(value: bytes | None) -> RawUpdate:
         if data.get(key) is not None and not isinstance(data[key], str):
             raise PoisonRecord(f"{key} must be a string or null")
         data.setdefault(key, None)
+    for key in ("published_zone", "published_tz"):  # added later: absent in older records
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise PoisonRecord(f"{key} must be a string or null")
     if not isinstance(data.get("detected_ms"), int):
         raise PoisonRecord("detected_ms must be an integer")
     if not 0 <= data["detected_ms"] <= _MAX_MS:

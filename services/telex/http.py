@@ -6,6 +6,7 @@ routes of all the services it runs in one app.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
@@ -208,13 +209,13 @@ class Server(uvicorn.Server):
         yield
 
 
-def server(app: object, host: str, port: int, **websocket: Any) -> Server:
+def server(app: object, host: str, port: int, websocket: type[asyncio.Protocol]) -> Server:
     """A uvicorn server for ``app`` that telex starts and stops itself.
 
-    ``websocket`` overrides the WebSocket settings (``ws_max_size``, ``ws_ping_interval``,
-    ``ws_ping_timeout``); the gateway passes its own.
+    WebSocket upgrade requests never reach ``app``: uvicorn hands each one, with its socket,
+    to the ``websocket`` protocol class (the gateway's endpoint), through its public ``ws``
+    option.
     """
-    settings: dict[str, Any] = {"ws_max_size": 64 * 1024, **websocket}
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -223,11 +224,6 @@ def server(app: object, host: str, port: int, **websocket: Any) -> Server:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=3,
-        # The sans-I/O protocol lets the gateway write shared frames straight to the socket.
-        ws="websockets-sansio",
-        # Compression costs ~50 KB of zlib state per connection; event frames are sent
-        # uncompressed anyway (encoded once for everyone).
-        ws_per_message_deflate=False,
-        **settings,
+        ws=websocket,
     )
     return Server(config)

@@ -29,7 +29,7 @@ SOURCES = Gauge("telex_poller_sources", "Sources this poller process is polling.
 # this poller (deleted, or handed to another poller by a rebalance).
 POLL_ERRORS = Counter(
     "telex_poller_errors_total",
-    "Failed polls by reason (timeout, connect, dns, refused_address, too_large, redirects, "
+    "Failed polls by reason (timeout, connect, tls, dns, refused_address, too_large, redirects, "
     "rate_limited, http_4xx, http_5xx, http_other, protocol, bad_url, extract, kafka, bug).",
     ["reason"],
 )
@@ -176,7 +176,8 @@ GATEWAY_LATENCY = Histogram(
 )
 REFUSED = Counter(
     "telex_gateway_refused_total",
-    "Connections refused, by reason (unauthorized, forbidden_origin, limit, draining).",
+    "Connections refused, by reason (unauthorized, forbidden_origin, limit, draining, "
+    "bad_handshake).",
     ["reason"],
 )
 CLIENT_ERRORS = Counter(
@@ -186,14 +187,15 @@ CLIENT_ERRORS = Counter(
 )
 CLOSES = Counter(
     "telex_gateway_closes_total",
-    "Connections closed by the gateway, by reason (slow, flood, idle, drain, bad_request).",
+    "Connections closed by the gateway, by reason (flood, idle, drain, bad_request, "
+    "ping_timeout; hostile frames: protocol_error, invalid_data, too_big).",
     ["reason"],
 )
 # Notifier
 WEBHOOK_ATTEMPTS = Counter(
     "telex_notifier_attempts_total",
     "Webhook delivery attempts by outcome (success, http_error, gone, timeout, "
-    "connection_error, refused).",
+    "connection_error, tls_error, refused).",
     ["outcome"],
 )
 WEBHOOK_ATTEMPT_DURATION = Histogram(
@@ -234,7 +236,7 @@ WEBHOOK_QUEUED = Gauge(
     "telex_notifier_queued_deliveries", "Deliveries waiting in per-endpoint queues."
 )
 
-# Kafka topic guard (issue 9: broker restarts)
+# The reset signal of a memory-only broker (telex.kafka.reset)
 TOPICS_RECREATED = Counter(
     "telex_kafka_topics_recreated_total",
     "Times this process found its topics gone from the broker and created them again (an "

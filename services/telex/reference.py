@@ -12,7 +12,7 @@ import types
 from typing import Any, get_args, get_origin
 
 from prometheus_client.metrics import MetricWrapperBase
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from telex import config as config_module
@@ -54,6 +54,8 @@ def metrics_markdown() -> str:
 
 def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
+    if annotation is SecretStr:
+        return "secret str"
     if origin is None:
         return getattr(annotation, "__name__", str(annotation))
     args = get_args(annotation)
@@ -70,6 +72,8 @@ def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
     value = field.get_default(call_default_factory=True)
+    if isinstance(value, SecretStr):
+        return "(secret)" if value.get_secret_value() else '`""`'
     if isinstance(value, BaseModel) or value in ((), []):
         return "—"
     if isinstance(value, str):

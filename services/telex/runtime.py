@@ -14,14 +14,15 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import APIRouter
 
-from telex import bus as kafka
 from telex.config import Config, SourceConfig
+from telex.gateway.endpoint import Endpoints, Limits
 from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server, warn_if_open
+from telex.kafka import Clients, ensure_topics, required_topics
+from telex.kafka.embedded import EmbeddedBroker
 from telex.log import get_logger
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
@@ -47,8 +48,17 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: object, host: str, port: int, **websocket: Any) -> AsyncIterator[str]:
-    srv = server(app, host, port, **websocket)
+async def serve_http(
+    app: object, host: str, port: int, websocket: type[asyncio.Protocol] | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` until the context exits; yields the base URL.
+
+    WebSocket upgrades go to ``websocket`` (the gateway's endpoint); without one they are
+    answered 404.
+    """
+    if websocket is None:
+        websocket = Endpoints(None, Limits()).protocol_class()
+    srv = server(app, host, port, websocket)
     task = asyncio.create_task(srv.serve(), name=f"http:{port}")
     try:
         while not srv.started:
@@ -80,7 +90,7 @@ async def started(
     """Start the broker (if embedded), topics, the replay source and ``roles``."""
     async with contextlib.AsyncExitStack() as stack:
         if config.kafka.embedded:
-            broker = kafka.EmbeddedBroker()
+            broker = EmbeddedBroker()
             await _lifecycle(
                 stack,
                 lambda: broker.start(config.kafka.embedded_start_timeout_s),
@@ -94,24 +104,13 @@ async def started(
             )
         else:
             bootstrap = config.kafka.bootstrap
-            await kafka.wait_for_broker(bootstrap, timeout=config.kafka.embedded_start_timeout_s)
-            log.info("kafka.external", bootstrap=bootstrap)
-        specs = kafka.required_topics(config.topics)
+        clients = await Clients.connect(config, bootstrap)
+        specs = required_topics(config.topics)
         if "notifier" in roles:
             specs += notifier_topics(config)
-        await kafka.ensure_topics(bootstrap, specs, config.topics.replication_factor)
+        await ensure_topics(clients, specs)
+        await clients.probe_time_index(config.topics.wire)
         running = Running(bootstrap=bootstrap)
-        bus = kafka.Bus(config, bootstrap)
-        # Each service registers how it starts over when the broker has lost its topics; the
-        # guard runs once they are started and stops before them.
-        guard = kafka.TopicGuard(
-            bootstrap,
-            specs,
-            config.topics.replication_factor,
-            config.kafka.topic_check_interval_s,
-            marker=f"{config.topics.wire}.guard",
-            intact=bus.topics_intact,
-        )
         sources = list(config.sources)
         allow_origins: tuple[str, ...] = ()
 
@@ -128,31 +127,36 @@ async def started(
 
         routers: list[APIRouter] = []
         admin_routers: list[APIRouter] = []
+        gateway: Gateway | None = None
         if "processor" in roles:
-            processor = Processor(config, bus)
+            processor = Processor(config, clients)
             await _lifecycle(stack, processor.start, processor.stop)
             running.components["processor"] = processor
-            guard.on_recreated(processor.topics_recreated)
         if "poller" in roles:
-            poller = Poller(config, bus, sources, allow_origins)
+            poller = Poller(config, clients, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
-            guard.on_recreated(poller.topics_recreated)
             admin_routers.append(poller.router)
         if "gateway" in roles:
-            gateway = Gateway(config, bus)
+            gateway = Gateway(config, clients)
             await _lifecycle(stack, gateway.start, gateway.stop)
             running.components["gateway"] = gateway
-            guard.on_recreated(gateway.topics_recreated)
             routers.append(gateway.router)
         if "notifier" in roles:
-            notifier = Notifier(config, bus)
+            notifier = Notifier(config, clients)
             await _lifecycle(stack, notifier.start, notifier.stop)
             running.components["notifier"] = notifier
-            guard.on_recreated(notifier.topics_recreated)
             admin_routers.append(WebhooksApi(notifier).router())
 
-        await _lifecycle(stack, guard.start, guard.stop)
+        # Armed only on a broker that may lose its data; started once the services have
+        # registered how they start over, stopped before them.
+        await _lifecycle(
+            stack,
+            lambda: clients.reset.start(
+                specs, f"{config.topics.wire}.guard", config.kafka.topic_check_interval_s
+            ),
+            clients.reset.stop,
+        )
 
         app = create_app(
             running.components,
@@ -164,18 +168,11 @@ async def started(
         )
         if admin_routers:
             warn_if_open(config.http.host, config.http.admin_tokens, log)
-        gw = config.gateway
+        endpoint = gateway.endpoints.protocol_class() if gateway is not None else None
         running.http_url = await stack.enter_async_context(
-            serve_http(
-                app,
-                config.http.host,
-                config.http.port,
-                ws_max_size=gw.max_frame_bytes,
-                ws_ping_interval=gw.ping_interval,
-                ws_ping_timeout=gw.ping_timeout,
-            )
+            serve_http(app, config.http.host, config.http.port, endpoint)
         )
-        if "gateway" in roles:
+        if gateway is not None:
             # Runs before the HTTP server stops: clients are told to reconnect in paced batches
             # rather than all cut at once.
             stack.push_async_callback(gateway.drain)

@@ -9,7 +9,11 @@ without a page date on the day that makes it most recent without lying in the fu
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from email.utils import parsedate_tz
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # Abbreviations that name a fixed offset.
@@ -49,7 +53,8 @@ _ZONE_NAMES = "|".join(sorted((*_FIXED, *_REGIONAL), key=len, reverse=True))
 _CLOCK = re.compile(
     r"(?<![\d:.])(?P<h>[01]?\d|2[0-3])[:.h](?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?"
     r"\s*(?P<ampm>[ap]\.?\s?m\.?)?"
-    rf"(?:\s*(?P<zone>{_GMT_OFFSET}|(?:{_ZONE_NAMES})\b|[+-]\d\d:?\d\d\b))?",
+    # The zone after the clock, also in brackets: "21:06 (IST)".
+    rf"(?:\s*[(\[]?\s*(?P<zone>{_GMT_OFFSET}|(?-i:(?:{_ZONE_NAMES}))\b|[+-]\d\d:?\d\d\b)[)\]]?)?",
     re.IGNORECASE,
 )
 _CLOCK_AMPM_ONLY = re.compile(
@@ -125,24 +130,140 @@ def zone_for(name: str | None) -> tzinfo | None:
         return None
 
 
-def parse_date(text: str) -> date | None:
-    """The first calendar date written in ``text`` ("18 January 2024", "2024-01-18", ...)."""
+_DATE_YMD = re.compile(r"\b(?P<y>(?:19|20)\d\d)[/.-](?P<mo>[01]?\d)[/.-](?P<d>[0-3]?\d)\b")
+# 27.08.2024, 08/27/2024, 27-08-24: the order of day and month depends on the country.
+_DATE_NUMERIC = re.compile(
+    r"(?<![\d.:/-])(?P<a>[0-3]?\d)(?P<sep>[./-])(?P<b>[01]?\d)(?P=sep)(?P<y>(?:19|20)?\d\d)(?![\d:])"
+)
+# 27.08. or 27/08 without a year, only next to a clock ("27.08. 14:05", "14:05 27/08").
+_DATE_NO_YEAR = re.compile(
+    r"(?<![\d.:/-])(?P<a>[0-3]?\d)(?P<sep>[./-])(?P<b>[01]?\d)\.?(?![\d:/-])"
+)
+_RFC822 = re.compile(
+    r"^(?:[^\W\d_]{2,9}\.?,?\s+)?\d{1,2},?\s+[A-Za-z]{3}[a-z]*\.?,?\s+\d{2,4},?\s+"
+    r"\d{1,2}:\d\d(?::\d\d)?\s*(?:[+-]\d{4}|[A-Z]{1,5})$"
+)
+# Words that may stand next to a time without making it a date ("Posted at", "Uhr").
+_FILLER = frozenset(
+    {
+        "posted", "published", "updated", "update", "last", "at", "on", "by", "the", "am",
+        "pm", "a", "m", "p", "um", "uhr", "gegen", "veröffentlicht", "aktualisiert", "zuletzt",
+        "stand", "publié", "mis", "à", "jour", "le", "la", "les", "h", "hrs", "heure",
+        "aggiornato", "alle", "pubblicato", "ore", "il", "del", "de", "el", "actualizado",
+        "publicado", "las", "hora", "bijgewerkt", "gepubliceerd", "om", "uur", "opdaterad",
+        "publicerad", "kl", "klo", "time", "today", "heute", "oggi", "hoy", "aujourd", "hui",
+        "vandaag", "idag", "i", "dag", "ago",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[^\W\d_]+")
+_WEEKDAYS = """monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu
+    thur thurs fri sat sun montag dienstag mittwoch donnerstag freitag samstag sonntag mo di
+    mi do fr sa so lundi mardi mercredi jeudi vendredi samedi dimanche lun mar mer jeu ven sam
+    dim lunedì martedì mercoledì giovedì venerdì sabato domenica lunes martes miércoles jueves
+    viernes sábado domingo"""  # fmt: skip
+# Words that can stand in a written date or next to a time: fillers, months, weekdays.
+DATE_WORDS = frozenset(
+    {*_FILLER, *_MONTHS, *_WEEKDAYS.split(), "st", "nd", "rd", "th", "er", "de", "um", "à"}
+)
+
+
+def _ymd(y: int, mo: int, d: int) -> date | None:
+    try:
+        return date(y, mo, d)
+    except ValueError:
+        return None
+
+
+def _numeric_date(text: str, day_first: bool, year: int | None) -> date | None:
+    match = _DATE_YMD.search(text)
+    if match:
+        return _ymd(int(match["y"]), int(match["mo"]), int(match["d"]))
+    match = _DATE_NUMERIC.search(text)
+    if match:
+        a, b, y = int(match["a"]), int(match["b"]), int(match["y"])
+        y = y + 2000 if y < 100 else y
+        dotted = match["sep"] == "."  # 27.08.2024 is day first everywhere
+        if a > 12 or dotted or (day_first and b <= 12):
+            return _ymd(y, b, a)
+        return _ymd(y, a, b)
+    if year is not None and _CLOCK.search(text):
+        match = _DATE_NO_YEAR.search(_CLOCK.sub(" ", text))
+        if match:
+            a, b = int(match["a"]), int(match["b"])
+            if a > 12 or match["sep"] == "." or day_first:
+                return _ymd(year, b, a)
+            return _ymd(year, a, b)
+    return None
+
+
+def parse_date(
+    text: str,
+    *,
+    lang: str | None = None,
+    day_first: bool = True,
+    year: int | None = None,
+    thorough: bool = False,
+) -> date | None:
+    """The first calendar date written in ``text`` ("18 January 2024", "2024-01-18", ...).
+
+    Month names in the common Western languages and numeric dates are read here;
+    ``thorough`` hands anything else that looks like a date to dateparser (every language,
+    loaded on first use), with ``lang`` as the language hint.
+    """
     match = _DATE_ISO.search(text)
     if match:
-        try:
-            return date(int(match["y"]), int(match["mo"]), int(match["d"]))
-        except ValueError:
-            pass
+        found = _ymd(int(match["y"]), int(match["mo"]), int(match["d"]))
+        if found is not None:
+            return found
     for pattern in (_DATE_DMY, _DATE_MDY):
         for match in pattern.finditer(text):
             month = _MONTHS.get(match["mon"].lower())
             if month is None:
                 continue
-            try:
-                return date(int(match["y"]), month, int(match["d"]))
-            except ValueError:
-                continue
-    return None
+            found = _ymd(int(match["y"]), month, int(match["d"]))
+            if found is not None:
+                return found
+    found = _numeric_date(text, day_first, year)
+    if found is not None or not thorough:
+        return found
+    if not _dateish(text):
+        return None
+    parsed = _dateparser_parse(_CLOCK.sub(" ", text), lang, None)
+    return parsed.date() if parsed is not None else None
+
+
+def _dateish(text: str) -> bool:
+    """Does ``text`` hold more than a clock and filler words: digits or unknown words?"""
+    rest = _CLOCK.sub(" ", text)
+    if re.search(r"\d", rest):
+        return True
+    return any(w.casefold() not in _FILLER for w in _WORD.findall(rest) if len(w) > 2)
+
+
+def _dateparser_parse(text: str, lang: str | None, base: datetime | None) -> datetime | None:
+    """dateparser, the library that reads dates in 200 languages; imported on first use
+    (it costs a tenth of a second) and asked only what telex's own rules cannot read."""
+    text = " ".join(text.split())
+    if not text or len(text) > 80:
+        return None
+    return _dateparser_cached(text, (lang or "").split("-")[0].lower() or None, base)
+
+
+@lru_cache(maxsize=4096)
+def _dateparser_cached(text: str, lang: str | None, base: datetime | None) -> datetime | None:
+    import dateparser  # heavy: only when a page needs it
+
+    settings: dict[str, Any] = {"PREFER_DATES_FROM": "past", "STRICT_PARSING": False}
+    if base is not None:
+        settings["RELATIVE_BASE"] = base
+    languages = [lang] if lang else None
+    try:
+        found = dateparser.parse(text, languages=languages, settings=settings)
+        if found is None and languages:
+            found = dateparser.parse(text, settings=settings)
+    except Exception:
+        return None
+    return found if isinstance(found, datetime) else None
 
 
 def _from_iso(text: str) -> datetime | None:
@@ -155,6 +276,24 @@ def _from_iso(text: str) -> datetime | None:
         return None
 
 
+def _from_rfc822(text: str) -> datetime | None:
+    """RFC 822 dates as feeds write them, also with a two-digit year or a stray comma."""
+    if not _RFC822.match(text):
+        return None
+    zone = text.rsplit(None, 1)[-1]
+    if not (zone[0] in "+-" or zone.upper() in _FIXED or zone.upper() == "UT"):
+        return None
+    fields = parsedate_tz(re.sub(r"(\d),(\s)", r"\1\2", text))
+    if fields is None or fields[9] is None:
+        return None
+    y, mo, d, h, mi, sec = fields[:6]
+    try:
+        local = datetime(y, mo, d, h, mi, sec, tzinfo=timezone(timedelta(seconds=fields[9])))
+    except ValueError:
+        return None
+    return local.astimezone(UTC)
+
+
 def _most_recent(clock: datetime, now: datetime) -> datetime:
     # A bare time of day belongs to the latest day on which it is not in the future
     # (a few minutes of clock skew allowed).
@@ -163,42 +302,67 @@ def _most_recent(clock: datetime, now: datetime) -> datetime:
     return clock
 
 
-def resolve(
+@dataclass(frozen=True)
+class Resolved:
+    """A time resolved to UTC, and what the string itself said."""
+
+    moment: datetime
+    stated_zone: bool  # the string carried its zone (offset, abbreviation, epoch, ISO Z)
+    own_date: bool  # the string carried its date (else: the page's date, or the latest day)
+    relative: bool = False
+
+
+_RELATIVE_HINT = re.compile(
+    r"\d\s*\S*\s*(?:ago|fa|geleden|sedan|siden|atrás|temu|назад|前)\b|"
+    r"\b(?:il y a|vor|hace|há|för|for)\s+\d",
+    re.IGNORECASE,
+)
+
+
+def resolve_time(
     raw: str | float | int | None,
     *,
     page_date: date | None = None,
     page_tz: str | tzinfo | None = None,
     now: datetime | None = None,
-) -> datetime | None:
-    """Resolve a time as written on a page to an aware UTC datetime, or ``None``.
+    lang: str | None = None,
+    day_first: bool = True,
+) -> Resolved | None:
+    """Resolve a time as written on a page to UTC, saying where its zone and date came from.
 
     ``page_tz`` is used when the string names no zone (UTC when absent too). ``now`` is for
-    relative times and for bare times of day on pages without a date.
+    relative times and for bare times of day on pages without a date. A string that holds a
+    date telex cannot read gives ``None``, never today.
     """
-    if raw is None:
+    if raw is None or isinstance(raw, bool):
         return None
     now = now or datetime.now(UTC)
     default_tz = page_tz if isinstance(page_tz, tzinfo) else (zone_for(page_tz) or UTC)
 
     if isinstance(raw, int | float) or (isinstance(raw, str) and _EPOCH.match(raw)):
-        value = float(raw)
-        if value > 1e11:  # milliseconds
-            value /= 1000
         try:
-            return datetime.fromtimestamp(value, UTC)
+            value = float(raw)
+            if value > 1e11:  # milliseconds
+                value /= 1000
+            return Resolved(datetime.fromtimestamp(value, UTC), True, True)
         except (OverflowError, OSError, ValueError):
             return None
     text = str(raw).strip()
-    if not text:
+    if not text or len(text) > 200:
         return None
 
     iso = _from_iso(text)
     if iso is not None:
-        return (iso if iso.tzinfo else iso.replace(tzinfo=default_tz)).astimezone(UTC)
+        if iso.tzinfo:
+            return Resolved(iso.astimezone(UTC), True, True)
+        return Resolved(iso.replace(tzinfo=default_tz).astimezone(UTC), False, True)
+    rfc = _from_rfc822(text)
+    if rfc is not None:
+        return Resolved(rfc, True, True)
 
     lowered = text.lower()
     if lowered in ("just now", "now", "moments ago"):
-        return now.astimezone(UTC)
+        return Resolved(now.astimezone(UTC), True, True, relative=True)
     rel = _RELATIVE.search(text) or _RELATIVE_BEFORE.search(text)
     if rel:
         n = int(rel["n"]) if rel["n"].isdigit() else 1
@@ -208,16 +372,23 @@ def resolve(
         # To the minute: "2 hours ago" is no more precise, and a stable value keeps re-polls
         # from reporting a new time every few seconds.
         moment = (now - timedelta(seconds=n * seconds)).astimezone(UTC)
-        return moment.replace(second=0, microsecond=0)
+        return Resolved(moment.replace(second=0, microsecond=0), True, True, relative=True)
+    if _RELATIVE_HINT.search(text):
+        base = now.astimezone(UTC).replace(tzinfo=None)
+        found = _dateparser_parse(text, lang, base)
+        if found is None:
+            return None
+        moment = found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+        return Resolved(moment.replace(second=0, microsecond=0), True, True, relative=True)
 
     clock = _CLOCK.search(text) or _CLOCK_AMPM_ONLY.search(text)
+    year = page_date.year if page_date else now.year
     if clock is None:
-        only_date = parse_date(text)
+        only_date = parse_date(text, lang=lang, day_first=day_first, thorough=True)
         if only_date is None:
             return None
-        return datetime(
-            only_date.year, only_date.month, only_date.day, tzinfo=default_tz
-        ).astimezone(UTC)
+        local = datetime(only_date.year, only_date.month, only_date.day, tzinfo=default_tz)
+        return Resolved(local.astimezone(UTC), False, True)
     hour = int(clock["h"])
     minute = int(clock.groupdict().get("m") or 0)
     second = int(clock.groupdict().get("s") or 0)
@@ -226,17 +397,46 @@ def resolve(
         hour += 12
     elif ampm == "am" and hour == 12:
         hour = 0
-    tz = zone_for(clock["zone"]) if clock["zone"] else default_tz
-    tz = tz or default_tz
-    on_date = parse_date(text) or page_date
-    if _YESTERDAY.search(text):
+    stated = bool(clock["zone"]) and zone_for(clock["zone"]) is not None
+    tz = (zone_for(clock["zone"]) if clock["zone"] else None) or default_tz
+    on_date = parse_date(text, lang=lang, day_first=day_first, year=year)
+    if on_date is None and _YESTERDAY.search(text):
         on_date = (now.astimezone(tz) - timedelta(days=1)).date()
+    elif on_date is None and _dateish(text[: clock.start()] + " " + text[clock.end() :]):
+        # A date is written but not in a form read above: the library, else nothing.
+        on_date = parse_date(text, lang=lang, day_first=day_first, year=year, thorough=True)
+        if on_date is None:
+            return None
     if on_date is not None:
-        local = datetime(on_date.year, on_date.month, on_date.day, hour, minute, second, tzinfo=tz)
-        return local.astimezone(UTC)
+        try:
+            local = datetime(
+                on_date.year, on_date.month, on_date.day, hour, minute, second, tzinfo=tz
+            )
+        except ValueError:
+            return None
+        return Resolved(local.astimezone(UTC), stated, True)
+    if page_date is not None:
+        local = datetime(
+            page_date.year, page_date.month, page_date.day, hour, minute, second, tzinfo=tz
+        )
+        return Resolved(local.astimezone(UTC), stated, False)
     today = now.astimezone(tz).date()
     local = datetime(today.year, today.month, today.day, hour, minute, second, tzinfo=tz)
-    return _most_recent(local, now).astimezone(UTC)
+    return Resolved(_most_recent(local, now).astimezone(UTC), stated, False)
+
+
+def resolve(
+    raw: str | float | int | None,
+    *,
+    page_date: date | None = None,
+    page_tz: str | tzinfo | None = None,
+    now: datetime | None = None,
+    lang: str | None = None,
+) -> datetime | None:
+    """Resolve a time as written on a page to an aware UTC datetime, or ``None``
+    (see :func:`resolve_time`)."""
+    found = resolve_time(raw, page_date=page_date, page_tz=page_tz, now=now, lang=lang)
+    return found.moment if found is not None else None
 
 
 def is_relative(raw: str | None) -> bool:

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from telex.bus import free_port
 from telex.config import Config
+from telex.kafka.embedded import free_port
 from tests.conftest import Broker, broker_env, make_config
 from tests.integration.site import Site, serve_site
 

@@ -32,10 +32,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from telex.bus import free_port
 from telex.config import Config
 from telex.events import update_id
 from telex.gateway.hub import encode_cursor
+from telex.kafka.embedded import free_port
 from telex.runtime import serve_http
 from tests.conftest import broker_env
 from tests.integration.webhook_receivers import Received, Receiver

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from telex.bus import EmbeddedBroker
+from telex.kafka.embedded import EmbeddedBroker
 from tests.conftest import Broker
 from tests.faults.conftest import Rig
 from tests.faults.harness import feed, metric, received_updates, wait_until_delivered

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from telex.config import Config
@@ -19,9 +19,15 @@ T = TypeVar("T")
 class Live:
     """``roles`` of telex on 127.0.0.1, started by :meth:`start`, stopped by :meth:`stop`."""
 
-    def __init__(self, config: Config, roles: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        roles: tuple[str, ...],
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> None:
         self.config = config
         self.roles = roles
+        self.loop_factory = loop_factory
         self.running: Running | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -47,6 +53,12 @@ class Live:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The servers' event loop."""
+        assert self._loop is not None
+        return self._loop
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         """Run ``coro`` on the servers' loop and return its result."""
         assert self._loop is not None
@@ -55,7 +67,8 @@ class Live:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+                runner.run(self._main())
         except BaseException as exc:  # reported to start()
             self._failed = exc
             self._ready.set()

@@ -15,14 +15,14 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from telex.bus import partitions_of
 from telex.events import PoisonRecord, decode_raw
+from telex.kafka.scan import partitions_of
 from telex.processor.stage import Stage
 from tests.conftest import Broker, make_config
 from tests.fuzz.live import Live
@@ -286,7 +286,7 @@ async def _read(bootstrap: str, topic: str, stop: bytes) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[Any] = []
@@ -327,7 +327,7 @@ def test_poison_goes_to_the_dead_letters_and_nothing_else_does(
     processor.call(_produce(bootstrap, config.topics.raw, [*values, orjson.dumps(sentinel)]))
     processor.call(_read(bootstrap, config.topics.wire, marker.encode()))
     dead = processor.call(_read_all(bootstrap, config.topics.dlq))[len(dead_before) :]
-    reasons = [dict(r.headers)["telex.reason"].decode() for r in dead]
+    reasons = [dict(r.headers)["telex-reason"].decode() for r in dead]
     assert not [r for r in reasons if r.startswith("processing failed")], reasons
     assert [r.value for r in dead] == poison
     assert all(reasons)
@@ -339,7 +339,7 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[Any] = []

@@ -1,4 +1,4 @@
-"""telex.bus against the real embedded broker."""
+"""The Kafka layer's topic admin and embedded broker against the real embedded broker."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from telex.bus import BrokerError, EmbeddedBroker, TopicSpec, ensure_topics
 from telex.config import Config
+from telex.kafka import BrokerError, Clients, TopicSpec, ensure_topics
+from telex.kafka.embedded import EmbeddedBroker
 from tests.conftest import Broker
 
 
 async def test_topic_bootstrap_is_idempotent(
     broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
-    name = config_factory(broker.bootstrap).topics.raw + ".bootstrap"
+    config = config_factory(broker.bootstrap)
+    clients = Clients(config, broker.bootstrap)
+    name = config.topics.raw + ".bootstrap"
     specs = [TopicSpec(name, 3), TopicSpec(name + ".compact", 1, compact=True)]
-    assert await ensure_topics(broker.bootstrap, specs) == [name, name + ".compact"]
-    assert await ensure_topics(broker.bootstrap, specs) == []
+    assert await ensure_topics(clients, specs) == [name, name + ".compact"]
+    assert await ensure_topics(clients, specs) == []
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
     try:

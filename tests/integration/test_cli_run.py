@@ -13,7 +13,7 @@ import orjson
 import pytest
 import websockets
 
-from telex.bus import free_port
+from telex.kafka.embedded import free_port
 
 # What the embedded broker itself does: it keeps running on Tansu.
 pytestmark = pytest.mark.embedded_broker

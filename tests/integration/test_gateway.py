@@ -19,9 +19,11 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from telex import metrics
-from telex.bus import ensure_topics, free_port, required_topics
 from telex.config import Config
+from telex.gateway.endpoint import WebSocketEndpoint
 from telex.gateway.hub import encode_cursor
+from telex.kafka import Clients, ensure_topics, required_topics
+from telex.kafka.embedded import free_port
 from tests.conftest import Broker
 
 from .gateway_helpers import (
@@ -72,6 +74,7 @@ async def test_filters_from_query_and_subscribe_ops(
         await wait_for(lambda: len(gw.hub.conns) == 4)
         # The fast path (shared frames written straight to each socket) is in use.
         assert all(conn.transport is not None for conn in gw.hub.conns)
+        assert all(isinstance(conn.transport, WebSocketEndpoint) for conn in gw.hub.conns)
         assert len(gw.hub.groups) == 5  # one per distinct filter; by_ops has two
         await produce(kafka, config.topics.wire, batch)
 
@@ -340,7 +343,7 @@ async def test_sigterm_drains_a_gateway_process_with_1012(
     broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
-    await ensure_topics(broker.bootstrap, required_topics(config.topics))
+    await ensure_topics(Clients(config, broker.bootstrap), required_topics(config.topics))
     port = free_port()
     env = {
         **os.environ,

@@ -22,8 +22,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import metrics
-from telex.bus import free_port
 from telex.config import Config, WebhookConfig, load
+from telex.kafka.embedded import free_port
 from telex.notifier.service import Notifier, declared_id
 from telex.notifier.signing import new_secret
 from telex.runtime import started
@@ -637,7 +637,7 @@ async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
         assert len(notifiers) == 2
 
         def assignments() -> list[set[Any]]:
-            return [set(n._consumer.assignment()) if n._consumer else set() for n in notifiers]
+            return [set(n._group.assignment()) if n._group else set() for n in notifiers]
 
         partitions = config.topics.partitions * 2  # wire + retry
         await wait_for(

@@ -9,13 +9,13 @@ from typing import Any
 
 import orjson
 import websockets
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from jsonschema import Draft202012Validator
 
 from telex import metrics
-from telex.bus import partitions_of
 from telex.config import Config
 from telex.gateway.hub import decode_cursor
+from telex.kafka.scan import partitions_of
 from telex.poller.service import Poller
 from telex.replay.seed import SeedBlog
 from telex.runtime import REPLAY_SOURCE_ID, started
@@ -34,7 +34,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[Any] = []

@@ -27,9 +27,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from jsonschema import Draft202012Validator
 
-from telex.bus import TopicSpec, ensure_topics
 from telex.config import Config
 from telex.events import content_hash, update_id
+from telex.kafka import Clients, TopicSpec, ensure_topics
 from tests.conftest import Broker
 
 PARTITIONS = 3
@@ -244,7 +244,7 @@ async def test_two_processors_one_killed_every_event_exactly_once(
     data = Input()
     assert len(data.phase1) + len(data.phase2) == TOTAL
     await ensure_topics(
-        broker.bootstrap,
+        Clients(config, broker.bootstrap),
         [
             TopicSpec(config.topics.raw, PARTITIONS),
             TopicSpec(config.topics.wire, PARTITIONS),
@@ -321,9 +321,9 @@ async def test_two_processors_one_killed_every_event_exactly_once(
                 for items in (await dlq.getmany(timeout_ms=200)).values():
                     for record in items:
                         headers = dict(record.headers)
-                        assert headers["telex.topic"].decode() == config.topics.raw
-                        assert headers["telex.reason"]
-                        dead.add((int(headers["telex.partition"]), int(headers["telex.offset"])))
+                        assert headers["telex-topic"].decode() == config.topics.raw
+                        assert headers["telex-reason"]
+                        dead.add((int(headers["telex-partition"]), int(headers["telex-offset"])))
     finally:
         await dlq.stop()
     assert len(dead) == data.poison

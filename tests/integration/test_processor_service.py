@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaProducer
 from jsonschema import Draft202012Validator
 
 from telex import metrics
-from telex.bus import Bus, ensure_topics, required_topics
 from telex.config import Config
 from telex.events import content_hash, update_id
+from telex.kafka import Clients, ensure_topics, required_topics
 from telex.processor.service import Processor
 from telex.replay.seed import SeedBlog
 from tests.conftest import Broker
@@ -45,7 +45,7 @@ async def test_processor_metrics_dlq_and_enriched_wire(
     wire_schema: Draft202012Validator,
 ) -> None:
     config = config_factory(broker.bootstrap)
-    await ensure_topics(broker.bootstrap, required_topics(config.topics))
+    await ensure_topics(Clients(config, broker.bootstrap), required_topics(config.topics))
     texts = ["\n\n".join(e.paragraphs) for e in seed.entries]
     records: list[tuple[bytes, bytes]] = []
     for n, text in enumerate(texts):
@@ -68,7 +68,7 @@ async def test_processor_metrics_dlq_and_enriched_wire(
     dlq_before = value(metrics.DLQ.labels("processor"))
     enrich_before = metrics.ENRICH_SECONDS.labels("entities")._sum.get()
 
-    processor = Processor(config, Bus(config, broker.bootstrap))
+    processor = Processor(config, Clients(config, broker.bootstrap))
     await processor.start()
     try:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
@@ -138,5 +138,5 @@ async def test_processor_metrics_dlq_and_enriched_wire(
 
     dead = await read_topic(broker.bootstrap, config.topics.dlq)
     assert len(dead) == 2
-    reasons = sorted(dict(r.headers)["telex.reason"].decode() for r in dead)
+    reasons = sorted(dict(r.headers)["telex-reason"].decode() for r in dead)
     assert reasons[0].startswith("kind must be") and reasons[1].startswith("not JSON")

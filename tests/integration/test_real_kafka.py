@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from telex.bus import partitions_of
+from telex.kafka.scan import partitions_of
 from telex.runtime import started
 from tests.conftest import make_config
 from tests.kafka_cluster import KafkaCluster
@@ -75,8 +75,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await partitions_of(consumer, topic, timeout=30)
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await partitions_of(consumer, topic, timeout=30)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

@@ -1,5 +1,6 @@
-"""The topic guard on the real broker: topics that vanish are created again, and every process
-hears about it, also the ones that find them already recreated by another."""
+"""The reset signal on the real (memory-only) embedded broker: topics that vanish are created
+again, and every process hears about it, also the ones that find them already recreated by
+another."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from collections.abc import Callable
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from telex.bus import TopicGuard, TopicSpec, ensure_topics
 from telex.config import Config
+from telex.kafka import Clients, TopicSpec, ensure_topics
 from tests.conftest import Broker
 
 # What the embedded broker itself does: it keeps running on Tansu.
@@ -20,19 +21,23 @@ pytestmark = pytest.mark.embedded_broker
 async def test_every_guard_starts_over_when_the_topics_vanish(
     broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
-    topics = config_factory(broker.bootstrap).topics
+    config = config_factory(broker.bootstrap)
+    topics = config.topics
     specs = [TopicSpec(topics.raw, 3), TopicSpec(topics.wire, 3)]
-    await ensure_topics(broker.bootstrap, specs)
     calls: list[str] = []
     guards = []
     for name in ("a", "b"):
-        guard = TopicGuard(broker.bootstrap, specs, interval=0.3, marker=f"{topics.wire}.guard")
+        clients = await Clients.connect(config, broker.bootstrap)
+        assert clients.capabilities.memory_only, "the embedded broker was not found memory-only"
+        await ensure_topics(clients, specs)
+        guard = clients.reset
 
         async def noted(name: str = name) -> None:
             calls.append(name)
 
-        guard.on_recreated(noted)
-        await guard.start()
+        guard.on_reset(noted)
+        await guard.start(specs, f"{topics.wire}.guard", interval=0.3)
+        assert guard.armed
         guards.append(guard)
     try:
         await asyncio.sleep(1.5)

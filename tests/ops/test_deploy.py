@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from telex.bus import required_topics
 from telex.cli import _parser
 from telex.config import load
+from telex.kafka import required_topics
 from telex.notifier.service import notifier_topics
 from tests.conftest import ROOT
 from tests.kafka_cluster import kafka_version

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from telex.bus import free_port
 from telex.config import Config
+from telex.kafka.embedded import free_port
 from tests.conftest import Broker
 
 TELEX = str(Path(sys.executable).with_name("telex"))

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from telex.bus import partitions_of
 from telex.config import Config
+from telex.kafka.scan import partitions_of
 from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
 from telex.runtime import serve_http, started
@@ -132,8 +132,7 @@ async def raw_values(config: Config) -> list[bytes]:
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = await partitions_of(consumer, config.topics.raw)
-        tps = [TopicPartition(config.topics.raw, p) for p in parts]
+        tps = await partitions_of(consumer, config.topics.raw)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         values: list[bytes] = []

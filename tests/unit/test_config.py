@@ -66,3 +66,26 @@ def test_broken_toml_is_reported(tmp_path: Path) -> None:
         load(file, {})
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "missing.toml", {})
+
+
+def test_outbound_ca_file_is_checked_and_added_to_the_public_authorities(tmp_path: Path) -> None:
+    import trustme
+
+    from telex.outbound import tls_context
+
+    missing = str(tmp_path / "missing.pem")
+    with pytest.raises(ConfigError) as info:
+        load(None, {"TELEX_OUTBOUND_CA_FILE": missing})
+    assert "outbound.ca_file from TELEX_OUTBOUND_CA_FILE" in str(info.value)
+    assert "does not exist" in str(info.value)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="not a PEM file of CA certificates"):
+        load(None, {"TELEX_OUTBOUND_CA_FILE": str(junk)})
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    config = load(None, {"TELEX_OUTBOUND_CA_FILE": str(ca)})
+    assert config.outbound.ca_file == str(ca)
+    public = tls_context().cert_store_stats()["x509_ca"]
+    assert public > 0
+    assert tls_context(config.outbound.ca_file).cert_store_stats()["x509_ca"] == public + 1

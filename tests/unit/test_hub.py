@@ -12,8 +12,17 @@ from telex.gateway.hub import Conn, CursorError, Hub, decode_cursor, encode_curs
 
 
 class Closed:
+    """A transport that keeps what is written to it (nothing is ever sent) and its closes."""
+
     def __init__(self) -> None:
         self.codes: list[int] = []
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def buffered(self) -> int:
+        return sum(len(d) for d in self.written)
 
     def close(self, code: int, reason: str) -> None:
         self.codes.append(code)
@@ -33,17 +42,29 @@ def publish(hub: Hub, *events: dict[str, Any], partition: int = 0) -> None:
 
 
 def received(conn: Conn) -> list[dict[str, Any]]:
+    assert isinstance(conn.transport, Closed)
     frames = []
-    for item in conn.queue:
-        text = item if isinstance(item, str) else item.decode()
-        frames.extend(orjson.loads(line) for line in text.replace("}{", "}\n{").splitlines())
-    conn.queue.clear()
-    conn.queued_bytes = 0
+    for frame in _frames(b"".join(conn.transport.written)):
+        frames.append(orjson.loads(frame))
+    conn.transport.written.clear()
     return frames
 
 
+def _frames(data: bytes) -> list[bytes]:
+    """The payloads of unmasked WebSocket frames, back to back."""
+    out = []
+    while data:
+        size = data[1] & 0x7F
+        head = 2 if size < 126 else 4 if size == 126 else 10
+        if size >= 126:
+            size = int.from_bytes(data[2:head], "big")
+        out.append(data[head : head + size])
+        data = data[head + size :]
+    return out
+
+
 def conn(hub: Hub, **subs: Filter) -> Conn:
-    c = Conn("ws", limit=1 << 20, max_frames=1000, session=Closed())
+    c = Conn("ws", limit=1 << 20, transport=Closed())
     hub.attach(c)
     c.subs = dict(subs)
     hub.go_live(c)
@@ -108,7 +129,7 @@ def test_ring_coverage_follows_eviction() -> None:
 def test_slow_connection_is_closed_and_others_unaffected() -> None:
     hub = Hub(history_size=0)
     hub.set_partitions({0: 0})
-    slow = Conn("ws", limit=300, max_frames=1000, session=Closed())
+    slow = Conn("ws", limit=300, transport=Closed())
     hub.attach(slow)
     slow.subs = {"default": Filter()}
     hub.go_live(slow)

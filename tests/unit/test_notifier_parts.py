@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import random
 import time
@@ -12,20 +13,19 @@ from aiokafka import TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex.config import ConfigError, load
+from telex.kafka.commits import AckTracker
 from telex.notifier.delivery import headers_for
-from telex.notifier.service import OffsetTracker, next_delay
+from telex.notifier.service import next_delay
 from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
-from telex.notifier.ssrf import (
-    ResolveCache,
-    TargetRefused,
-    check_address,
-    check_url,
-    check_url_syntax,
-    parse_networks,
-    pinned_url,
-)
-from telex.outbound import blocked_reason
 from telex.outbound import retry_after_seconds as parse_retry_after
+from telex.ssrf import (
+    AddressPolicy,
+    GuardedBackend,
+    Resolver,
+    TargetRefused,
+    blocked_reason,
+    check_url_syntax,
+)
 
 
 def test_signature_verifies_with_the_reference_library() -> None:
@@ -87,11 +87,11 @@ def test_address_classification(address: str, reason: str | None) -> None:
 
 
 def test_allowed_networks_are_exact() -> None:
-    allowed = parse_networks(["127.0.0.1/32", "10.0.0.0/8"])
-    check_address(ipaddress.ip_address("127.0.0.1"), allowed)
-    check_address(ipaddress.ip_address("10.9.9.9"), allowed)
+    policy = AddressPolicy(["127.0.0.1/32", "10.0.0.0/8"])
+    policy.check_address(ipaddress.ip_address("127.0.0.1"))
+    policy.check_address(ipaddress.ip_address("10.9.9.9"))
     with pytest.raises(TargetRefused, match=r"127\.0\.0\.2, a loopback"):
-        check_address(ipaddress.ip_address("127.0.0.2"), allowed)
+        policy.check_address(ipaddress.ip_address("127.0.0.2"))
 
 
 @pytest.mark.parametrize(
@@ -104,10 +104,10 @@ def test_url_syntax_refused(url: str) -> None:
 
 async def test_names_are_checked_after_resolution() -> None:
     with pytest.raises(TargetRefused, match="loopback"):
-        await check_url("http://localhost:8080/hook", ())
-    await check_url("http://localhost:8080/hook", parse_networks(["127.0.0.0/8", "::1/128"]))
+        await AddressPolicy().check_url("http://localhost:8080/hook")
+    await AddressPolicy(["127.0.0.0/8", "::1/128"]).check_url("http://localhost:8080/hook")
     with pytest.raises(TargetRefused, match="does not resolve"):
-        await check_url("http://no-such-host.invalid/", ())
+        await AddressPolicy().check_url("http://no-such-host.invalid/")
 
 
 def test_retry_after_parsing() -> None:
@@ -151,7 +151,7 @@ def test_bad_notifier_config_names_the_key() -> None:
 
 
 def test_offsets_commit_below_the_oldest_unfinished_delivery() -> None:
-    tracker = OffsetTracker()
+    tracker = AckTracker()
     tp = TopicPartition("t", 0)
     tracker.assign(tp)
     tracker.add(tp, 0, 0)
@@ -172,43 +172,68 @@ def test_offsets_commit_below_the_oldest_unfinished_delivery() -> None:
     assert tracker.commits() == {} and not tracker.owned(tp)
 
 
+class FixedResolver(Resolver):
+    """A name server with one answer for every name."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        super().__init__()
+        self.answer = [ipaddress.ip_address(a) for a in addresses]
+
+    async def resolve(
+        self, host: str, port: int
+    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return self.answer
+
+
 @pytest.mark.parametrize(
-    ("url", "address", "expected"),
+    ("answer", "allowed", "connects"),
     [
-        (
-            "https://alerts.example.org/hook?x=1",
-            "93.184.216.34",
-            ("https://93.184.216.34/hook?x=1", "alerts.example.org", "alerts.example.org"),
-        ),
-        (
-            "http://alerts.example.org:8080/a/b",
-            "2606:2800:220:1::1",
-            ("http://[2606:2800:220:1::1]:8080/a/b", "alerts.example.org:8080", None),
-        ),
-        (
-            "https://93.184.216.34:8443/",
-            "93.184.216.34",
-            ("https://93.184.216.34:8443/", "93.184.216.34:8443", None),
-        ),
+        (["127.0.0.1"], ["127.0.0.1/32"], True),
+        # Every address counts: one refused address refuses the name.
+        (["127.0.0.1", "10.255.255.1"], ["127.0.0.1/32"], False),
+        # Nothing listens on 127.0.0.2 at that port: the next checked address is tried.
+        (["127.0.0.2", "127.0.0.1"], ["127.0.0.0/8"], True),
     ],
 )
-def test_deliveries_connect_to_the_checked_address(
-    url: str, address: str, expected: tuple[str, str, str | None]
+async def test_connections_go_to_the_checked_addresses(
+    answer: list[str], allowed: list[str], connects: bool
 ) -> None:
-    assert pinned_url(url, ipaddress.ip_address(address)) == expected
+    hits: list[str] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append(writer.get_extra_info("sockname")[0])
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = GuardedBackend(AddressPolicy(allowed, resolver=FixedResolver(answer)))
+    try:
+        if connects:
+            stream = await backend.connect_tcp("receiver.example", port, timeout=5)
+            await stream.aclose()
+            async with asyncio.timeout(5):
+                while not hits:
+                    await asyncio.sleep(0.01)
+        else:
+            with pytest.raises(TargetRefused, match=r"10\.255\.255\.1, a private"):
+                await backend.connect_tcp("receiver.example", port, timeout=5)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert hits == (["127.0.0.1"] if connects else [])
 
 
 async def test_resolved_addresses_are_cached_and_still_checked() -> None:
-    cache = ResolveCache(ttl=60)
-    loopback = parse_networks(["127.0.0.0/8", "::1/128"])
-    first = await check_url("http://localhost:8080/", loopback, cache)
-    assert cache.get("localhost", 8080) == first
-    assert await check_url("http://localhost:8080/x", loopback, cache) == first
+    cache = Resolver(ttl=60)
+    loopback = AddressPolicy(["127.0.0.0/8", "::1/128"], resolver=cache)
+    first = await loopback.check_url("http://localhost:8080/")
+    assert [str(a) for a in cache.get("localhost", 8080) or []] == first
+    assert await loopback.check_url("http://localhost:8080/x") == first
     # A caller with stricter rules is refused from the cache too.
     with pytest.raises(TargetRefused, match="loopback"):
-        await check_url("http://localhost:8080/", (), cache)
-    expired = ResolveCache(ttl=0)
-    expired.put("localhost", 8080, first)
+        await AddressPolicy(resolver=cache).check_url("http://localhost:8080/")
+    expired = Resolver(ttl=0)
+    expired.put("localhost", 8080, [ipaddress.ip_address(a) for a in first])
     assert expired.get("localhost", 8080) is None
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from telex.bus import Bus
 from telex.config import Config
 from telex.events import content_hash, encode, update_id
+from telex.kafka import Clients
 from telex.processor.enrich import Pipeline
 from telex.processor.service import Processor
 from telex.processor.stage import Result, Stage
@@ -45,7 +45,7 @@ def raw(entry: str, text: str) -> bytes:
 
 def test_a_record_that_breaks_the_stage_is_dead_lettered_and_the_batch_goes_on() -> None:
     config = Config()
-    processor = Processor(config, Bus(config, "127.0.0.1:1"), Exploding(config, Pipeline([])))
+    processor = Processor(config, Clients(config, "127.0.0.1:1"), Exploding(config, Pipeline([])))
     tp = TopicPartition(config.topics.raw, 0)
     processor._states[0] = processor.stage.new_state()
     batch = {

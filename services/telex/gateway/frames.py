@@ -7,12 +7,10 @@ so one encoded frame is valid on every connection: :func:`ws_frame` builds it on
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket
 
 _TEXT_FIN = 0x81
 
@@ -50,62 +48,3 @@ def sse_message(payload: bytes, cursor: str | None = None, event: str | None = N
     if cursor is not None:
         head += b"id: " + cursor.encode() + b"\n"
     return head + b"data: " + payload + b"\n\n"
-
-
-def _protocol_behind(send: Any, depth: int = 4) -> Any:
-    # Starlette wraps ``send`` in closures (exception handling); the protocol's own bound
-    # ``send`` is in one of their cells.
-    seen: list[Any] = [send]
-    for _ in range(depth):
-        found: list[Any] = []
-        for fn in seen:
-            proto = getattr(fn, "__self__", None)
-            if type(proto).__name__ == "WebSocketsSansIOProtocol":
-                return proto
-            for cell in getattr(fn, "__closure__", None) or ():
-                try:
-                    value = cell.cell_contents
-                except ValueError:
-                    continue
-                if callable(value):
-                    found.append(value)
-        seen = found
-    return None
-
-
-def raw_transport(websocket: WebSocket) -> tuple[Any, asyncio.Transport] | None:
-    """The uvicorn protocol and socket transport behind ``websocket``, when reachable.
-
-    uvicorn's sans-I/O WebSocket protocol hands its own ``send`` to the app; writing complete
-    frames to its transport is then equivalent to ``send_text`` without the per-message work.
-    With any other server this returns None and the gateway sends through ASGI instead,
-    correct but slower (tests check that the fast path is taken with the pinned servers).
-    """
-    proto = _protocol_behind(getattr(websocket, "_send", None))
-    if proto is None:
-        return None
-    transport = getattr(proto, "transport", None)
-    if not isinstance(transport, asyncio.Transport) or not hasattr(proto, "conn"):
-        return None
-    return proto, transport
-
-
-def close_raw(proto: Any, code: int, reason: str) -> None:
-    """Start the closing handshake on a uvicorn sans-I/O protocol from synchronous code.
-
-    Mirrors what the protocol does for an ASGI ``websocket.close``; the app's pending
-    ``receive()`` then returns the disconnect.
-    """
-    transport = proto.transport
-    if proto.close_sent or transport.is_closing():
-        return
-    proto.conn.send_close(code, reason)
-    transport.write(b"".join(proto.conn.data_to_send()))
-    proto.close_sent = True
-    proto.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-    if proto.read_paused:
-        proto.read_paused = False
-        transport.resume_reading()
-    # As uvicorn does: wait for the peer's echo (closing at once could reset the connection
-    # before the peer has read our close frame).
-    proto.close_timer = proto.loop.call_later(proto.close_timeout, transport.close)

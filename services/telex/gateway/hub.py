@@ -6,8 +6,8 @@ subscription (the common case) is a member of one group, and a batch of events i
 as one buffer that every member of the group shares. A connection with several subscriptions
 receives the union of their matches, each event once, in wire order.
 
-Where the WebSocket server lets us, frames are written straight to the connection's transport
-(see :mod:`telex.gateway.frames`): its write buffer *is* the byte-limited send queue. A
+Frames are written straight to each connection's :class:`~telex.gateway.transport.Transport`
+(for a WebSocket, its socket): its write buffer *is* the byte-limited send queue. A
 connection whose buffer would pass its byte limit is marked slow, dropped from the hub and
 closed with :data:`CLOSE_SLOW`; it can resume with its cursor. Nobody else waits for it.
 """
@@ -20,11 +20,12 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from telex import metrics
 from telex.filters import Filter, Matcher
 from telex.gateway.frames import event_payload, sse_message, ws_frame
+from telex.gateway.transport import Transport
 
 CLOSE_SLOW = 4008  # private-use close code: "you are too slow, resume with your cursor"
 TRANSPORTS = {"ws": "websocket", "sse": "sse"}
@@ -102,18 +103,10 @@ class Entry:
         return self._sse
 
 
-class Closer(Protocol):
-    """What the hub needs from a connection's session: a way to close it."""
-
-    def close(self, code: int, reason: str) -> None:
-        """Close the connection with a WebSocket close code (SSE: a final message)."""
-
-
 class Conn:
-    """One connection as the hub sees it: its filters and where its frames go.
+    """One connection as the hub sees it: its filters and the transport its frames go to.
 
-    ``transport`` is set when frames can be written straight to the socket (WebSocket through
-    uvicorn); otherwise frames go to ``queue`` and the connection's own sender task sends them.
+    The transport's unsent bytes are the connection's send queue: there is no other.
     """
 
     __slots__ = (
@@ -123,31 +116,17 @@ class Conn:
         "keys",
         "last_seq",
         "limit",
-        "max_frames",
         "principal",
-        "queue",
-        "queued_bytes",
-        "ready",
-        "session",
         "since",
         "slow",
         "subs",
         "transport",
     )
 
-    def __init__(
-        self,
-        fmt: str,
-        limit: int,
-        max_frames: int,
-        transport: asyncio.Transport | None = None,
-        session: Closer | None = None,
-    ) -> None:
+    def __init__(self, fmt: str, limit: int, transport: Transport) -> None:
         self.fmt = fmt  # "ws" or "sse": which encoding of an entry this connection takes.
         self.limit = limit
-        self.max_frames = max_frames
         self.transport = transport
-        self.session = session
         self.subs: dict[str, Filter] = {}
         self.keys: tuple[str, ...] = ()
         self.last_seq = -1
@@ -155,35 +134,23 @@ class Conn:
         self.closing = False
         self.since = time.monotonic()
         self.principal: Any = None
-        # Frames wait here only when they cannot be written to the socket directly.
-        self.queue: deque[bytes | str] = deque() if transport is None else _UNUSED
-        self.queued_bytes = 0
-        self.ready = asyncio.Event() if transport is None else None
+
+    @property
+    def session(self) -> Transport:
+        """What closes the connection: its transport."""
+        return self.transport
 
     # The send side ---------------------------------------------------------------------------
 
     def pending(self) -> int:
         """Bytes written but not yet sent to the peer."""
-        if self.transport is not None:
-            return self.transport.get_write_buffer_size()
-        return self.queued_bytes
+        return self.transport.buffered()
 
     def write(self, data: bytes) -> bool:
         """Queue one encoded message (WebSocket frame or SSE message); False once slow."""
         if self.slow or self.closing:
             return False
-        if self.transport is not None:
-            if self.transport.is_closing():
-                return False
-            self.transport.write(data)
-            return True
-        item: bytes | str = data
-        if self.fmt == "ws":
-            item = data[_header_len(data) :].decode()
-        self.queue.append(item)
-        self.queued_bytes += len(data)
-        assert self.ready is not None
-        self.ready.set()
+        self.transport.write(data)
         return True
 
     def over_limit(self, size: int) -> bool:
@@ -191,9 +158,7 @@ class Conn:
 
         Checked before a write, so a connection holds at most its limit plus one batch.
         """
-        if self.transport is not None:
-            return self.transport.get_write_buffer_size() > self.limit
-        return self.queued_bytes > self.limit or len(self.queue) >= self.max_frames
+        return self.transport.buffered() > self.limit
 
     def encoded(self, entry: Entry) -> bytes:
         """The bytes of ``entry`` in this connection's wire format."""
@@ -202,8 +167,6 @@ class Conn:
     async def wait_writable(self, low: int) -> None:
         """Wait until fewer than ``low`` bytes are pending (replays are flow-controlled)."""
         while self.pending() > low and not self.slow and not self.closing:
-            if self.transport is not None and self.transport.is_closing():
-                return
             await asyncio.sleep(0.005)
 
     def mark_slow(self) -> None:
@@ -212,18 +175,7 @@ class Conn:
             return
         self.slow = True
         metrics.GATEWAY_SLOW.labels(self.fmt).inc()
-        if self.ready is not None:
-            self.ready.set()
-        if self.session is not None:
-            self.session.close(CLOSE_SLOW, "too slow: reconnect with your last cursor")
-
-
-_UNUSED: deque[bytes | str] = deque(maxlen=0)  # shared by connections that never queue
-
-
-def _header_len(frame: bytes) -> int:
-    size = frame[1] & 0x7F
-    return 2 if size < 126 else 4 if size == 126 else 10
+        self.transport.close(CLOSE_SLOW, "too slow: reconnect with your last cursor")
 
 
 class Group:
@@ -426,20 +378,11 @@ class Hub:
                         sse_blob = b"".join(e.sse for e in chosen)
                     blob = sse_blob
                 transport = conn.transport
-                if transport is not None:
-                    # The hot path: a socket write of bytes shared by the whole group.
-                    if transport.get_write_buffer_size() > conn.limit:
-                        slow.append(conn)
-                        continue
-                    transport.write(blob)
-                elif conn.over_limit(len(blob)):
+                # The hot path: a socket write of bytes shared by the whole group.
+                if transport.buffered() > conn.limit:
                     slow.append(conn)
                     continue
-                elif conn.fmt == "sse":
-                    conn.write(blob)
-                else:
-                    for entry in chosen:
-                        conn.write(entry.ws)  # queued as text: one ASGI message per frame
+                transport.write(blob)
                 conn.last_seq = last_seq
                 frames[conn.fmt] += len(chosen)
                 sent_bytes += len(blob)

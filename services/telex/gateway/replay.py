@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
-from telex.bus import Bus, stop_quietly
+from telex.kafka import Clients, stop_quietly
 
 
 class TooOld(Exception):
@@ -21,13 +21,13 @@ class TooOld(Exception):
 
 
 async def read_range(
-    bus: Bus, topic: str, start: Mapping[int, int], end: Mapping[int, int], batch: int = 500
+    clients: Clients, topic: str, start: Mapping[int, int], end: Mapping[int, int], batch: int = 500
 ) -> AsyncIterator[list[Any]]:
     """Batches of records with ``start[p] <= offset < end[p]``, in offset order per partition."""
     wanted = {p: (start.get(p, 0), stop) for p, stop in end.items() if start.get(p, 0) < stop}
     if not wanted:
         return
-    consumer = bus.consumer(group_id=None, auto_offset_reset="none", max_poll_records=batch)
+    consumer = clients.consumer(group_id=None, auto_offset_reset="none", max_poll_records=batch)
     await consumer.start()
     try:
         tps = {p: TopicPartition(topic, p) for p in wanted}

@@ -15,34 +15,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.datastructures import Headers, QueryParams
-from starlette.websockets import WebSocketDisconnect
+from websockets.http11 import Request as Handshake
 
 from telex import metrics
-from telex.bus import Bus, partitions_of, stop_quietly
 from telex.config import Config
 from telex.events import now_ms
 from telex.filters import Filter, FilterError
 from telex.gateway.auth import Authenticator, AuthError, Principal
-from telex.gateway.frames import (
-    close_raw,
-    control,
-    event_payload,
-    raw_transport,
-    sse_message,
-    ws_frame,
-)
+from telex.gateway.endpoint import Endpoints, Handler, Limits, Refused, WebSocketEndpoint
+from telex.gateway.frames import control, event_payload, sse_message, ws_frame
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
 from telex.gateway.replay import TooOld, read_range
+from telex.kafka import Batch, Clients, fetch_forever, stop_quietly
+from telex.kafka.scan import partitions_of, seek_to_log_start
 from telex.log import get_logger
+from telex.ratelimit import TokenBucket
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -55,6 +52,7 @@ PUBLISH_CHUNK = 64  # events per fan-out step: bounds one write per connection
 HISTORY_WINDOW = 500  # records per partition read back at a time for /v1/updates
 HISTORY_SCAN = 5000  # records read back from Kafka per /v1/updates request at most
 SUB_ID_MAX = 64
+STREAM_PATH = "/v1/stream"
 _SUBSCRIBE_FIELDS = frozenset({"op", "id", "filter", "cursor", "backlog"})
 
 
@@ -65,28 +63,6 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class TokenBucket:
-    """Client message rate limit: ``rate`` per second with bursts up to ``burst``."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token; False when the client is over its rate."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def _parse_cursor(token: Any) -> dict[int, int] | None:
@@ -122,10 +98,10 @@ def _merge(a: Mapping[int, int], b: tuple[int, ...]) -> dict[int, int]:
 class Gateway:
     """Wire reader, subscription hub and the HTTP/WebSocket surfaces."""
 
-    def __init__(self, config: Config, bus: Bus) -> None:
+    def __init__(self, config: Config, clients: Clients) -> None:
         self.config = config
         self.settings = config.gateway
-        self.bus = bus
+        self.clients = clients
         self.hub = Hub(config.gateway.history_size)
         self.auth = Authenticator(config.gateway)
         self.draining = False
@@ -136,7 +112,19 @@ class Gateway:
         self._caught_up = False
         self._wire_recreated = False
         self._replays = asyncio.Semaphore(config.gateway.replay_concurrency)
+        # Resumes started by WebSocket clients: the only per-connection tasks, while they run.
+        self._session_tasks: set[asyncio.Task[None]] = set()
+        self.endpoints = Endpoints(
+            self,
+            Limits(
+                max_message_bytes=self.settings.max_frame_bytes,
+                ping_interval=self.settings.ping_interval,
+                ping_timeout=self.settings.ping_timeout,
+                close_timeout=self.settings.slow_close_grace,
+            ),
+        )
         self.router = self._build_router()
+        clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
@@ -148,32 +136,32 @@ class Gateway:
     async def start(self) -> None:
         """Start reading the wire."""
         topic = self.config.topics.wire
-        consumer = self.bus.consumer(
+        consumer = self.clients.consumer(
             group_id=None, fetch_max_wait_ms=self.settings.fetch_max_wait_ms
         )
         await consumer.start()
-        partitions = await partitions_of(consumer, topic)
-        if not partitions:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
             await stop_quietly(consumer)
             raise RuntimeError(f"wire topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        starts = await consumer.beginning_offsets(tps)
-        self._log_start = {tp.partition: int(starts.get(tp, 0)) for tp in tps}
-        for tp in tps:
-            consumer.seek(tp, self._log_start[tp.partition])
+        self._log_start = await seek_to_log_start(consumer, tps)
         self.hub.set_partitions(self._log_start)
         self._consumer = consumer
         self._tasks = [
-            asyncio.create_task(self._read(), name="gateway-wire"),
+            asyncio.create_task(
+                fetch_forever(
+                    consumer, self._on_wire, name="gateway-wire", timeout_ms=200, max_records=2000
+                ),
+                name="gateway-wire",
+            ),
             asyncio.create_task(self._heartbeats(), name="gateway-heartbeat"),
         ]
         log.info("gateway.started", partitions=len(tps))
 
     async def stop(self) -> None:
         """Stop reading; open connections are closed by :meth:`drain` or the HTTP server."""
-        await cancel_and_wait(*self._tasks)
+        await cancel_and_wait(*self._tasks, *self._session_tasks)
+        await self.endpoints.stop()
         self._tasks = []
         await stop_quietly(self._consumer)
         self._consumer = None
@@ -188,72 +176,64 @@ class Gateway:
             if i:
                 await asyncio.sleep(self.settings.drain_interval)
             for conn in conns[i : i + batch]:
-                if conn.session is not None:
-                    metrics.CLOSES.labels("drain").inc()
-                    conn.session.close(
-                        CLOSE_RESTART, "server restarting: reconnect with your cursor"
-                    )
+                metrics.CLOSES.labels("drain").inc()
+                conn.transport.close(CLOSE_RESTART, "server restarting: reconnect with your cursor")
         deadline = time.monotonic() + self.settings.slow_close_grace
         while self.hub.conns and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         log.info("gateway.drained", remaining=len(self.hub.conns))
 
-    async def _read(self) -> None:
+    async def _on_wire(self, batch: Batch) -> None:
+        """Publish a batch of wire events to the hub (one round of the wire reader)."""
         consumer = self._consumer
         assert consumer is not None
         hub = self.hub
-        while True:
-            if self._wire_recreated:
-                await self._restart_wire()
-            try:
-                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-            except KafkaError as exc:
-                log.warning("gateway.fetch_failed", error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
-            if any(
-                records and records[0].offset < hub.read_positions.get(tp.partition, 0)
-                for tp, records in batch.items()
-            ):
-                # Offsets went back: the wire is a new topic (the client reset its position
-                # after the old one vanished) even if the topic guard has not said so yet.
-                self._wire_recreated = True
-                continue
-            if not self._caught_up:
-                for tp in consumer.assignment():
-                    high = consumer.highwater(tp)
-                    if high is not None:
-                        self._live_from.setdefault(tp.partition, high)
-                self._caught_up = len(self._live_from) == len(hub.read_positions)
-            entries: list[Entry] = []
-            now = now_ms()
-            for tp, records in batch.items():
-                for record in records:
-                    event = self._decode(record.value, tp.partition, record.offset)
-                    if event is None:
-                        hub.skip(tp.partition, record.offset)
-                        continue
-                    metrics.WIRE_CONSUMED.inc()
-                    live = record.offset >= self._live_from.get(tp.partition, 1 << 62)
-                    entries.append(
-                        hub.make_entry(
-                            tp.partition,
-                            record.offset,
-                            event,
-                            record.value,
-                            record.timestamp if live else 0,
-                        )
+        if self._wire_recreated:
+            # The batch may hold either wire's records: read the new one from its start.
+            await self._restart_wire()
+            return
+        if any(
+            records and records[0].offset < hub.read_positions.get(tp.partition, 0)
+            for tp, records in batch.items()
+        ):
+            # Offsets went back: the wire is a new topic (the client reset its position
+            # after the old one vanished) even if the reset signal has not said so yet.
+            self._wire_recreated = True
+            return
+        if not self._caught_up:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is not None:
+                    self._live_from.setdefault(tp.partition, high)
+            self._caught_up = len(self._live_from) == len(hub.read_positions)
+        entries: list[Entry] = []
+        now = now_ms()
+        for tp, records in batch.items():
+            for record in records:
+                event = self._decode(record.value, tp.partition, record.offset)
+                if event is None:
+                    hub.skip(tp.partition, record.offset)
+                    continue
+                metrics.WIRE_CONSUMED.inc()
+                live = record.offset >= self._live_from.get(tp.partition, 1 << 62)
+                entries.append(
+                    hub.make_entry(
+                        tp.partition,
+                        record.offset,
+                        event,
+                        record.value,
+                        record.timestamp if live else 0,
                     )
-                    if live:
-                        self._observe_latency(event, now)
-            for i in range(0, len(entries), PUBLISH_CHUNK):
-                hub.publish(entries[i : i + PUBLISH_CHUNK])
-                await asyncio.sleep(0)  # let connections read and write between chunks
-            hub.settle()
+                )
+                if live:
+                    self._observe_latency(event, now)
+        for i in range(0, len(entries), PUBLISH_CHUNK):
+            hub.publish(entries[i : i + PUBLISH_CHUNK])
+            await asyncio.sleep(0)  # let connections read and write between chunks
+        hub.settle()
 
-    async def topics_recreated(self) -> None:
-        """The broker lost its topics (see ``telex.bus.TopicGuard``): the reader starts over
-        on the new wire at its next round."""
+    async def _start_over(self) -> None:
+        """The broker lost its data: the reader starts over on the new wire at its next round."""
         self._wire_recreated = True
 
     async def _restart_wire(self) -> None:
@@ -270,17 +250,12 @@ class Gateway:
         self._wire_recreated = False
         tps = sorted(consumer.assignment())
         try:
-            await consumer.seek_to_beginning(*tps)
-            starts = {
-                tp.partition: int(o) for tp, o in (await consumer.beginning_offsets(tps)).items()
-            }
+            starts = await seek_to_log_start(consumer, tps)
         except KafkaError as exc:
             log.warning("gateway.wire_restart_failed", error=repr(exc))
             self._wire_recreated = True
             await asyncio.sleep(1.0)
             return
-        for tp in tps:
-            consumer.seek(tp, starts[tp.partition])
         hub = self.hub
         self._log_start = dict(starts)
         self._live_from = dict(starts)
@@ -335,8 +310,7 @@ class Gateway:
                     continue
                 if not conn.subs and now - conn.since > self.settings.idle_timeout:
                     metrics.CLOSES.labels("idle").inc()
-                    if conn.session is not None:
-                        conn.session.close(CLOSE_IDLE, "idle: no subscription")
+                    conn.transport.close(CLOSE_IDLE, "idle: no subscription")
                 elif conn.keys and now - conn.since >= interval:
                     due.append(conn)
                     conn.since = now
@@ -366,6 +340,25 @@ class Gateway:
             metrics.REFUSED.labels("limit").inc()
             raise AuthError(503, "connection limit reached: try again later")
         return principal
+
+    def open(self, endpoint: WebSocketEndpoint, request: Handshake) -> Handler:
+        """The session of a new ``/v1/stream`` connection, or :class:`Refused` saying why not."""
+        path, _, query_string = request.path.partition("?")
+        if path != STREAM_PATH:
+            raise Refused(404, f"no WebSocket endpoint at {path[:80]}: use {STREAM_PATH}")
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
+        try:
+            principal = self.admit(request.headers, query)
+        except AuthError as exc:
+            raise Refused(exc.status, exc.message) from None
+        return WebSocketSession(self, endpoint, principal, query)
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        """Run a connection's request in a task the gateway owns (cancelled on stop)."""
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_tasks.discard)
+        return task
 
     def initial(
         self, principal: Principal, query: Mapping[str, str], last_event_id: str | None = None
@@ -439,7 +432,7 @@ class Gateway:
                 try:
                     async with self._replays:
                         async for records in read_range(
-                            self.bus, self.config.topics.wire, pos, end
+                            self.clients, self.config.topics.wire, pos, end
                         ):
                             for record in records:
                                 pos[record.partition] = record.offset + 1
@@ -526,29 +519,7 @@ class Gateway:
     def _build_router(self) -> APIRouter:
         router = APIRouter()
 
-        async def stream(websocket: WebSocket) -> None:
-            """The live wire over WebSocket: filters, cursors, resume. See the AsyncAPI doc."""
-            # Parsed here rather than through websocket.headers/query_params, which Starlette
-            # would keep for the life of every idle connection.
-            query = dict(QueryParams(websocket.scope["query_string"]))
-            try:
-                principal = self.admit(Headers(scope=websocket.scope), query)
-            except AuthError as exc:
-                await websocket.send_denial_response(
-                    JSONResponse({"error": exc.message}, status_code=exc.status)
-                )
-                raw = raw_transport(websocket)
-                if raw is not None:
-                    # uvicorn would log a denial response as a failed handshake; it is not.
-                    raw[0].handshake_complete = True
-                return
-            await websocket.accept()
-            session = WebSocketSession(self, websocket, principal)
-            await session.run(query)
-
-        # A plain Starlette route: FastAPI's dependency machinery would cost every one of
-        # thousands of idle connections a few more kilobytes.
-        router.add_websocket_route("/v1/stream", stream)
+        # /v1/stream is not an ASGI route: WebSocket upgrades go to ``self.endpoints``.
 
         @router.get("/v1/events", tags=["gateway"])
         async def events(request: Request) -> Response:
@@ -651,7 +622,7 @@ class Gateway:
             found: list[tuple[int, int, int, bytes]] = []
             async with self._replays:
                 async for records in read_range(
-                    self.bus, self.config.topics.wire, start, {p: edge[p] for p in start}
+                    self.clients, self.config.topics.wire, start, {p: edge[p] for p in start}
                 ):
                     scanned += len(records)
                     for r in records:
@@ -688,31 +659,32 @@ def _value_of(entry: Entry) -> bytes:
 
 
 class WebSocketSession:
-    """One ``/v1/stream`` connection: its subscriptions, its cursor, its errors."""
+    """One ``/v1/stream`` connection: its subscriptions, its cursor, its errors.
 
-    __slots__ = ("_closer", "_sender", "bucket", "conn", "gw", "principal", "proto", "ws")
+    Driven by its endpoint's callbacks; no task of its own while idle. A request that has to
+    wait (a resume from a cursor) runs in a task and the client is not read until it is done,
+    so requests are answered in order.
+    """
 
-    def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal) -> None:
+    __slots__ = ("_pending", "_task", "bucket", "conn", "endpoint", "gw", "principal", "query")
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        endpoint: WebSocketEndpoint,
+        principal: Principal,
+        query: dict[str, str],
+    ) -> None:
         self.gw = gateway
-        self.ws = websocket
+        self.endpoint = endpoint
         self.principal = principal
+        self.query: dict[str, str] | None = query
         settings = gateway.settings
-        raw = raw_transport(websocket)
-        self.proto = raw[0] if raw else None
-        if self.proto is not None:
-            # The handshake's request and response are not needed after it (a few KB each).
-            self.proto.request = self.proto.response = None
-        self.conn = Conn(
-            "ws",
-            settings.send_queue_bytes,
-            settings.send_queue_size,
-            transport=raw[1] if raw else None,
-            session=self,
-        )
+        self.conn = Conn("ws", settings.send_queue_bytes, endpoint)
         self.conn.principal = principal
         self.bucket = TokenBucket(settings.max_messages_per_second, settings.message_burst)
-        self._sender: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: deque[str | bytes] | None = None
 
     def send(self, data: bytes) -> None:
         """Queue one complete WebSocket frame."""
@@ -732,113 +704,125 @@ class WebSocketSession:
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection (from any task, without waiting)."""
-        conn = self.conn
-        if conn.closing:
-            return
-        conn.closing = True
-        self.gw.hub.go_offline(conn)
-        if self.proto is not None:
-            close_raw(self.proto, code, reason)
-            transport = self.proto.transport
-            # A peer that never reads would keep its buffer (and us) forever.
-            asyncio.get_running_loop().call_later(
-                self.gw.settings.slow_close_grace, transport.abort
-            )
-        else:
-            if conn.ready is not None:
-                conn.ready.set()
-            self._closer = asyncio.create_task(self._close_asgi(code, reason))
+        self.endpoint.close(code, reason)
 
-    async def _close_asgi(self, code: int, reason: str) -> None:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-            await self.ws.close(code, reason)
+    # Endpoint callbacks ----------------------------------------------------------------------
 
-    async def _send_queued(self) -> None:
-        # Only when frames cannot be written to the socket directly (see frames.raw_transport).
-        conn = self.conn
-        assert conn.ready is not None
-        while not conn.slow:
-            await conn.ready.wait()
-            conn.ready.clear()
-            while conn.queue:
-                item = conn.queue.popleft()
-                conn.queued_bytes -= len(item)
-                await self.ws.send_text(item if isinstance(item, str) else item.decode())
-            if conn.closing:
-                return
-
-    async def run(self, query: Mapping[str, str]) -> None:
-        """Serve the connection until it closes."""
+    def start(self) -> None:
+        """The connection is open: take the subscription its query string asks for."""
         gw = self.gw
-        conn = self.conn
-        gw.hub.attach(conn)
-        if self.proto is None:
-            self._sender = asyncio.create_task(self._send_queued())
+        query, self.query = self.query or {}, None
+        gw.hub.attach(self.conn)
         try:
-            try:
-                filter_, cursor, backlog = gw.initial(self.principal, query)
-                if filter_ is not None:
-                    await self._start({"default": filter_}, cursor, backlog)
-            except RequestError as exc:
-                # Nothing usable was asked for: say what, and close (a retry would be the same).
-                self.error(exc.code, exc.message)
-                metrics.CLOSES.labels("bad_request").inc()
-                self.close(CLOSE_POLICY, "bad request: see the error frame")
-            await self._receive_loop()
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the peer went away mid-send: nothing to tell it.
-        finally:
-            metrics.SUBSCRIPTIONS.dec(len(conn.subs))
-            conn.closing = True
-            gw.hub.detach(conn)
-            for task in (self._sender, self._closer):
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            filter_, cursor, backlog = gw.initial(self.principal, query)
+        except RequestError as exc:
+            self._refuse(exc)
+            return
+        if filter_ is not None:
+            self._begin({"default": filter_}, cursor, backlog, None, initial=True)
 
-    async def _start(
-        self, subs: dict[str, Filter], cursor: dict[int, int] | None, backlog: int
+    def closing(self) -> None:
+        """Stop sending to this connection."""
+        conn = self.conn
+        if not conn.closing:
+            conn.closing = True
+            self.gw.hub.go_offline(conn)
+
+    def lost(self) -> None:
+        """The connection is gone: forget it."""
+        conn = self.conn
+        metrics.SUBSCRIPTIONS.dec(len(conn.subs))
+        conn.closing = True
+        self.gw.hub.detach(conn)
+        if self._task is not None:
+            self._task.cancel()
+
+    def receive(self, message: str | bytes) -> None:
+        """One client message."""
+        if self.conn.closing:
+            return
+        if not self.bucket.take():
+            metrics.CLOSES.labels("flood").inc()
+            self.close(CLOSE_POLICY, "too many messages")
+            return
+        if self._task is not None:
+            # Arrived with the request being served: answered after it, in order.
+            if self._pending is None:
+                self._pending = deque()
+            self._pending.append(message)
+            return
+        self._dispatch(message)
+
+    # Requests --------------------------------------------------------------------------------
+
+    def _refuse(self, exc: RequestError) -> None:
+        # Nothing usable was asked for: say what, and close (a retry would be the same).
+        self.error(exc.code, exc.message)
+        metrics.CLOSES.labels("bad_request").inc()
+        self.close(CLOSE_POLICY, "bad request: see the error frame")
+
+    def _dispatch(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self.error("bad_frame", "send JSON text frames, not binary")
+            return
+        try:
+            data = orjson.loads(message)
+        except orjson.JSONDecodeError as exc:
+            self.error("bad_json", f"frame is not JSON: {exc}")
+            return
+        if not isinstance(data, dict):
+            self.error("bad_frame", 'a frame must be a JSON object with an "op"')
+            return
+        try:
+            self._handle(data)
+        except RequestError as exc:
+            self.error(exc.code, exc.message, data.get("id"))
+
+    def _begin(
+        self,
+        subs: dict[str, Filter],
+        cursor: dict[int, int] | None,
+        backlog: int,
+        ref: Any,
+        initial: bool = False,
     ) -> None:
         metrics.SUBSCRIPTIONS.inc(len(subs) - len(self.conn.subs))
         self.conn.subs = subs
-        if cursor is not None:
-            await self.gw.resume(self.conn, cursor, self.send)
-        else:
+        if cursor is None:
             self.gw.start_live(self.conn, backlog, self.send)
+            return
+        self.endpoint.pause()
+        self._task = self.gw.spawn(self._resume(cursor, ref, initial))
+        self._task.add_done_callback(self._resumed)
 
-    async def _receive_loop(self) -> None:
-        while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if self.conn.closing:
-                continue
-            if not self.bucket.take():
-                metrics.CLOSES.labels("flood").inc()
-                self.close(CLOSE_POLICY, "too many messages")
-                continue
-            text = message.get("text")
-            if text is None:
-                self.error("bad_frame", "send JSON text frames, not binary")
-                continue
-            try:
-                data = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                self.error("bad_json", f"frame is not JSON: {exc}")
-                continue
-            if not isinstance(data, dict):
-                self.error("bad_frame", 'a frame must be a JSON object with an "op"')
-                continue
-            try:
-                await self._handle(data)
-            except RequestError as exc:
-                self.error(exc.code, exc.message, data.get("id"))
+    async def _resume(self, cursor: dict[int, int], ref: Any, initial: bool) -> None:
+        try:
+            await self.gw.resume(self.conn, cursor, self.send)
+        except RequestError as exc:
+            if initial:
+                self._refuse(exc)
+            else:
+                self.error(exc.code, exc.message, ref)
 
-    async def _handle(self, data: dict[str, Any]) -> None:
+    def _resumed(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if self.conn.closing:
+            return
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway.resume_failed", error=repr(task.exception()))
+            self.close(1011, "internal error: reconnect with your cursor")
+            return
+        pending = self._pending
+        while pending and self._task is None and not self.conn.closing:
+            self._dispatch(pending.popleft())
+        if self._task is None:
+            self._pending = None
+            self.endpoint.resume()
+
+    def _handle(self, data: dict[str, Any]) -> None:
         op = data.get("op")
         if op == "subscribe":
-            await self._subscribe(data)
+            self._subscribe(data)
         elif op == "unsubscribe":
             self._unsubscribe(data)
         elif op == "ping":
@@ -857,7 +841,7 @@ class WebSocketSession:
             raise RequestError("bad_frame", f"id must be a string of 1-{SUB_ID_MAX} characters")
         return sid
 
-    async def _subscribe(self, data: dict[str, Any]) -> None:
+    def _subscribe(self, data: dict[str, Any]) -> None:
         extra = sorted(set(data) - _SUBSCRIBE_FIELDS)
         if extra:
             raise RequestError("bad_frame", f"unknown field(s) {extra} in subscribe")
@@ -879,7 +863,7 @@ class WebSocketSession:
         shown = filter_.model_dump(exclude_defaults=True)
         self.reply("subscribed", id=sid, filter=shown)
         if cursor is not None or not conn.keys:
-            await self._start(subs, cursor, backlog)
+            self._begin(subs, cursor, backlog, data.get("id"))
         else:
             # Already live: the new filter applies from here on, with no gap and no repeat.
             metrics.SUBSCRIPTIONS.inc(len(subs) - len(conn.subs))
@@ -901,14 +885,30 @@ class WebSocketSession:
 
 
 class SseSession:
-    """One ``/v1/events`` stream."""
+    """One ``/v1/events`` stream; its own transport: a queue its response drains."""
 
     def __init__(self, gateway: Gateway, principal: Principal) -> None:
         self.gw = gateway
         settings = gateway.settings
-        self.conn = Conn("sse", settings.send_queue_bytes, settings.send_queue_size, session=self)
+        self.max_messages = settings.send_queue_size
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.ready = asyncio.Event()
+        self.conn = Conn("sse", settings.send_queue_bytes, self)
         self.conn.principal = principal
         self._final: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        """Queue SSE messages for the response."""
+        self.queue.append(data)
+        self.queued_bytes += len(data)
+        self.ready.set()
+
+    def buffered(self) -> int:
+        """Bytes queued; a queue of ``send_queue_size`` messages counts as over any limit."""
+        if len(self.queue) >= self.max_messages:
+            return self.conn.limit + 1
+        return self.queued_bytes
 
     def close(self, code: int, reason: str) -> None:
         """End the stream after a last ``close`` message (SSE has no close codes)."""
@@ -918,8 +918,7 @@ class SseSession:
         self._final = sse_message(control("close", code=code, reason=reason), None, "close")
         conn.closing = True
         self.gw.hub.go_offline(conn)
-        assert conn.ready is not None
-        conn.ready.set()
+        self.ready.set()
 
     async def stream(
         self, filter_: Filter, cursor: dict[int, int] | None, backlog: int
@@ -927,7 +926,7 @@ class SseSession:
         """The bytes of the response body."""
         gw = self.gw
         conn = self.conn
-        assert conn.ready is not None
+        ready = self.ready
         gw.hub.attach(conn)
         conn.subs = {"default": filter_}
         metrics.SUBSCRIPTIONS.inc()
@@ -936,16 +935,16 @@ class SseSession:
             yield b"retry: 2000\n\n"
             if cursor is not None:
                 starter = asyncio.create_task(gw.resume(conn, cursor, conn.write))
-                starter.add_done_callback(lambda _: conn.ready.set() if conn.ready else None)
+                starter.add_done_callback(lambda _: ready.set())
             else:
                 gw.start_live(conn, backlog, conn.write)
             while True:
-                await conn.ready.wait()
-                conn.ready.clear()
-                if conn.queue:
-                    chunk = b"".join(i if isinstance(i, bytes) else i.encode() for i in conn.queue)
-                    conn.queue.clear()
-                    conn.queued_bytes = 0
+                await ready.wait()
+                ready.clear()
+                if self.queue:
+                    chunk = b"".join(self.queue)
+                    self.queue.clear()
+                    self.queued_bytes = 0
                     yield chunk
                 if starter is not None and starter.done():
                     exc = starter.exception()

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telex.events import now_ms
 from telex.filters import Filter, FilterError
+from telex.kafka import deadletter
 from telex.notifier.service import Notifier
 from telex.notifier.signing import SecretError, new_secret, secret_key
-from telex.notifier.ssrf import TargetRefused, check_url
 from telex.notifier.subscriptions import Secret, Subscription, new_id
+from telex.ssrf import TargetRefused
 
 MAX_URL = 2048
 
@@ -73,7 +74,7 @@ class WebhooksApi:
     async def _check_url(self, url: str) -> str:
         url = url.strip()
         try:
-            await check_url(url, self.notifier.allowed)
+            await self.notifier.policy.check_url(url)
         except TargetRefused as exc:
             raise ApiError(422, f"url {exc}", "url") from None
         return url
@@ -343,7 +344,7 @@ def _dead_view(h: dict[str, str]) -> dict[str, Any]:
     return {
         "webhook_id": h.get("webhook-id"),
         "event_id": h.get("telex-event-id"),
-        "reason": h.get("telex-reason"),
+        "reason": h.get(deadletter.REASON),
         "attempts": int(h.get("telex-attempt", "0")),
         "last_status": int(status) if status else None,
         "last_error": h.get("telex-last-error"),

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from telex.bus import TopicFollower
+from telex.kafka import Clients, TopicFollower
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -32,6 +31,8 @@ class Health:
     last_success_ms: int | None = None
     failing_since_ms: int | None = None
     consecutive_failures: int = 0
+    last_outcome: str | None = None
+    last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """For the API."""
@@ -40,23 +41,25 @@ class Health:
             "last_success_ms": self.last_success_ms,
             "failing_since_ms": self.failing_since_ms,
             "consecutive_failures": self.consecutive_failures,
+            "last_outcome": self.last_outcome,
+            "last_error": self.last_error,
         }
 
 
 class AttemptLog:
     """Recent attempts, health and finished-attempt index, kept current from the topic."""
 
-    def __init__(self, topic: str, kept_per_subscription: int) -> None:
+    def __init__(self, clients: Clients, topic: str, kept_per_subscription: int) -> None:
         self.topic = topic
         self.kept = kept_per_subscription
         self.recent: dict[str, deque[dict[str, Any]]] = {}
         self.health: dict[str, Health] = {}
         self._done: OrderedDict[str, int] = OrderedDict()
-        self._follower = TopicFollower(topic, self._apply_record, "notifier-attempts")
+        self._follower = TopicFollower(clients, topic, self._apply_record, "notifier-attempts")
 
-    async def start(self, consumer: AIOKafkaConsumer) -> None:
+    async def start(self) -> None:
         """Read the log to its end, then follow it."""
-        await self._follower.start(consumer)
+        await self._follower.start()
 
     async def stop(self) -> None:
         """Stop following the log."""
@@ -82,6 +85,8 @@ class AttemptLog:
         self.mark_done(item["webhook_id"], int(item["attempt"]))
         health = self.health.setdefault(sub_id, Health())
         at = int(item["time_ms"])
+        if at >= (health.last_attempt_ms or 0):
+            health.last_outcome, health.last_error = item["outcome"], item.get("error")
         health.last_attempt_ms = max(health.last_attempt_ms or 0, at)
         if item["outcome"] == "success":
             health.last_success_ms = max(health.last_success_ms or 0, at)

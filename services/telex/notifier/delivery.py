@@ -9,21 +9,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from telex.notifier.signing import sign
-from telex.notifier.ssrf import (
-    IPNetwork,
-    ResolveCache,
-    TargetRefused,
-    check_url,
-    pinned_url,
-)
-from telex.outbound import IPAddress, retry_after_seconds
+from telex.outbound import retry_after_seconds, tls_failure
+from telex.ssrf import AddressPolicy, TargetRefused
 
-Outcome = Literal["success", "http_error", "gone", "timeout", "connection_error", "refused"]
+Outcome = Literal[
+    "success", "http_error", "gone", "timeout", "connection_error", "tls_error", "refused"
+]
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 USER_AGENT = "telex-webhooks/0.1"
 MAX_ERROR_CHARS = 300
@@ -66,17 +62,17 @@ async def attempt(
     body: bytes,
     headers: dict[str, str],
     *,
-    allowed: tuple[IPNetwork, ...],
+    policy: AddressPolicy,
     max_redirects: int,
-    resolved: ResolveCache | None = None,
 ) -> Result:
-    """POST ``body`` to ``url``; every hop's address is checked before it is called."""
+    """POST ``body`` to ``url``; every hop's address is checked before it is called, and
+    again at connect time by the client's transport (a :class:`telex.ssrf.GuardedTransport`)."""
     started = time.perf_counter()
     target = url
     try:
         for _ in range(max_redirects + 1):
-            addresses = await check_url(target, allowed, resolved)
-            response, answer = await _post_pinned(client, target, addresses, body, headers)
+            await policy.check_url(target)
+            response, answer = await _post(client, target, body, headers)
             location = response.headers.get("location")
             if response.status_code in _REDIRECTS and location:
                 # A webhook is a POST whatever the code: re-send the same signed body.
@@ -95,37 +91,22 @@ async def attempt(
     except httpx.TimeoutException as exc:
         return Result("timeout", None, time.perf_counter() - started, _short(exc, "timed out"))
     except (httpx.HTTPError, OSError) as exc:
+        refused = tls_failure(exc, urlsplit(target).hostname or "")
+        if refused is not None:
+            return Result("tls_error", None, time.perf_counter() - started, refused)
         return Result("connection_error", None, time.perf_counter() - started, _short(exc))
 
 
-async def _post_pinned(
-    client: httpx.AsyncClient,
-    url: str,
-    addresses: list[IPAddress],
-    body: bytes,
-    headers: dict[str, str],
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
 ) -> tuple[httpx.Response, bytes]:
-    """POST to the checked addresses in turn (the next only when connecting fails)."""
-    for i, address in enumerate(addresses):
-        pinned, host, sni = pinned_url(url, address)
-        request = client.build_request(
-            "POST",
-            pinned,
-            content=body,
-            headers={**headers, "host": host},
-            extensions={"sni_hostname": sni} if sni else None,
-        )
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.ConnectError:
-            if i == len(addresses) - 1:
-                raise
-            continue
-        try:
-            return response, await _read_capped(response)
-        finally:
-            await response.aclose()
-    raise httpx.ConnectError(f"no address to connect to for {url}")
+    """POST, and read at most ``MAX_BODY_READ`` bytes of the answer."""
+    request = client.build_request("POST", url, content=body, headers=headers)
+    response = await client.send(request, stream=True)
+    try:
+        return response, await _read_capped(response)
+    finally:
+        await response.aclose()
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

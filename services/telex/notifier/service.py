@@ -29,20 +29,24 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from telex import metrics
-from telex.bus import Bus, TopicSpec, read_to_end, stop_quietly
 from telex.config import Config, NotifierConfig
 from telex.events import now_ms
 from telex.filters import Filter
+from telex.kafka import Batch, Clients, GroupConsumer, TopicSpec, deadletter, stop_quietly
+from telex.kafka.commits import AckTracker
+from telex.kafka.table import scan_topic
 from telex.log import get_logger
 from telex.notifier import delivery
 from telex.notifier.attempts import AttemptLog
 from telex.notifier.signing import webhook_id as make_webhook_id
-from telex.notifier.ssrf import ResolveCache, TargetRefused, check_url, parse_networks
 from telex.notifier.subscriptions import Secret, Subscription, SubscriptionStore
+from telex.outbound import tls_context
+from telex.ratelimit import TokenBucket
+from telex.ssrf import AddressPolicy, GuardedTransport, TargetRefused
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -54,7 +58,7 @@ H_ATTEMPT = "telex-attempt"
 H_STEP = "telex-step"
 H_DUE = "telex-due-ms"
 H_FIRST = "telex-first-ms"
-H_REASON = "telex-reason"
+H_REASON = deadletter.REASON
 H_STATUS = "telex-last-status"
 H_ERROR = "telex-last-error"
 H_DEAD = "telex-dead-ms"
@@ -122,84 +126,6 @@ class Job:
             raise ValueError(f"bad retry record: {exc!r}") from None
 
 
-class OffsetTracker:
-    """Per partition, the offsets whose deliveries are not handed off yet."""
-
-    def __init__(self) -> None:
-        self._pending: dict[TopicPartition, dict[int, int]] = {}
-        self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-
-    def owned(self, tp: TopicPartition) -> bool:
-        """Whether ``tp`` is assigned to us (and not revoked since)."""
-        return tp in self._pending
-
-    def assign(self, tp: TopicPartition) -> None:
-        """Start tracking ``tp``."""
-        self._pending.setdefault(tp, {})
-
-    def forget(self, tp: TopicPartition) -> None:
-        """Stop tracking ``tp`` (revoked): later releases for it are ignored."""
-        self._pending.pop(tp, None)
-        self._next.pop(tp, None)
-        self._committed.pop(tp, None)
-
-    def add(self, tp: TopicPartition, offset: int, count: int) -> Callable[[], None]:
-        """Record that ``offset`` started ``count`` deliveries; returns their release function."""
-        pending = self._pending.get(tp)
-        if pending is None:
-            return lambda: None
-        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
-        if count <= 0:
-            return lambda: None
-        pending[offset] = count
-
-        def release() -> None:
-            current = self._pending.get(tp)
-            if current is not pending or offset not in pending:
-                return
-            pending[offset] -= 1
-            if pending[offset] <= 0:
-                del pending[offset]
-
-        return release
-
-    def commits(self) -> dict[TopicPartition, int]:
-        """Offsets to commit now: below the oldest pending offset of each partition."""
-        out = {}
-        for tp, pending in self._pending.items():
-            if tp not in self._next:
-                continue
-            upto = min(pending) if pending else self._next[tp]
-            if upto > self._committed.get(tp, -1):
-                out[tp] = upto
-        return out
-
-    def committed(self, offsets: dict[TopicPartition, int]) -> None:
-        """Note a successful commit."""
-        self._committed.update(offsets)
-
-
-class RateLimiter:
-    """Spaces requests to one endpoint at least ``1/rate`` seconds apart."""
-
-    def __init__(self) -> None:
-        self._next_at = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self, rate: float | None) -> None:
-        """Wait for the next slot (no wait without a rate)."""
-        if not rate:
-            return
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            at = max(now, self._next_at)
-            self._next_at = at + 1.0 / rate
-            if at > now:
-                await asyncio.sleep(at - now)
-
-
 class Endpoint:
     """A subscription's bounded queue, its workers and its own connection pool.
 
@@ -214,18 +140,17 @@ class Endpoint:
         max_queued: int,
         workers: int,
         timeout: float,
-        tls: ssl.SSLContext,
+        transport: GuardedTransport,
         run: Callable[[Endpoint, Job], Awaitable[None]],
     ) -> None:
         self.sub_id = sub_id
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queued)
-        self.limiter = RateLimiter()
+        self.limiter = TokenBucket(rate=1.0)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
             follow_redirects=False,
             trust_env=False,
-            verify=tls,
+            transport=transport,
         )
         self._run = run
         self._tasks: list[asyncio.Task[None]] = []
@@ -312,21 +237,22 @@ def next_delay(
     return max(0.0, delay)
 
 
-class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
+class Notifier:
     """The notifier stage: subscriptions, the delivery loop and the retry scheduler."""
 
-    def __init__(self, config: Config, bus: Bus) -> None:
+    def __init__(self, config: Config, clients: Clients) -> None:
         self.config = config
         self.settings = config.notifier
-        self.bus = bus
-        self.allowed = parse_networks(self.settings.allow_networks)
-        self.store = SubscriptionStore(self.settings.topic_webhooks)
-        self.attempts = AttemptLog(self.settings.topic_attempts, self.settings.attempts_kept)
+        self.clients = clients
+        self.policy = AddressPolicy(self.settings.allow_networks, hint="[notifier] allow_networks")
+        self.store = SubscriptionStore(clients, self.settings.topic_webhooks)
+        self.attempts = AttemptLog(
+            clients, self.settings.topic_attempts, self.settings.attempts_kept
+        )
         self.store.on_change = self._subscription_changed
         self.producer: AIOKafkaProducer | None = None
-        self._clients: list[AIOKafkaConsumer] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._tracker = OffsetTracker()
+        self._group: GroupConsumer | None = None
+        self._tracker = AckTracker()
         self._endpoints: dict[str, Endpoint] = {}
         self._heap: list[tuple[int, int, Job, TopicPartition]] = []
         self._seq = itertools.count()
@@ -335,11 +261,10 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._rng = random.Random()
         self._assigned = False
         self._paused = False
-        self._from_start = False  # after the broker lost its topics (topics_recreated)
         self._loaded = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._resolved = ResolveCache(ttl=30.0)
+        clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
@@ -352,22 +277,25 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         """Load subscriptions and the attempts log, then start delivering."""
         # One TLS context for every endpoint's client: loading the CA bundle takes ~70 ms of
         # CPU, too much to pay per endpoint on the event loop.
-        self._tls = await asyncio.to_thread(httpx.create_ssl_context)
-        self.producer = self.bus.producer()
+        self._tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
+        self.producer = self.clients.producer()
         await self.producer.start()
-        store_reader = self.bus.consumer(group_id=None)
-        attempts_reader = self.bus.consumer(group_id=None)
-        self._clients = [store_reader, attempts_reader]
-        self._consumer = self.bus.consumer(group_id=self.settings.group_id, max_poll_records=500)
-        self._consumer.subscribe(
-            [self.config.topics.wire, self.settings.topic_retry], listener=self
+        self._group = GroupConsumer(
+            self.clients,
+            [self.config.topics.wire, self.settings.topic_retry],
+            self.settings.group_id,
+            self._dispatch,
+            name="notifier",
+            on_assigned=self._assigned_partitions,
+            on_revoked=self._revoked_partitions,
+            on_error=self._rewind,
+            timeout_ms=200,
+            max_poll_records=500,
         )
         # Joining the group takes seconds on the embedded broker: start it while the
         # subscriptions and the attempts log load. No record is read before both are loaded.
-        self._tasks = [asyncio.create_task(self._consume(), name="notifier-consume")]
-        await asyncio.gather(
-            self.store.start(store_reader, self.producer), self.attempts.start(attempts_reader)
-        )
+        await self._group.start(after=self._loaded)
+        await asyncio.gather(self.store.start(self.producer), self.attempts.start())
         await self._apply_declared()
         self._loaded.set()
         self._count_states()
@@ -389,12 +317,11 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         self._endpoints.clear()
         await self.store.stop()
         await self.attempts.stop()
-        await stop_quietly(self._consumer)
-        for consumer in self._clients:
-            await stop_quietly(consumer)
+        if self._group is not None:
+            await self._group.stop()
+            self._group = None
         await stop_quietly(self.producer)
-        self._consumer = self.producer = None
-        self._clients = []
+        self.producer = None
         metrics.WEBHOOK_PENDING_RETRIES.set(0)
 
     async def _apply_declared(self) -> None:
@@ -408,7 +335,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         for declared in self.settings.webhooks:
             sub_id = declared_id(declared.name)
             try:
-                await check_url(declared.url, self.allowed)
+                await self.policy.check_url(declared.url)
             except TargetRefused as exc:
                 raise RuntimeError(f"[[notifier.webhooks]] {declared.name}: url {exc}") from None
             fields: dict[str, Any] = {
@@ -451,44 +378,35 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
                     fields=",".join(sorted(change)),
                 )
 
-    async def topics_recreated(self) -> None:
-        """The broker lost its topics (see ``telex.bus.TopicGuard``): write the subscriptions
-        back from memory, and the retries waiting here to the new retry topic.
+    async def _start_over(self) -> None:
+        """The broker lost its data: write the subscriptions back from memory, and the retries
+        waiting here to the new retry topic.
 
-        The consumer group starts again on the new wire and retry topic from their start
-        (its committed offsets went with the broker). The attempts log's index stays in
-        memory, so an event that the processor puts on the new wire again is not delivered
-        a second time to a receiver that already acknowledged it.
+        The consumer group starts again on the new wire and retry topic from their start (its
+        committed offsets went with the broker). The attempts log's index stays in memory, so
+        an event that the processor puts on the new wire again is not delivered a second time
+        to a receiver that already acknowledged it.
         """
         subs = self.store.all()
         held = [entry[2] for entry in self._heap]
         held += [job for endpoint in self._endpoints.values() for job in endpoint.parked]
-        # Offsets of the old topics mean nothing on the new ones; a commit of them may even
-        # have reached the new broker before anyone noticed. Read from the start instead, now
-        # and at the next assignment (the attempts log skips what was delivered already).
-        self._from_start = True
         self._heap.clear()
         metrics.WEBHOOK_PENDING_RETRIES.set(0)
-        consumer = self._consumer
-        if consumer is not None and self._assigned:
-            assignment = sorted(consumer.assignment())
-            for tp in assignment:
-                self._tracker.forget(tp)
-                self._tracker.assign(tp)
-            with contextlib.suppress(KafkaError):
-                await consumer.seek_to_beginning(*assignment)
+        if self._group is not None:
+            self._tracker.restart(self._group.assignment())
+            await self._group.start_over()
         try:
             for sub in subs:
                 await self.store.put(sub)
             for job in held:
                 await self._schedule(job, due_ms=now_ms(), reason="recreated")
         except KafkaError as exc:
-            log.warning("notifier.topics_recreated.write_failed", error=repr(exc))
-        log.warning("notifier.topics_recreated", subscriptions=len(subs), retries=len(held))
+            log.warning("notifier.start_over.write_failed", error=repr(exc))
+        log.warning("notifier.started_over", subscriptions=len(subs), retries=len(held))
 
-    # Rebalance listener ------------------------------------------------------------------
+    # Assignment --------------------------------------------------------------------------
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def _revoked_partitions(self, revoked: list[TopicPartition]) -> None:
         """Commit what is handed off, then drop the revoked partitions' pending retries."""
         await self._commit()
         for tp in revoked:
@@ -498,60 +416,40 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.WEBHOOK_PENDING_RETRIES.set(len(self._heap))
         self._assigned = False
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def _assigned_partitions(self, assigned: list[TopicPartition]) -> None:
         """Track the new partitions."""
         for tp in assigned:
             self._tracker.assign(tp)
-        if self._from_start and assigned and self._consumer is not None:
-            self._from_start = False
-            await self._consumer.seek_to_beginning(*assigned)
         self._paused = False
         self._assigned = True
         log.info("notifier.assigned", partitions=len(assigned))
 
     # Consuming ---------------------------------------------------------------------------
 
-    async def _consume(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        await consumer.start()
-        await self._loaded.wait()
+    async def _dispatch(self, batch: Batch) -> None:
+        """Turn wire events into deliveries and retry records into timers; commit what is
+        handed off."""
         wire = self.config.topics.wire
-        while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=200)
-                for tp, records in batch.items():
-                    for record in records:
-                        if tp.topic == wire:
-                            await self._on_wire(tp, record)
-                        else:
-                            self._on_retry(tp, record)
-                self._flow_control(consumer)
-                await self._commit()
-            except KafkaError as exc:
-                log.warning("notifier.consume_failed", error=repr(exc))
-                await asyncio.sleep(1.0)
-                await self._rewind(consumer)
+        for tp, records in batch.items():
+            for record in records:
+                if tp.topic == wire:
+                    await self._on_wire(tp, record)
+                else:
+                    self._on_retry(tp, record)
+        self._flow_control()
+        await self._commit()
 
-    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+    async def _rewind(self) -> None:
         """After a failed batch, start again from the committed offsets.
 
         Part of the batch may not have been dispatched; re-reading it is safe because the
         attempts log skips whatever was already delivered.
         """
-        try:
-            for tp in sorted(consumer.assignment()):
-                self._tracker.forget(tp)
-                self._tracker.assign(tp)
-                committed = await consumer.committed(tp)
-                if committed is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, committed)
-            self._heap.clear()  # every entry came from the retry topic, read again now.
-            metrics.WEBHOOK_PENDING_RETRIES.set(0)
-        except KafkaError as exc:
-            log.warning("notifier.rewind_failed", error=repr(exc))
+        assert self._group is not None
+        self._tracker.restart(self._group.assignment())
+        await self._group.seek_to_committed()
+        self._heap.clear()  # every entry came from the retry topic, read again now.
+        metrics.WEBHOOK_PENDING_RETRIES.set(0)
 
     async def _on_wire(self, tp: TopicPartition, record: Any) -> None:
         try:
@@ -592,8 +490,10 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.WEBHOOK_PENDING_RETRIES.set(len(self._heap))
         self._wake.set()
 
-    def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
+    def _flow_control(self) -> None:
         """Pause the retry topic while too many retries wait in memory."""
+        assert self._group is not None
+        consumer = self._group.consumer
         limit = self.settings.max_pending_retries
         retry_tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.topic_retry]
         held = len(self._heap) + sum(len(e.parked) for e in self._endpoints.values())
@@ -605,16 +505,14 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             self._paused = False
 
     async def _commit(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
         offsets = self._tracker.commits()
-        if not offsets:
+        if not offsets or self._group is None:
             return
         try:
-            await consumer.commit(offsets)
-            self._tracker.committed(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+            if await self._group.commit(offsets):
+                self._tracker.committed(offsets)
+        except KafkaError as exc:
+            # Nothing to redo: what is handed off stays so, and the next commit covers it.
             log.warning("notifier.commit_failed", error=repr(exc))
 
     async def _timer(self) -> None:
@@ -651,12 +549,13 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             sub = self.store.get(sub_id)
             workers = (sub.max_in_flight if sub else None) or self.settings.max_in_flight
             assert self._tls is not None
+            limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
             endpoint = Endpoint(
                 sub_id,
                 self.settings.max_queued,
                 workers,
                 self.settings.timeout,
-                self._tls,
+                GuardedTransport(self.policy, self._tls, limits),
                 self._run,
             )
             self._endpoints[sub_id] = endpoint
@@ -705,19 +604,22 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             metrics.WEBHOOK_SKIPPED.inc()
             job.release()
             return
-        await endpoint.limiter.wait(sub.rate_limit)
+        if sub.rate_limit:
+            endpoint.limiter.rate = sub.rate_limit
+            await endpoint.limiter.wait()
         at = now_ms()
         result = await delivery.attempt(
             endpoint.client,
             sub.url,
             job.body,
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, job.body),
-            allowed=self.allowed,
+            policy=self.policy,
             max_redirects=self.settings.max_redirects,
-            resolved=self._resolved,
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
+        if result.outcome == "tls_error":
+            log.warning("notifier.tls_refused", subscription=sub.id, error=result.error)
         next_due: int | None = None
         verdict = "delivered"
         if not result.ok:
@@ -792,6 +694,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
         made = job.attempt if result is not None else job.attempt - 1
         extra: dict[str, str | int] = {
             H_REASON: reason,
+            deadletter.STAGE: "notifier",
             H_ERROR: detail[:300],
             H_DEAD: now_ms(),
             H_ATTEMPT: made,
@@ -872,9 +775,8 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             sub.url,
             body,
             delivery.headers_for(sub.live_secrets(at), job.webhook_id, body),
-            allowed=self.allowed,
+            policy=self.policy,
             max_redirects=self.settings.max_redirects,
-            resolved=self._resolved,
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         await self._record_attempt(sub.id, job, result, at, "none", None, test=True)
@@ -912,12 +814,7 @@ class Notifier(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             found[job.webhook_id] = (job, h)
 
-        reader = self.bus.consumer(group_id=None)
-        await reader.start()
-        try:
-            await read_to_end(reader, self.settings.topic_dlq, take)
-        finally:
-            await stop_quietly(reader)
+        await scan_topic(self.clients, self.settings.topic_dlq, take)
         return list(found.values())
 
     async def replay(self, jobs: list[Job]) -> None:

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from telex.bus import TopicFollower
 from telex.events import now_ms
 from telex.filters import Filter, Matcher
+from telex.kafka import Clients, TopicFollower
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -102,12 +102,12 @@ class Entry:
 class SubscriptionStore:
     """Every subscription, kept current from the compacted topic."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, clients: Clients, topic: str) -> None:
         self.topic = topic
         self.entries: dict[str, Entry] = {}
         self._deleted: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
-        self._follower = TopicFollower(topic, self._apply_record, "notifier-subscriptions")
+        self._follower = TopicFollower(clients, topic, self._apply_record, "notifier-subscriptions")
         self._lock = asyncio.Lock()
         self.on_change: Callable[[Subscription | None, str], None] | None = None
 
@@ -120,10 +120,10 @@ class SubscriptionStore:
         """Every subscription, oldest first."""
         return sorted((e.sub for e in self.entries.values()), key=lambda s: s.created_ms)
 
-    async def start(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def start(self, producer: AIOKafkaProducer) -> None:
         """Read the topic to its end, then keep following it in the background."""
         self._producer = producer
-        await self._follower.start(consumer)
+        await self._follower.start()
         log.info("notifier.subscriptions.loaded", count=len(self.entries))
 
     async def stop(self) -> None:

@@ -1,19 +1,25 @@
-"""``telex extract`` (try the extractor on one page) and ``telex sources ...`` (manage sources)."""
+"""``telex extract`` (try the extractor on one page) and ``telex sources ...`` (manage sources).
+
+``telex extract`` imports only what extraction needs: HTTP, pydantic and the configuration come
+in when a URL, a mapping or selectors ask for them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
-from pydantic import ValidationError
 
-from telex.config import HtmlSelectors, JsonMapping, PollerConfig
-from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
+
+if TYPE_CHECKING:
+    import httpx
 
 _FORMATS = {"rss": "feed", "atom": "feed"}
 
@@ -35,9 +41,13 @@ def _json_option(text: str | None, name: str) -> dict[str, Any] | None:
     return value
 
 
-def _read(target: str) -> tuple[bytes, str, str | None]:
-    """The document's bytes, its URL and its Content-Type."""
+def _read(target: str) -> tuple[bytes, str, str | None, datetime | None]:
+    """The document's bytes, its URL, its Content-Type and when it was fetched."""
     if target.startswith(("http://", "https://")):
+        import httpx
+
+        from telex.config import PollerConfig
+
         limit = PollerConfig().max_body_bytes
         headers = {"User-Agent": PollerConfig().user_agent}
         with (
@@ -53,12 +63,41 @@ def _read(target: str) -> tuple[bytes, str, str | None]:
                 if size > limit:
                     raise ExtractError(f"body larger than {limit} bytes")
                 chunks.append(chunk)
-            return b"".join(chunks), str(response.url), response.headers.get("content-type")
+            return (
+                b"".join(chunks),
+                str(response.url),
+                response.headers.get("content-type"),
+                _http_date(response.headers.get("date")),
+            )
+    if target == "-":
+        return sys.stdin.buffer.read(), "file:///dev/stdin", None, None
     path = Path(target)
     try:
-        return path.read_bytes(), path.resolve().as_uri(), None
+        body = path.read_bytes()
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError as exc:
         raise ExtractError(f"cannot read {target}: {exc.strerror or exc}") from None
+    return body, path.resolve().as_uri(), None, mtime
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _now_option(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--now is not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def extract_command(args: argparse.Namespace) -> int:
@@ -66,12 +105,24 @@ def extract_command(args: argparse.Namespace) -> int:
     try:
         raw_mapping = _json_option(args.mapping, "mapping")
         raw_selectors = _json_option(args.selectors, "selectors")
-        mapping = JsonMapping.model_validate(raw_mapping) if raw_mapping else None
-        selectors = HtmlSelectors.model_validate(raw_selectors) if raw_selectors else None
-    except (ValueError, ValidationError) as exc:
+        now = _now_option(getattr(args, "now", None))
+        mapping = selectors = None
+        if raw_mapping or raw_selectors:
+            from pydantic import ValidationError
+
+            from telex.config import HtmlSelectors, JsonMapping
+
+            try:
+                mapping = JsonMapping.model_validate(raw_mapping) if raw_mapping else None
+                selectors = HtmlSelectors.model_validate(raw_selectors) if raw_selectors else None
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+    except ValueError as exc:
         return _fail(str(exc), 2)
+    from telex.poller.documents import extract_document
+
     try:
-        body, url, content_type = _read(args.target)
+        body, url, content_type, fetched_at = _read(args.target)
         page = extract_document(
             body,
             args.base_url or url,
@@ -80,22 +131,37 @@ def extract_command(args: argparse.Namespace) -> int:
             tz=args.timezone,
             selectors=selectors,
             mapping=mapping,
+            now=now or fetched_at,
         )
-    except (ExtractError, httpx.HTTPError) as exc:
+    except ExtractError as exc:
         return _fail(f"cannot extract {args.target}: {exc}")
+    except Exception as exc:
+        if type(exc).__module__.startswith("httpx"):
+            return _fail(f"cannot extract {args.target}: {exc}")
+        raise
+    for warning in page.warnings:
+        print(f"telex: warning: {warning}", file=sys.stderr)
     if not page.entries:
         return _fail(f"no entries found in {args.target} (read as {page.kind})")
-    for entry in page.entries:
-        line = {
-            "id": entry.entry_id,
-            "published": entry.published,
-            "time_raw": entry.time_raw,
-            "title": entry.title,
-            "text": entry.text,
-            "url": entry.url,
-        }
-        sys.stdout.write(orjson.dumps(line).decode() + "\n")
-    sys.stdout.flush()
+    try:
+        for entry in page.entries:
+            line = {
+                "id": entry.entry_id,
+                "published": entry.published,
+                "published_zone": entry.zone_from,
+                "zone": entry.zone,
+                "time_raw": entry.time_raw,
+                "title": entry.title,
+                "text": entry.text,
+                "url": entry.url,
+            }
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `telex extract page.html | head`: the reader has all it wanted. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain (Python's SIGPIPE
+        # recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -133,6 +199,8 @@ def _print_response(response: httpx.Response) -> int:
 
 def sources_command(args: argparse.Namespace, base_url: str, token: str | None = None) -> int:
     """Run one ``telex sources`` action against a running telex's API."""
+    import httpx
+
     api = base_url.rstrip("/") + "/v1/sources"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

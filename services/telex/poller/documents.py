@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from telex.config import HtmlSelectors, JsonMapping
 from telex.poller.extract import ExtractError, Page, extract_html
-from telex.poller.feeds import extract_feed
-from telex.poller.jsonapi import JSON_FEED_MAPPING, extract_json, is_json_feed, load_json
+
+if TYPE_CHECKING:
+    from telex.config import HtmlSelectors, JsonMapping
 
 Format = Literal["auto", "html", "feed", "rss", "atom", "jsonfeed", "json"]
 
@@ -66,20 +66,40 @@ def extract_document(
     if not body.strip():
         raise ExtractError("empty document")
     chosen = kind if kind != "auto" else sniff(body, content_type)
+    # Each format's parser is imported when a document needs it (`telex extract` starts fast).
     if chosen in ("feed", "rss", "atom"):
+        from telex.poller.feeds import extract_feed
+
         return extract_feed(body, url, tz=tz, now=now)
     if chosen in ("json", "jsonfeed"):
-        document = load_json(body)
+        from telex.poller.jsonapi import (
+            JSON_FEED_MAPPING,
+            extract_json,
+            is_json_feed,
+            load_json,
+            recover_truncated_feed,
+        )
+
+        try:
+            document = load_json(body)
+            cut = None
+        except ExtractError:
+            # A JSON Feed cut off mid-item still has its complete items.
+            recovered = recover_truncated_feed(body)
+            if recovered is None:
+                raise
+            document, cut = recovered
         if chosen == "jsonfeed" or (mapping is None and is_json_feed(document)):
             if not is_json_feed(document) and chosen == "jsonfeed":
                 raise ExtractError("not a JSON Feed: no jsonfeed.org version")
-            return extract_json(document, url, JSON_FEED_MAPPING, tz=tz, now=now, kind="jsonfeed")
+            page = extract_json(document, url, JSON_FEED_MAPPING, tz=tz, now=now, kind="jsonfeed")
+            if cut:
+                page.warnings.append(cut)
+            return page
         if mapping is None:
             raise ExtractError(
                 "a JSON document that is not a JSON Feed: the source needs a mapping "
                 "(JMESPath expressions for items, id, time, title, body, url)"
             )
         return extract_json(document, url, mapping, tz=tz, now=now)
-    return extract_html(
-        body, url, now, page_tz=tz, selectors=selectors, encoding=charset(content_type)
-    )
+    return extract_html(body, url, now, page_tz=tz, selectors=selectors, content_type=content_type)

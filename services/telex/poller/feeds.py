@@ -20,8 +20,19 @@ import lxml.html
 from defusedxml import DefusedXmlException
 from defusedxml.sax import parseString as defused_parse
 
-from telex.poller.extract import Entry, ExtractError, Page, derived_id
-from telex.timeparse import iso_utc, resolve
+from telex.poller.extract import (
+    ZONE_COUNTRY,
+    ZONE_PAGE,
+    ZONE_SOURCE,
+    ZONE_STATED,
+    ZONE_UTC,
+    Entry,
+    ExtractError,
+    Page,
+    derived_id,
+)
+from telex.poller.pagezone import country_zone, publisher_country
+from telex.timeparse import iso_utc, resolve_time
 
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
@@ -106,17 +117,75 @@ def _first(entry: Any, *keys: str) -> str | None:
     return None
 
 
-def _time(entry: Any, tz: str | None, now: datetime) -> tuple[str | None, str | None]:
+def _time(
+    entry: Any, zone: str, zone_from: str, now: datetime, lang: str | None, warnings: list[str]
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """(time as written, UTC ISO, how its zone was decided, the zone when not stated)."""
     raw = _first(entry, "published", "updated", "created")
     if raw is None:
-        return None, None
-    moment = resolve(raw, page_tz=tz, now=now)
-    if moment is None:
+        return None, None, None, None
+    found = resolve_time(raw, page_tz=zone, now=now, lang=lang)
+    if found is None:
+        # feedparser reads a few more forms; it reads a date without a zone as UTC, so its
+        # value is taken only for strings that carry one.
         parsed = entry.get("published_parsed") or entry.get("updated_parsed")
-        if parsed is not None:
+        if parsed is not None and _HAS_ZONE.search(raw):
             y, mo, d, h, mi, sec = parsed[:6]
-            moment = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
-    return raw, iso_utc(moment) if moment else None
+            return raw, iso_utc(datetime(y, mo, d, h, mi, sec, tzinfo=UTC)), ZONE_STATED, None
+        warnings.append(f"cannot read the date {raw!r}: published left empty")
+        return raw, None, None, None
+    if found.stated_zone:
+        return raw, iso_utc(found.moment), ZONE_STATED, None
+    return raw, iso_utc(found.moment), zone_from, zone
+
+
+_HAS_ZONE = re.compile(r"(?:[+-]\d\d:?\d\d|Z|\b[A-Z]{2,5})\s*$")
+_CHANNEL_OFFSET = re.compile(r"([+-]\d\d):?(\d\d)\s*$")
+
+
+def _feed_zone(parsed: Any, tz: str | None, base_url: str) -> tuple[str, str]:
+    """The zone of item dates written without one: the source's, else the offset the
+    channel's own dates carry, else the publisher's country, else UTC (said so)."""
+    if tz:
+        return tz, ZONE_SOURCE
+    for key in ("published", "updated"):
+        value = parsed.feed.get(key)
+        match = _CHANNEL_OFFSET.search(value) if isinstance(value, str) else None
+        if match:
+            return f"{match.group(1)}:{match.group(2)}", ZONE_PAGE
+    for item in parsed.entries:
+        value = _first(item, "published", "updated")
+        match = _CHANNEL_OFFSET.search(value) if value else None
+        if match:
+            return f"{match.group(1)}:{match.group(2)}", ZONE_PAGE
+    lang = parsed.feed.get("language")
+    link = parsed.feed.get("link")
+    zone = country_zone(publisher_country(lang if isinstance(lang, str) else None, [
+        link if isinstance(link, str) else None, base_url]))  # fmt: skip
+    if zone:
+        return zone, ZONE_COUNTRY
+    return "UTC", ZONE_UTC
+
+
+_ROOT_END = re.compile(rb"</(?:rss|feed|rdf:RDF)\s*>\s*$", re.IGNORECASE)
+_ITEM_END = re.compile(rb"</(?:item|entry)\s*>", re.IGNORECASE)
+_ITEM_START = re.compile(rb"<(?:item|entry)[\s>]", re.IGNORECASE)
+
+
+def cut_to_complete_items(body: bytes) -> tuple[bytes, str | None]:
+    """A feed that ends before its root element closes (cut off in transit) reduced to its
+    complete items, with a warning naming what was cut; a whole feed as it is."""
+    if _ROOT_END.search(body[-512:]) or body[:4].startswith((b"\xff\xfe", b"\xfe\xff")):
+        return body, None
+    ends = list(_ITEM_END.finditer(body))
+    starts = len(_ITEM_START.findall(body))
+    if not starts:
+        return body, None
+    complete = len(ends)
+    kept = body[: ends[-1].end()] if ends else body[: _ITEM_START.search(body).start()]  # type: ignore[union-attr]
+    cut = starts - complete
+    what = f"item {complete + 1} was cut" if cut else "it ends after its last item"
+    return kept, f"truncated feed ({len(body)} bytes): kept its {complete} complete items, {what}"
 
 
 def extract_feed(
@@ -127,12 +196,17 @@ def extract_feed(
     if not body.strip():
         raise ExtractError("empty document")
     refuse_entity_declarations(body)
+    body, cut = cut_to_complete_items(body)
     parsed = feedparser.parse(
         io.BytesIO(body), response_headers={"content-location": base_url}, sanitize_html=True
     )
     if not parsed.get("version"):
         problem = parsed.get("bozo_exception")
         raise ExtractError(f"not an RSS or Atom feed{f': {problem}' if problem else ''}")
+    warnings: list[str] = [cut] if cut else []
+    zone, zone_from = _feed_zone(parsed, tz, base_url)
+    lang = parsed.feed.get("language")
+    lang = lang if isinstance(lang, str) else None
     entries: list[Entry] = []
     for item in parsed.entries:
         link = _first(item, "link")
@@ -146,7 +220,7 @@ def extract_feed(
             title = html_to_text(title)
         if not text and not title:
             continue
-        time_raw, published = _time(item, tz, now)
+        time_raw, published, how, item_zone = _time(item, zone, zone_from, now, lang, warnings)
         # The publisher's id (guid / atom:id) first; many feeds have none, so the link, then
         # a derived one (anchors.md: feedparser's own identity is only entries[].id).
         entry_id = _first(item, "id", "guid") or url or ""
@@ -158,11 +232,21 @@ def extract_feed(
             url=url,
             time_raw=time_raw,
             published=published,
+            zone_from=how,
+            zone=item_zone,
         )
         entries.append(derived_id(entry))
+    if any(e.zone_from == ZONE_UTC for e in entries):
+        warnings.append("item dates without a zone read as UTC: set the source's timezone")
     ttl = parsed.feed.get("ttl")
     ttl_s = float(ttl) * 60 if isinstance(ttl, str) and ttl.strip().isdigit() else None
     title = parsed.feed.get("title")
     return Page(
-        entries, None, tz, title if isinstance(title, str) else None, ttl=ttl_s, kind="feed"
+        entries,
+        None,
+        tz,
+        title if isinstance(title, str) else None,
+        ttl=ttl_s,
+        kind="feed",
+        warnings=warnings,
     )

@@ -14,26 +14,25 @@ Every failure is a :class:`FetchError` with a ``reason`` from a small fixed set,
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
-import socket
+import ssl
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 
 from telex.config import PollerConfig
-from telex.outbound import blocked_reason, retry_after_seconds
+from telex.outbound import retry_after_seconds, tls_context, tls_failure
+from telex.ssrf import AddressPolicy, BadUrl, GuardedTransport, TargetRefused, Unresolvable
 
 Reason = Literal[
     "refused_address",
     "dns",
     "connect",
+    "tls",
     "timeout",
     "too_large",
     "redirects",
@@ -47,7 +46,6 @@ Reason = Literal[
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-_DNS_TTL = 60.0
 
 
 class FetchError(Exception):
@@ -96,134 +94,12 @@ def freshness_seconds(headers: httpx.Headers, now: float | None = None) -> float
     return None
 
 
-class AddressPolicy:
-    """Which addresses the poller may connect to.
-
-    Public unicast addresses always; private, loopback, link-local, multicast, reserved and
-    unspecified ones only when ``allow_private`` is set or they fall in an allowed network.
-    ``allow_origins`` lets one ``host:port`` through (``telex run`` allows its own replay).
-    """
-
-    def __init__(
-        self,
-        allow_private: bool = False,
-        networks: Iterable[str] = (),
-        origins: Iterable[str] = (),
-    ) -> None:
-        self.allow_private = allow_private
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
-        self.origins = set(origins)
-        self._dns: dict[str, tuple[float, list[str]]] = {}
-
-    def _address_allowed(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if any(ip.version == net.version and ip in net for net in self.networks):
-            return True
-        return self.allow_private or blocked_reason(ip) is None
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        cached = self._dns.get(host)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise FetchError("dns", f"cannot resolve {host}: {exc.strerror or exc}") from None
-        addresses = sorted({str(info[4][0]) for info in infos})
-        if len(self._dns) > 10_000:
-            self._dns.clear()
-        self._dns[host] = (now + _DNS_TTL, addresses)
-        return addresses
-
-    async def check(self, url: str) -> None:
-        """Raise :class:`FetchError` unless ``url`` may be fetched."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError("bad_url", f"not an http(s) URL: {url[:200]}")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise FetchError("bad_url", f"bad port in {url[:200]}") from None
-        await self.address_for(parts.hostname, port)
-
-    async def address_for(self, host: str, port: int) -> str:
-        """The address to connect to for ``host``, checked; :class:`FetchError` if refused."""
-        host = host.strip("[]")
-        if f"{host}:{port}" in self.origins or f"[{host}]:{port}" in self.origins:
-            return host
-        try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            addresses = await self._resolve(host, port)
-        refused = [a for a in addresses if not self._address_allowed(a)]
-        if refused:
-            raise FetchError(
-                "refused_address",
-                f"{host} resolves to non-public address {refused[0]}; allow it with "
-                "[poller] allow_networks or allow_private",
-            )
-        return addresses[0]
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses the policy allows, resolved and checked right here.
-
-    The check before each request gives a clear error early; this one closes the gap between
-    that check and the connection (a name that resolves differently the second time, as in
-    DNS rebinding), since the socket goes to the very address that was checked. TLS still
-    verifies and sends SNI for the host name.
-    """
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        address = await self._policy.address_for(host, port)
-        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise FetchError("bad_url", "unix sockets are never polled")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool that uses :class:`_GuardedBackend`."""
-
-    def __init__(self, policy: AddressPolicy, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        # httpx does not take a network backend; its pool (httpcore) does.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(policy),
-        )
-
-
 class Fetcher:
     """Conditional GETs under the poller's limits. One per poller; close with :meth:`aclose`."""
 
-    def __init__(self, config: PollerConfig, policy: AddressPolicy) -> None:
+    def __init__(
+        self, config: PollerConfig, policy: AddressPolicy, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.config = config
         self.policy = policy
         self._client = httpx.AsyncClient(
@@ -234,8 +110,10 @@ class Fetcher:
                 "Accept": "text/html,application/xhtml+xml,application/rss+xml,"
                 "application/atom+xml,application/feed+json,application/json;q=0.9,*/*;q=0.8",
             },
-            transport=_GuardedTransport(
-                policy, httpx.Limits(max_connections=512, max_keepalive_connections=256)
+            transport=GuardedTransport(
+                policy,
+                tls if tls is not None else tls_context(),
+                httpx.Limits(max_connections=512, max_keepalive_connections=256),
             ),
             trust_env=False,  # no proxy from the environment: the address check must hold
         )
@@ -273,7 +151,7 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         seen: set[str] = set()
         for _hop in range(self.config.max_redirects + 1):
-            await self.policy.check(url)
+            await self._check(url)
             seen.add(url)
             async with self._slot(url):
                 result = await self._request(url, headers)
@@ -284,6 +162,12 @@ class Fetcher:
                 raise FetchError("redirects", f"redirect loop at {target[:200]}")
             url = target
         raise FetchError("redirects", f"more than {self.config.max_redirects} redirects")
+
+    async def _check(self, url: str) -> None:
+        try:
+            await self.policy.check_url(url)
+        except TargetRefused as exc:
+            raise _refused(url, exc) from None
 
     async def _request(self, url: str, headers: dict[str, str]) -> Fetched | str:
         """One hop: a :class:`Fetched`, or the ``Location`` of a redirect."""
@@ -318,9 +202,14 @@ class Fetcher:
                         raise FetchError("too_large", f"body larger than {limit} bytes")
                     chunks.append(chunk)
                 return self._fetched(response, url, b"".join(chunks))
+        except TargetRefused as exc:  # at connect time: the name now resolves elsewhere
+            raise _refused(url, exc) from None
         except httpx.TimeoutException as exc:
             raise FetchError("timeout", f"timed out: {type(exc).__name__}") from None
         except httpx.ConnectError as exc:
+            refused = tls_failure(exc, urlsplit(url).hostname or url[:200])
+            if refused is not None:
+                raise FetchError("tls", refused) from None
             raise FetchError("connect", f"cannot connect: {exc}") from None
         except (httpx.DecodingError, httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
             raise FetchError("protocol", f"bad HTTP response: {exc}") from None
@@ -338,3 +227,12 @@ class Fetcher:
             last_modified=response.headers.get("last-modified"),
             fresh_for=freshness_seconds(response.headers),
         )
+
+
+def _refused(url: str, exc: TargetRefused) -> FetchError:
+    if isinstance(exc, BadUrl):
+        return FetchError("bad_url", f"{url[:200]} {exc}")
+    host = urlsplit(url).hostname or url[:200]
+    if isinstance(exc, Unresolvable):
+        return FetchError("dns", str(exc))
+    return FetchError("refused_address", f"{host} {exc}")

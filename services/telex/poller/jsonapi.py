@@ -6,6 +6,8 @@ code with a fixed mapping.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -62,6 +64,39 @@ def load_json(body: bytes) -> Any:
         return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError as exc:
         raise ExtractError(f"not valid JSON: {exc}") from None
+
+
+_ITEMS = re.compile(rb'"items"\s*:\s*\[')
+_VERSION = re.compile(rb'"version"\s*:\s*"([^"]*jsonfeed\.org[^"]*)"')
+
+
+def recover_truncated_feed(body: bytes) -> tuple[dict[str, Any], str] | None:
+    """The complete items of a JSON Feed cut off in the middle (a dropped connection, a size
+    limit), and a warning naming what was cut; None when ``body`` is not such a feed."""
+    version = _VERSION.search(body[:4096])
+    items_at = _ITEMS.search(body)
+    if version is None or items_at is None:
+        return None
+    text = body[items_at.end() :].decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            break
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        items.append(item)
+    document = {"version": version.group(1).decode("utf-8", "replace"), "items": items}
+    warning = (
+        f"truncated JSON Feed ({len(body)} bytes): kept its {len(items)} complete items, "
+        f"item {len(items) + 1} was cut"
+    )
+    return document, warning
 
 
 def is_json_feed(document: Any) -> bool:

@@ -20,21 +20,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter
 
 from telex import metrics
-from telex.bus import Bus, stop_quietly
 from telex.config import Config, SourceConfig
 from telex.events import RawUpdate, content_hash, encode, now_ms, update_id
+from telex.kafka import Batch, Clients, GroupConsumer, stop_quietly
 from telex.log import get_logger
+from telex.outbound import tls_context
 from telex.poller.documents import extract_document
 from telex.poller.extract import Entry, ExtractError, Page
-from telex.poller.fetch import AddressPolicy, Fetcher, FetchError
+from telex.poller.fetch import Fetcher, FetchError
 from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
 from telex.poller.sources import SourceCatalog, SourceError, decode_source, publish
+from telex.ssrf import AddressPolicy
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -101,6 +103,8 @@ def raw_update(
         "html": entry.html,
         "time_raw": entry.time_raw,
         "published": entry.published,
+        "published_zone": entry.zone_from,
+        "published_tz": entry.zone,
         "page_date": page.page_date.isoformat() if page.page_date else None,
         "page_tz": page.page_tz,
         "content_hash": digest,
@@ -140,54 +144,36 @@ def vanished(previous: list[str], current: set[str]) -> list[str]:
     return [e for e in previous[first + 1 : last] if e not in current]
 
 
-class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Starts and stops polling as the group hands partitions of the sources topic around."""
-
-    def __init__(self, poller: Poller) -> None:
-        self.poller = poller
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.poller.release({tp.partition for tp in revoked})
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        consumer = self.poller.consumer
-        self.poller._assigned = True
-        if assigned and consumer is not None:
-            # Each owner rebuilds its sources from the whole (compacted) partition.
-            await consumer.seek_to_beginning(*assigned)
-        log.info("poller.assigned", partitions=",".join(str(tp.partition) for tp in assigned))
-
-
 class Poller:
     """Polls the sources of its share of the sources topic, each in its own task."""
 
     def __init__(
         self,
         config: Config,
-        bus: Bus,
+        clients: Clients,
         sources: list[SourceConfig] | None = None,
         allow_origins: tuple[str, ...] = (),
     ) -> None:
         self.config = config
-        self.bus = bus
+        self.clients = clients
         self.declared = list(sources or [])
         self.policy = AddressPolicy(
-            config.poller.allow_private, config.poller.allow_networks, allow_origins
+            config.poller.allow_networks,
+            allow_private=config.poller.allow_private,
+            origins=allow_origins,
+            hint="[poller] allow_networks (or set allow_private)",
         )
         self.states: dict[str, SourceState] = {}
-        self.catalog = SourceCatalog(bus)
-        self.consumer: AIOKafkaConsumer | None = None
+        self.catalog = SourceCatalog(clients)
+        self._group: GroupConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._fetcher: Fetcher | None = None
         self._partition_of: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # States of sources revoked by a rebalance, kept in case they come back.
         self._parked: dict[str, SourceState] = {}
-        self._reader: asyncio.Task[None] | None = None
         self._assigned = False
-        # Bumped when the broker lost the topics: a poll that began before must not mark its
-        # entries sent, since they went to topics that no longer exist.
-        self._epoch = 0
+        clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
@@ -203,8 +189,10 @@ class Poller:
 
     async def start(self) -> None:
         """Publish the declared sources, join the pollers' group and load the catalogue."""
-        self._fetcher = Fetcher(self.config.poller, self.policy)
-        producer = self.bus.producer()
+        # Loading the trust store takes tens of milliseconds of CPU: not on the event loop.
+        tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
+        self._fetcher = Fetcher(self.config.poller, self.policy, tls)
+        producer = self.clients.producer()
         await producer.start()
         self._producer = producer
         if self.declared:
@@ -212,21 +200,28 @@ class Poller:
             # file is the source of truth for them.
             await publish(producer, self.config.topics.sources, self.declared)
         await self.catalog.start()
-        consumer = self.bus.consumer(group_id=self.config.poller.group_id)
-        consumer.subscribe([self.config.topics.sources], listener=_Assignment(self))
-        await consumer.start()
-        self.consumer = consumer
-        self._reader = asyncio.create_task(self._read_sources(), name="poller:sources")
+        self._group = GroupConsumer(
+            self.clients,
+            [self.config.topics.sources],
+            self.config.poller.group_id,
+            self._definitions,
+            name="poller-sources",
+            on_assigned=self._assigned_partitions,
+            on_revoked=self._revoked_partitions,
+            # Each owner rebuilds its sources from the whole (compacted) partition.
+            replay_on_assign=True,
+            max_records=1000,
+        )
+        await self._group.start()
         log.info("poller.started", declared=len(self.declared))
 
     async def stop(self) -> None:
         """Stop polling, leave the group and close the clients."""
-        await cancel_and_wait(self._reader)
-        self._reader = None
         await self.release(None)
         # Leaving the group promptly is what hands our sources to another poller.
-        await stop_quietly(self.consumer)
-        self.consumer = None
+        if self._group is not None:
+            await self._group.stop()
+            self._group = None
         await self.catalog.stop()
         await stop_quietly(self._producer)
         self._producer = None
@@ -235,9 +230,16 @@ class Poller:
             self._fetcher = None
         metrics.SOURCES.set(0)
 
-    async def topics_recreated(self) -> None:
-        """The broker lost its topics (see ``telex.bus.TopicGuard``): write the sources back
-        and send again, at each source's next poll, every entry its page shows.
+    async def _assigned_partitions(self, assigned: list[TopicPartition]) -> None:
+        self._assigned = True
+        log.info("poller.assigned", partitions=",".join(str(tp.partition) for tp in assigned))
+
+    async def _revoked_partitions(self, revoked: list[TopicPartition]) -> None:
+        await self.release({tp.partition for tp in revoked})
+
+    async def _start_over(self) -> None:
+        """The broker lost its data: write the sources back and send again, at each source's
+        next poll, every entry its page shows.
 
         What the raw topic and the wire held is gone, and so is anything produced between the
         broker's restart and now (it acknowledges records for topics it no longer has).
@@ -245,7 +247,6 @@ class Poller:
         forgets its dedup state at the same moment, turns them into a new wire, and the
         notifier's delivery log keeps receivers from getting them twice.
         """
-        self._epoch += 1
         for state in [*self.states.values(), *self._parked.values()]:
             state.sent.clear()
             state.etag = state.last_modified = None
@@ -258,33 +259,25 @@ class Poller:
                 await publish(self._producer, self.config.topics.sources, list(sources.values()))
             except KafkaError as exc:
                 log.warning("poller.sources.republish_failed", error=repr(exc))
-        log.warning("poller.topics_recreated", sources=len(sources), resending=len(self.states))
+        log.warning("poller.started_over", sources=len(sources), resending=len(self.states))
 
-    async def _read_sources(self) -> None:
-        assert self.consumer is not None
-        consumer = self.consumer
-        while True:
+    async def _definitions(self, batch: Batch) -> None:
+        """Poll the sources defined (or again) in ``batch``; stop those deleted or disabled."""
+        latest: dict[str, tuple[int, bytes | None]] = {}
+        for tp, records in batch.items():
+            for record in records:
+                if record.key is not None:
+                    latest[record.key.decode("utf-8", "replace")] = (tp.partition, record.value)
+        for source_id, (partition, value) in latest.items():
             try:
-                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-            except KafkaError as exc:
-                log.warning("poller.sources.read_failed", error=repr(exc))
-                await asyncio.sleep(1)
+                source = decode_source(value)
+            except SourceError as exc:
+                log.warning("poller.source.invalid", source=source_id, error=str(exc))
                 continue
-            latest: dict[str, tuple[int, bytes | None]] = {}
-            for tp, records in batch.items():
-                for record in records:
-                    if record.key is not None:
-                        latest[record.key.decode("utf-8", "replace")] = (tp.partition, record.value)
-            for source_id, (partition, value) in latest.items():
-                try:
-                    source = decode_source(value)
-                except SourceError as exc:
-                    log.warning("poller.source.invalid", source=source_id, error=str(exc))
-                    continue
-                if source is None or not source.enabled:
-                    await self._drop(source_id)
-                else:
-                    self._run(source, partition)
+            if source is None or not source.enabled:
+                await self._drop(source_id)
+            else:
+                self._run(source, partition)
 
     def _run(self, source: SourceConfig, partition: int) -> None:
         """Poll ``source`` (again, if its definition changed)."""
@@ -371,7 +364,7 @@ class Poller:
         bad source: the error is recorded in its state and metrics, and it is scheduled again."""
         assert self._fetcher is not None and self._producer is not None
         source = state.config
-        epoch = self._epoch
+        generation = self.clients.reset.generation
         state.polls += 1
         state.last_poll_ms = now_ms()
         metrics.SOURCE_LAST_POLL.labels(source.id).set(state.last_poll_ms / 1000)
@@ -409,6 +402,8 @@ class Poller:
                 mapping=source.mapping,
             )
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - began)
+            for warning in page.warnings[:5]:
+                log.info("poll.extract_warning", source=source.id, warning=warning)
             if not page.entries and page.kind == "html":
                 # An empty feed is a feed with nothing yet; a page with no entries is most
                 # likely one the extractor cannot read, which an operator should hear about.
@@ -429,7 +424,7 @@ class Poller:
         # Validators are kept only once the document was read and its entries acknowledged:
         # otherwise a 304 would hide the failed document from the next poll. (Nor when the
         # topics were lost meanwhile: the next poll must read the document again.)
-        if epoch == self._epoch:
+        if generation == self.clients.reset.generation:
             state.etag, state.last_modified = fetched.etag, fetched.last_modified
             state.body_digest = digest
         metrics.POLLS.labels("ok").inc()
@@ -458,12 +453,11 @@ class Poller:
     async def _produce_changes(self, state: SourceState, page: Page) -> int:
         assert self._producer is not None
         source = state.config
-        if not self.bus.topics_intact.is_set():
-            # Until the topic guard has checked the broker (after an outage) or the services
-            # have started over on new topics: what went out now could be acknowledged and
-            # lost, or overtake what must be sent again first.
-            raise KafkaConnectionError("waiting for the broker's topics to be checked")
-        epoch = self._epoch
+        # Until the broker's topics are checked (after an outage) or the services have started
+        # over on new ones: what went out now could be acknowledged and lost, or overtake what
+        # must be sent again first.
+        self.clients.reset.check()
+        generation = self.clients.reset.generation
         pending: list[tuple[str, str | None, str, Any]] = []
         entries = carry_derived_ids(state.last_page, page.entries)
         seen: dict[str, Entry] = {}
@@ -502,7 +496,7 @@ class Poller:
                 for *_, rest in pending[i + 1 :]:
                     rest.add_done_callback(lambda f: f.cancelled() or f.exception())
                 raise
-            if epoch != self._epoch:
+            if generation != self.clients.reset.generation:
                 continue  # acknowledged by a broker that has since lost it: send it again.
             if maybe_digest is None:
                 state.sent.pop(entry_id, None)

@@ -14,14 +14,12 @@ import asyncio
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from telex.bus import Bus, partitions_of, stop_quietly
 from telex.config import SourceConfig
+from telex.kafka import Clients, TopicFollower, stop_quietly
 from telex.log import get_logger
-from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -77,18 +75,23 @@ async def publish(producer: AIOKafkaProducer, topic: str, sources: list[SourceCo
 class SourceCatalog:
     """Every source of the topic, kept current, plus the writes of the API.
 
-    Reads all partitions from the beginning with a group-less consumer: each API process sees
-    the whole catalogue, whichever poller polls what.
+    Follows the whole topic with no consumer group: each API process sees the whole
+    catalogue, whichever poller polls what.
     """
 
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.topic = bus.config.topics.sources
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.topic = clients.config.topics.sources
         self.sources: dict[str, SourceConfig] = {}
-        self.caught_up = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(
+            clients, self.topic, lambda r: self._apply(r.key, r.value), "sources-catalog"
+        )
+
+    @property
+    def caught_up(self) -> asyncio.Event:
+        """Set once the catalogue has read the topic to its end."""
+        return self._follower.caught_up
 
     @property
     def ready(self) -> bool:
@@ -96,53 +99,18 @@ class SourceCatalog:
         return self.caught_up.is_set()
 
     async def start(self) -> None:
-        """Connect, and read the topic in the background."""
-        producer = self.bus.producer()
+        """Connect, read the topic to its end and follow it."""
+        producer = self.clients.producer()
         await producer.start()
         self._producer = producer
-        consumer = self.bus.consumer(group_id=None)
-        await consumer.start()
-        self._consumer = consumer
-        partitions = await partitions_of(consumer, self.topic)
-        if not partitions:
-            raise RuntimeError(f"sources topic {self.topic} does not exist")
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._read(tps), name="sources:catalog")
+        await self._follower.start()
+        log.info("sources.catalog.loaded", sources=len(self.sources))
 
     async def stop(self) -> None:
-        """Stop reading and close the clients."""
-        await cancel_and_wait(self._task)
-        self._task = None
-        await stop_quietly(self._consumer)
+        """Stop following and close the clients."""
+        await self._follower.stop()
         await stop_quietly(self._producer)
-        self._consumer = self._producer = None
-
-    async def _read(self, tps: list[TopicPartition]) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-            except KafkaError as exc:
-                log.warning("sources.catalog.read_failed", error=repr(exc))
-                await asyncio.sleep(1)
-                continue
-            for records in batch.values():
-                for record in records:
-                    self._apply(record.key, record.value)
-            if not self.caught_up.is_set():
-                # highwater() rather than end_offsets(): the embedded broker's end offsets are
-                # wrong for multi-record batches (kafka-notes.md).
-                done = True
-                for tp in tps:
-                    high = consumer.highwater(tp)
-                    if high is None or await consumer.position(tp) < high:
-                        done = False
-                if done:
-                    self.caught_up.set()
-                    log.info("sources.catalog.loaded", sources=len(self.sources))
+        self._producer = None
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

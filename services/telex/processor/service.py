@@ -22,13 +22,13 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from telex import metrics
-from telex.bus import Bus, partitions_of, stop_quietly
 from telex.config import Config
 from telex.events import PoisonRecord, decode_raw, encode, now_ms
+from telex.kafka import Batch, Clients, GroupConsumer, deadletter, stop_quietly
+from telex.kafka.scan import at_end, partitions_of
 from telex.log import get_logger
 from telex.processor.stage import Stage, published_time
 from telex.processor.state import PartitionState, restore
@@ -49,14 +49,14 @@ _TAIL_QUEUE_BATCHES = 16
 _STALLED_AFTER_S = 60.0
 
 
-class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
+class Processor:
     """The processor stage: one consumer-group member."""
 
-    def __init__(self, config: Config, bus: Bus, stage: Stage | None = None) -> None:
+    def __init__(self, config: Config, clients: Clients, stage: Stage | None = None) -> None:
         self.config = config
-        self.bus = bus
+        self.clients = clients
         self.stage = stage if stage is not None else Stage(config)
-        self._consumer: AIOKafkaConsumer | None = None
+        self._group: GroupConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._tailer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -65,7 +65,6 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         # partition is never handed over in the middle of a batch. Only its holder touches the
         # partition states and the story index.
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._tail_queue: asyncio.Queue[dict[TopicPartition, list[Any]]] = asyncio.Queue(
             _TAIL_QUEUE_BATCHES
@@ -73,7 +72,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
         self._last_progress = 0.0
-        self._from_start = False  # after the broker lost its topics (topics_recreated)
+        clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
@@ -87,44 +86,56 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def start(self) -> None:
         """Connect and start processing; joining the group continues in the background."""
-        topics = self.config.topics
-        self._producer = self.bus.producer()
+        self._producer = self.clients.producer()
         await self._producer.start()
-        self._restorer = self.bus.consumer(group_id=None)
+        self._restorer = self.clients.consumer(group_id=None)
         await self._restorer.start()
-        self._tailer = self.bus.consumer(group_id=None)
+        self._tailer = self.clients.consumer(group_id=None)
         await self._tailer.start()
-        self._consumer = self.bus.consumer(group_id=self.config.processor.group_id)
-        self._consumer.subscribe([topics.raw], listener=self)
+        self._group = GroupConsumer(
+            self.clients,
+            [self.config.topics.raw],
+            self.config.processor.group_id,
+            self._round,
+            name="processor",
+            on_assigned=self._assigned_partitions,
+            on_revoked=self._revoked_partitions,
+            on_error=self._rewind,
+            # Nothing is read (nor written) while the broker's topics are being checked.
+            hold_while_resetting=True,
+            max_records=self.config.processor.max_batch,
+        )
         self._tail_task = asyncio.create_task(self._tail(), name="processor-tail")
-        self._task = asyncio.create_task(self._run(), name="processor")
+        await self._group.start()
         log.info("processor.started", group=self.config.processor.group_id)
 
     async def stop(self) -> None:
         """Stop processing; the current batch is abandoned uncommitted (it will be re-done)."""
-        await cancel_and_wait(self._task, self._tail_task)
-        self._task = self._tail_task = None
-        await stop_quietly(self._consumer)
+        await cancel_and_wait(self._tail_task)
+        self._tail_task = None
+        if self._group is not None:
+            await self._group.stop()
         await stop_quietly(self._restorer)
         await stop_quietly(self._tailer)
         await stop_quietly(self._producer)
-        self._consumer = self._restorer = self._tailer = self._producer = None
+        self._group = None
+        self._restorer = self._tailer = self._producer = None
 
-    async def topics_recreated(self) -> None:
-        """The broker lost its topics (see ``telex.bus.TopicGuard``): forget the dedup state of
-        the old wire and read the new raw topic from its start, so that what the pollers send
-        again reaches the new wire."""
-        # The group's committed offsets may be stale ones from the old topics that reached
-        # the new broker before anyone noticed: read from the start, now and at the next
-        # assignment (the dedup state restored from the new wire drops what is done).
-        self._from_start = True
-        if self._consumer is not None:
-            await self._rewind(from_start=True)
-        log.warning("processor.topics_recreated")
+    async def _start_over(self) -> None:
+        """The broker lost its data: forget the dedup state of the old wire and read the new
+        raw topic from its start, so that what the pollers send again reaches the new wire
+        (the dedup state restored from the new wire drops what is done)."""
+        if self._group is not None:
+            async with self._lock:
+                self._states = await self._restore(
+                    [tp.partition for tp in self._group.assignment()]
+                )
+                await self._group.start_over()
+        log.warning("processor.started_over")
 
-    # Rebalance listener ------------------------------------------------------------------
+    # Assignment --------------------------------------------------------------------------
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def _revoked_partitions(self, revoked: list[TopicPartition]) -> None:
         """Wait for the batch in progress to be committed, then forget the revoked state.
 
         Every batch is committed before the lock is released, so there is nothing left to
@@ -138,27 +149,13 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             self._assigned = False
             self._gauge_state()
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def _assigned_partitions(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions before any of their records run."""
-        assert self._restorer is not None
         loop = asyncio.get_running_loop()
         async with self._lock:
             started = loop.time()
             partitions = sorted(tp.partition for tp in assigned if tp.partition not in self._states)
-            updates: list[dict[str, Any]] = []
-            restored = await restore(
-                self._restorer,
-                self.config.topics.wire,
-                partitions,
-                self.stage.new_state,
-                lambda _p, data: updates.append(data),
-            )
-            await asyncio.to_thread(self.stage.index_many, updates)
-            self._states.update(restored)
-            if self._from_start and assigned:
-                self._from_start = False
-                assert self._consumer is not None
-                await self._consumer.seek_to_beginning(*assigned)
+            self._states.update(await self._restore(partitions))
             # The other partitions' stories must be known before this process links any.
             await self._sync_tail(since=started)
             self._assigned = True
@@ -181,11 +178,10 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         wire = self.config.topics.wire
         while True:
             try:
-                ids = await partitions_of(self._tailer, wire)
-                if not ids:
+                tps = await partitions_of(self._tailer, wire)
+                if not tps:
                     await asyncio.sleep(0.5)
                     continue
-                tps = [TopicPartition(wire, p) for p in ids]
                 self._tailer.assign(tps)
                 await self._tailer.seek_to_beginning(*tps)
                 while True:
@@ -207,21 +203,13 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                         await asyncio.sleep(0.2)
                     if batch:
                         await self._tail_queue.put(batch)
-                    if await self._tail_at_end(others):
+                    if await at_end(self._tailer, others):
                         self._tail_synced_at = round_started
             except Exception as exc:
                 # Whatever went wrong, the tail starts over: story links depend on it, and a
                 # dead tail would only show as stories that never link.
                 log.warning("processor.tail_failed", error=repr(exc))
                 await asyncio.sleep(1.0)
-
-    async def _tail_at_end(self, tps: list[TopicPartition]) -> bool:
-        assert self._tailer is not None
-        for tp in tps:
-            high = self._tailer.highwater(tp)
-            if high is None or await self._tailer.position(tp) < high:
-                return False
-        return True
 
     async def _drain_tail(self) -> None:
         """Fold queued wire records of partitions this process does not own into the index."""
@@ -261,75 +249,54 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # Processing --------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        # Joining a group takes seconds (a JoinGroup waits for other members); readiness
-        # says when it is done, and the rest of the process need not wait for it.
-        await self._consumer.start()
-        while True:
-            if not self.bus.topics_intact.is_set():
-                # The broker was unreachable or lost its topics: nothing is read (nor written)
-                # until the topic guard has checked, and this processor started over if need be.
-                await asyncio.sleep(0.1)
-                continue
-            try:
-                batch = await self._consumer.getmany(
-                    timeout_ms=500, max_records=self.config.processor.max_batch
-                )
-                async with self._lock:
-                    await self._drain_tail()
-                    if batch:
-                        await self._handle(batch)
-                await self._gauge_lag()
-                self._last_progress = asyncio.get_running_loop().time()
-            except KafkaError as exc:
-                log.warning("processor.batch_failed", error=repr(exc))
-                await self._rewind()
-                await asyncio.sleep(1.0)
+    async def _round(self, batch: Batch) -> None:
+        """One round of the consume loop: fold the tail in, process ``batch`` (maybe empty)."""
+        async with self._lock:
+            await self._drain_tail()
+            if batch:
+                await self._handle(batch)
+        await self._gauge_lag()
+        self._last_progress = asyncio.get_running_loop().time()
 
     async def _gauge_lag(self) -> None:
-        assert self._consumer is not None
-        for tp in self._consumer.assignment():
-            # highwater() from the last fetch, not end_offsets(): the embedded broker's
-            # end_offsets is wrong for batches of several records (kafka-notes.md).
-            high = self._consumer.highwater(tp)
-            if high is None:
-                continue
-            with contextlib.suppress(KafkaError, AssertionError):
-                position = await self._consumer.position(tp)
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
+        assert self._group is not None
+        for partition, behind in (await self._group.lag()).items():
+            metrics.CONSUMER_LAG.labels(str(partition)).set(behind)
 
     def _gauge_state(self) -> None:
         metrics.STATE_ENTRIES.labels("dedup").set(sum(len(s) for s in self._states.values()))
         metrics.STATE_ENTRIES.labels("stories").set(len(self.stage.stories))
 
-    async def _rewind(self, from_start: bool = False) -> None:
+    async def _restore(self, partitions: list[int]) -> dict[int, PartitionState]:
+        """Dedup states of ``partitions`` rebuilt from the wire, their events in the index."""
+        assert self._restorer is not None
+        window = self.config.processor.restore_window_s
+        # Without a time index on the broker (the embedded one): whole partitions.
+        since_ms = (
+            now_ms() - int(window * 1000) if self.clients.capabilities.offsets_for_times else None
+        )
+        updates: list[dict[str, Any]] = []
+        restored = await restore(
+            self._restorer,
+            self.config.topics.wire,
+            partitions,
+            self.stage.new_state,
+            lambda _p, data: updates.append(data),
+            since_ms=since_ms,
+        )
+        await asyncio.to_thread(self.stage.index_many, updates)
+        return restored
+
+    async def _rewind(self) -> None:
         """After a failed batch: forget in-memory state and go back to the committed offsets.
 
         The failed batch may have updated the state for events that never reached the wire;
         re-reading the wire is the only truth.
         """
-        assert self._consumer is not None and self._restorer is not None
+        assert self._group is not None
         async with self._lock:
-            try:
-                assignment = sorted(self._consumer.assignment())
-                updates: list[dict[str, Any]] = []
-                self._states = await restore(
-                    self._restorer,
-                    self.config.topics.wire,
-                    [tp.partition for tp in assignment],
-                    self.stage.new_state,
-                    lambda _p, data: updates.append(data),
-                )
-                await asyncio.to_thread(self.stage.index_many, updates)
-                for tp in assignment:
-                    committed = None if from_start else await self._consumer.committed(tp)
-                    if committed is None:
-                        await self._consumer.seek_to_beginning(tp)
-                    else:
-                        self._consumer.seek(tp, committed)
-            except KafkaError as exc:
-                log.warning("processor.rewind_failed", error=repr(exc))
+            self._states = await self._restore([tp.partition for tp in self._group.assignment()])
+            await self._group.seek_to_committed()
 
     def _compute(self, batch: dict[TopicPartition, list[Any]], processed_ms: int) -> list[Decided]:
         """Decide every record of ``batch``: an event (and its bytes), a dead-letter reason,
@@ -361,8 +328,8 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                     out.append((tp, record, (result.event, encode(result.event))))
         return out
 
-    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        assert self._producer is not None and self._consumer is not None
+    async def _handle(self, batch: Batch) -> None:
+        assert self._producer is not None and self._group is not None
         topics = self.config.topics
         # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive.
         # One hop per batch, not per record.
@@ -406,13 +373,10 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         for type_, count in produced.items():
             metrics.EVENTS_PRODUCED.labels(type_).inc(count)
         self._gauge_state()
-        if offsets:
-            try:
-                await self._consumer.commit(offsets)
-            except CommitFailedError as exc:
-                # The group rebalanced under us: the new owner re-processes from the last
-                # commit and the wire-restored state drops what we already produced.
-                log.warning("processor.commit_failed", error=repr(exc))
+        # Only now that every output of the batch is acknowledged. A failed commit (the group
+        # rebalanced under us) is harmless: the new owner re-processes from the last commit
+        # and the wire-restored state drops what we already produced.
+        await self._group.commit(offsets)
 
     @staticmethod
     def _append(builder: Any, key: bytes | None, value: bytes) -> bool:
@@ -428,13 +392,9 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             offset=record.offset,
             reason=reason,
         )
-        headers = [
-            ("telex.reason", reason.encode()),
-            ("telex.stage", b"processor"),
-            ("telex.topic", tp.topic.encode()),
-            ("telex.partition", str(tp.partition).encode()),
-            ("telex.offset", str(record.offset).encode()),
-        ]
+        headers = deadletter.headers(
+            reason, "processor", deadletter.origin(tp.topic, tp.partition, record.offset)
+        )
         return await self._producer.send(
             self.config.topics.dlq, record.value, key=record.key, headers=headers
         )

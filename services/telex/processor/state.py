@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from telex import metrics
+from telex.kafka.scan import Batch, offsets_since, read_to_end
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -127,38 +128,37 @@ async def restore(
     partitions: list[int],
     new_state: Callable[[], PartitionState],
     on_event: Callable[[int, dict[str, Any]], None] | None = None,
+    since_ms: int | None = None,
 ) -> dict[int, PartitionState]:
-    """Read wire partitions from their start to their current end into fresh states.
+    """Read wire partitions up to their current end into fresh states.
 
-    ``consumer`` must belong to no group. The end is the high watermark reported by fetches
-    (``end_offsets`` is unreliable on the embedded broker, see kafka-notes.md). ``on_event`` sees
+    From the records written since ``since_ms`` where the broker can look offsets up by time,
+    else from each partition's start. ``consumer`` must belong to no group. ``on_event`` sees
     every restored event's data (the story index is rebuilt from it).
     """
     states = {p: new_state() for p in partitions}
     if not partitions:
         return states
     tps = [TopicPartition(wire_topic, p) for p in partitions]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    remaining = set(tps)
-    records = 0
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=5000)
-        if batch:
-            # Decoding and re-indexing thousands of events is CPU work: off the event loop.
-            await asyncio.to_thread(_apply, states, batch, on_event)
-            records += sum(len(items) for items in batch.values())
-        for tp in list(remaining):
-            high = consumer.highwater(tp)
-            if high is not None and await consumer.position(tp) >= high:
-                remaining.discard(tp)
-    log.info("state.restored", partitions=",".join(map(str, partitions)), records=records)
+    start = None if since_ms is None else await offsets_since(consumer, tps, since_ms)
+
+    async def fold(batch: Batch) -> None:
+        # Decoding and re-indexing thousands of events is CPU work: off the event loop.
+        await asyncio.to_thread(_apply, states, batch, on_event)
+
+    records = await read_to_end(consumer, tps, fold, start=start)
+    log.info(
+        "state.restored",
+        partitions=",".join(map(str, partitions)),
+        records=records,
+        window="whole" if since_ms is None else "since",
+    )
     return states
 
 
 def _apply(
     states: dict[int, PartitionState],
-    batch: dict[TopicPartition, list[Any]],
+    batch: Batch,
     on_event: Callable[[int, dict[str, Any]], None] | None,
 ) -> None:
     for tp, items in batch.items():
