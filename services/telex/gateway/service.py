@@ -369,7 +369,7 @@ class Gateway:
         try:
             filter_ = shared(principal.restrict(Filter.from_query(query)))
         except FilterError as exc:
-            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            code = exc.code
             raise RequestError(code, str(exc)) from None
         cursor = _parse_cursor(last_event_id or query.get("cursor"))
         return filter_, cursor, self._backlog(query.get("backlog"))
@@ -379,7 +379,7 @@ class Gateway:
         try:
             return shared(principal.restrict(filter_))
         except FilterError as exc:
-            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            code = exc.code
             raise RequestError(code, str(exc)) from None
 
     def _backlog(self, value: Any) -> int:
@@ -849,7 +849,7 @@ class WebSocketSession:
         try:
             filter_ = shared(self.principal.restrict(Filter.parse(data.get("filter"))))
         except FilterError as exc:
-            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            code = exc.code
             raise RequestError(code, str(exc)) from None
         cursor = _parse_cursor(data.get("cursor"))
         backlog = self.gw._backlog(data.get("backlog")) if "backlog" in data else 0
