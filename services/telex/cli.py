@@ -160,11 +160,12 @@ def _sources_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _config(args: argparse.Namespace) -> Config:
     from telex.config import load
+    from telex.runtime import CONFIG_CHECKS
 
     environ = dict(os.environ)
     if getattr(args, "bootstrap", None):
         environ["TELEX_KAFKA_BOOTSTRAP"] = args.bootstrap
-    return load(getattr(args, "config", None), environ)
+    return load(getattr(args, "config", None), environ, CONFIG_CHECKS)
 
 
 async def _broker(config: Config) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
-from telex.config import Config, SourceConfig
+from telex.config import Checks, Config, SourceConfig
 from telex.gateway.endpoint import Endpoints, Limits
 from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server, warn_if_open
@@ -26,6 +26,9 @@ from telex.kafka.embedded import EmbeddedBroker
 from telex.log import get_logger
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
+from telex.notifier.signing import secret_key
+from telex.poller.api import create_router as sources_router
+from telex.poller.selectors import compile_selector
 from telex.poller.service import Poller
 from telex.processor.service import Processor
 from telex.replay.server import PAGE_PATH
@@ -34,6 +37,8 @@ from telex.replay.server import create_app as create_replay_app
 log = get_logger(__name__)
 
 ROLES = ("poller", "processor", "gateway", "notifier")
+CONFIG_CHECKS = Checks(selector=compile_selector, secret=secret_key)
+"""Every stage's check of the configuration values it owns, for :func:`telex.config.load`."""
 REPLAY_SOURCE_ID = "replay"
 
 
@@ -136,7 +141,7 @@ async def started(
             poller = Poller(config, clients, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
-            admin_routers.append(poller.router)
+            admin_routers.append(sources_router(poller.catalog, poller))
         if "gateway" in roles:
             gateway = Gateway(config, clients)
             await _lifecycle(stack, gateway.start, gateway.stop)

@@ -18,6 +18,7 @@ from telex.notifier.delivery import headers_for
 from telex.notifier.service import next_delay
 from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
 from telex.outbound import retry_after_seconds as parse_retry_after
+from telex.runtime import CONFIG_CHECKS
 from telex.ssrf import (
     AddressPolicy,
     GuardedBackend,
@@ -250,7 +251,7 @@ filter = {{ terms = ["NATO"], types = ["bogus"] }}
 """
     )
     with pytest.raises(ConfigError) as info:
-        load(file, {})
+        load(file, {}, CONFIG_CHECKS)
     message = str(info.value)
     assert "notifier.webhooks.0.secret" in message and "notifier.webhooks.0.filter" in message
     assert bad not in message
@@ -264,7 +265,7 @@ secret = "{good}"
 filter = {{ terms = ["NATO"] }}
 """
     )
-    declared = load(file, {}).notifier.webhooks
+    declared = load(file, {}, CONFIG_CHECKS).notifier.webhooks
     assert [(w.name, w.secret, w.filter) for w in declared] == [
         ("nato-desk", good, {"terms": ["NATO"]})
     ]

@@ -7,16 +7,14 @@ comes from the pollers of this process: a source polled by another process shows
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Body, Response
 from fastapi.responses import JSONResponse
 
 from telex.config import SourceConfig
+from telex.poller.service import Poller
 from telex.poller.sources import SourceCatalog, SourceError, validate_source
-
-if TYPE_CHECKING:
-    from telex.poller.service import Poller
 
 
 def _view(source: SourceConfig, poller: Poller | None) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter
 
 from telex import metrics
 from telex.config import Config, SourceConfig
@@ -179,13 +178,6 @@ class Poller:
     def ready(self) -> bool:
         """True once connected, in the group, and the catalogue is loaded."""
         return self._producer is not None and self._assigned and self.catalog.ready
-
-    @property
-    def router(self) -> APIRouter:
-        """The ``/v1/sources`` routes."""
-        from telex.poller.api import create_router
-
-        return create_router(self.catalog, self)
 
     async def start(self) -> None:
         """Publish the declared sources, join the pollers' group and load the catalogue."""

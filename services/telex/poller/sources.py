@@ -17,11 +17,14 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from telex.config import SourceConfig
+from telex.config import Checks, SourceConfig
 from telex.kafka import Clients, TopicFollower, stop_quietly
 from telex.log import get_logger
+from telex.poller.selectors import compile_selector
 
 log = get_logger(__name__)
+
+_CHECKS = Checks(selector=compile_selector)
 
 
 class SourceError(ValueError):
@@ -37,7 +40,7 @@ def validate_source(data: Any) -> SourceConfig:
     if not isinstance(data, dict):
         raise SourceError([{"field": "(body)", "message": "must be a JSON object"}])
     try:
-        return SourceConfig.model_validate(data)
+        return SourceConfig.model_validate(data, context=_CHECKS)
     except ValidationError as exc:
         errors = [
             {
