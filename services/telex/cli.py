@@ -88,7 +88,7 @@ def _parser(extract_only: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-# Poller: `telex extract` and `telex sources ...` (issue 3).
+# Poller: `telex extract` and `telex sources ...`.
 def _poller_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     _extract_parser(sub)
     _sources_parser(sub)

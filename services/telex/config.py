@@ -160,7 +160,7 @@ class KafkaConfig(_Section):
         "added latency at each hop; on Kafka a fetch returns as soon as data arrives and this "
         "only paces idle polling (Kafka's own default is 500).",
     )
-    # Broker restarts (issue 9): how often a process checks that its topics still exist.
+    # Broker restarts: how often a process checks that its topics still exist.
     topic_check_interval_s: float = Field(
         2.0,
         ge=0,
@@ -274,7 +274,7 @@ class HttpConfig(_Section):
         description="Bearer tokens the management APIs (/v1/sources, /v1/webhooks) require "
         "(comma-separated in the environment). Empty leaves them open: only for loopback.",
     )
-    # Security (issue 9): a bound on what one request may make the process hold.
+    # Security: a bound on what one request may make the process hold.
     max_body_bytes: int = Field(
         1_048_576,
         ge=1024,
@@ -418,7 +418,7 @@ class PollerConfig(_Section):
         "telex/0.1 (+https://github.com/telex-news/telex)",
         description="User-Agent sent to sources.",
     )
-    # Poller: scheduling, politeness and the sources group (issue 3).
+    # Poller: scheduling, politeness and the sources group.
     group_id: str = Field("telex-poller", description="Consumer group sharing the sources.")
     jitter: float = Field(0.1, ge=0, le=0.5, description="Interval jitter, as a fraction.")
     adaptive_min: float = Field(

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import telex
 
-# Dashboard (issue 7): every asset comes from telex itself, and event text is never markup;
+# Dashboard: every asset comes from telex itself, and event text is never markup;
 # the policy makes the browser hold the page to both.
 DASHBOARD_HEADERS = {
     "Cache-Control": "no-cache",
@@ -184,7 +184,7 @@ def create_app(
     return app
 
 
-# Security (issue 9): request body limit -----------------------------------------------------
+# Security: request body limit --------------------------------------------------------------
 
 
 class BodyLimit:
@@ -226,14 +226,14 @@ class BodyLimit:
         body = b"".join(chunks)
         delivered = False
 
-        async def replay() -> Any:
+        async def receive_buffered() -> Any:
             nonlocal delivered
             if not delivered:
                 delivered = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, receive_buffered, send)
 
     async def _refuse(self, send: Any) -> None:
         body = JSONResponse(

@@ -34,8 +34,8 @@ from telex.filters import Filter, FilterError
 from telex.gateway.auth import Authenticator, AuthError, Principal
 from telex.gateway.endpoint import Endpoints, Handler, Limits, Refused, WebSocketEndpoint
 from telex.gateway.frames import control, event_payload, sse_message, ws_frame
+from telex.gateway.history import TooOld, read_range
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
-from telex.gateway.replay import TooOld, read_range
 from telex.kafka import Batch, Clients, fetch_forever, stop_quietly
 from telex.kafka.scan import partitions_of, seek_to_log_start
 from telex.log import get_logger

@@ -53,7 +53,7 @@ class SecretRotation(BaseModel):
     grace_seconds: float | None = Field(None, ge=0, le=MAX_GRACE_SECONDS, strict=True)
 
 
-class DeadLetterReplay(BaseModel):
+class Redelivery(BaseModel):
     """Which dead letters to deliver again: one ``webhook_id``, or a time range."""
 
     model_config = ConfigDict(extra="forbid")
@@ -277,7 +277,7 @@ class WebhooksApi:
             return JSONResponse({"dead_letters": [_dead_view(h) for _, h in found]})
 
         @r.post("/{sub_id}/replay")
-        async def redeliver(sub_id: str, body: DeadLetterReplay) -> JSONResponse:
+        async def redeliver(sub_id: str, body: Redelivery) -> JSONResponse:
             """Deliver dead letters again: one (``webhook_id``) or a range (``since_ms``,
             ``until_ms``, unix milliseconds of when they gave up)."""
             sub = api._get(sub_id)

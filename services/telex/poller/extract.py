@@ -70,7 +70,7 @@ class ExtractError(ValueError):
 
 
 @dataclass(frozen=True)
-class Entry:
+class PageEntry:
     """One update found on a page."""
 
     entry_id: str
@@ -89,7 +89,7 @@ class Entry:
 class Page:
     """What a page says about itself, and its entries in page order."""
 
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[PageEntry] = field(default_factory=list)
     page_date: date | None = None
     page_tz: str | None = None
     title: str | None = None
@@ -972,7 +972,7 @@ def _direction(timed: list[_Timed], tz: tzinfo) -> bool | None:
 # --------------------------------------------------------------------------- extraction
 
 
-def derived_id(entry: Entry) -> Entry:
+def derived_id(entry: PageEntry) -> PageEntry:
     """``entry`` with an id: its own, else one derived from its time and first words.
 
     The words are normalised (case, punctuation, spacing) so that re-polls, reordering and
@@ -993,10 +993,10 @@ def _from_selectors(
     page_date: date | None,
     page_tz: str | None,
     now: datetime,
-) -> list[Entry]:
+) -> list[PageEntry]:
     """Entries picked by a source's own selectors instead of the generic search."""
     page_url = urldefrag(base_url)[0]
-    entries: list[Entry] = []
+    entries: list[PageEntry] = []
     for block in compile_selector(selectors.entry)(doc):
         found = compile_selector(selectors.time)(block) if selectors.time else []
         if not found:
@@ -1032,7 +1032,7 @@ def _from_selectors(
         anchor = _anchor_of(block)
         url = f"{page_url}#{anchor}" if anchor else None
         entries.append(
-            Entry(
+            PageEntry(
                 entry_id=url or "",
                 text=text or title or "",
                 title=title,
@@ -1080,11 +1080,11 @@ def _fragment(extent: list[Any], member: _Member) -> str:
     return "".join(out)
 
 
-def _text_key(entry: Entry) -> str:
+def _text_key(entry: PageEntry) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", entry.text.casefold()).split())[:80]
 
 
-def _drop_repeats(entries: list[Entry]) -> list[Entry]:
+def _drop_repeats(entries: list[PageEntry]) -> list[PageEntry]:
     """Entries shown twice (a pinned copy at the top, a "key events" box) once, keeping the
     last copy: the one in the stream, which stays when the pin goes."""
     last: dict[tuple[str, str | None], int] = {}
@@ -1225,7 +1225,7 @@ def extract_html(
     members = _streams(signals, live_page)
     members = [m for m in members if m.text or m.title]
 
-    entries: list[Entry]
+    entries: list[PageEntry]
     if members:
         entries = _entries(
             members, updates, base_url, tz, zone_name, zone_from, page_date, start_date,
@@ -1238,7 +1238,7 @@ def extract_html(
         for u in updates:
             found = resolve_time(u.time_raw, page_tz=tz, now=now) if u.time_raw else None
             entries.append(
-                Entry(
+                PageEntry(
                     entry_id=u.url or "",
                     text=u.text or u.title or "",
                     title=u.title,
@@ -1269,9 +1269,9 @@ def extract_html(
     )
 
 
-def _not_in_future(entries: list[Entry], now: datetime, warnings: list[str]) -> list[Entry]:
+def _not_in_future(entries: list[PageEntry], now: datetime, warnings: list[str]) -> list[PageEntry]:
     limit = now + timedelta(days=1)
-    out: list[Entry] = []
+    out: list[PageEntry] = []
     for e in entries:
         if e.published is not None:
             moment = datetime.fromisoformat(e.published.replace("Z", "+00:00"))
@@ -1296,7 +1296,7 @@ def _entries(
     facts: _Facts,
     day_first: bool,
     warnings: list[str],
-) -> list[Entry]:
+) -> list[PageEntry]:
     page_url = urldefrag(base_url)[0]
     matched = _match_ld(members, updates) if updates else {}
     timed: list[_Timed] = []
@@ -1332,7 +1332,7 @@ def _entries(
             _roll_days(list(reversed(bare)), tz, start_date, True)
         _roll_days(timed, tz, day, ascending)
 
-    entries: list[Entry] = []
+    entries: list[PageEntry] = []
     for i, (m, t) in enumerate(zip(members, timed, strict=True)):
         update = matched.get(i)
         published = t.resolved.moment if t.resolved else None
@@ -1355,7 +1355,7 @@ def _entries(
         if title and text.startswith(title):
             text = text[len(title) :].lstrip() or text
         entries.append(
-            Entry(
+            PageEntry(
                 entry_id=entry_id,
                 text=text,
                 title=title,

@@ -30,7 +30,7 @@ from telex.kafka import Batch, Clients, GroupConsumer, stop_quietly
 from telex.log import get_logger
 from telex.outbound import tls_context
 from telex.poller.documents import extract_document
-from telex.poller.extract import Entry, ExtractError, Page
+from telex.poller.extract import ExtractError, Page, PageEntry
 from telex.poller.fetch import Fetcher, FetchError
 from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
@@ -53,7 +53,7 @@ class SourceState:
     last_modified: str | None = None
     body_digest: bytes | None = None  # of the last document read, for servers without ETags
     sent: dict[str, str] = field(default_factory=dict)  # entry id -> content hash
-    last_page: dict[str, Entry] = field(default_factory=dict)  # entries of the last page
+    last_page: dict[str, PageEntry] = field(default_factory=dict)  # entries of the last page
     last_page_order: list[str] = field(default_factory=list)
     polls: int = 0
     last_poll_ms: int | None = None
@@ -86,7 +86,7 @@ class SourceState:
 
 
 def raw_update(
-    source: SourceConfig, page: Page, entry: Entry, digest: str, kind: str = "upsert"
+    source: SourceConfig, page: Page, entry: PageEntry, digest: str, kind: str = "upsert"
 ) -> RawUpdate:
     """The raw record for one entry of a page (``kind="delete"`` carries its last content)."""
     return {
@@ -111,7 +111,7 @@ def raw_update(
     }
 
 
-def oldest_first(entries: list[Entry]) -> list[Entry]:
+def oldest_first(entries: list[PageEntry]) -> list[PageEntry]:
     """Entries in the order they go on the topic: oldest first, whatever order the page shows.
 
     Pages are usually newest first; the stable sort keeps that reversed order for entries
@@ -120,7 +120,7 @@ def oldest_first(entries: list[Entry]) -> list[Entry]:
     after "10:46:00.250Z" as text (found by bench/soak.py: a source's order broke on the wire).
     """
 
-    def key(entry: Entry) -> str:
+    def key(entry: PageEntry) -> str:
         published = entry.published or ""
         if published.endswith("Z") and "." not in published:
             return published[:-1] + ".000Z"
@@ -201,7 +201,7 @@ class Poller:
             on_assigned=self._assigned_partitions,
             on_revoked=self._revoked_partitions,
             # Each owner rebuilds its sources from the whole (compacted) partition.
-            replay_on_assign=True,
+            reread_on_assign=True,
             max_records=1000,
         )
         await self._group.start()
@@ -452,7 +452,7 @@ class Poller:
         generation = self.clients.reset.generation
         pending: list[tuple[str, str | None, str, Any]] = []
         entries = carry_derived_ids(state.last_page, page.entries)
-        seen: dict[str, Entry] = {}
+        seen: dict[str, PageEntry] = {}
         for entry in entries:
             seen.setdefault(entry.entry_id, entry)  # pinned boxes repeat entries: first wins.
         for entry in oldest_first(list(seen.values())):

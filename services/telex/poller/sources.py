@@ -1,7 +1,7 @@
 """Sources as data: the compacted ``telex.sources`` topic, key = source id.
 
 A record's value is the source definition as JSON; a tombstone (null value) deletes it. The
-embedded broker never compacts (kafka-notes.md), and real Kafka compacts late, so every reader
+embedded broker never compacts, and real Kafka compacts late, so every reader
 keeps the last value per key and honours tombstones itself.
 
 :class:`SourceCatalog` reads the whole topic (no consumer group) for the API and writes
