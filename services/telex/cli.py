@@ -160,7 +160,7 @@ def _sources_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _config(args: argparse.Namespace) -> Config:
     from telex.config import load
-    from telex.runtime import CONFIG_CHECKS
+    from telex.config_checks import CONFIG_CHECKS
 
     environ = dict(os.environ)
     if getattr(args, "bootstrap", None):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
-from telex.config import Checks, Config, SourceConfig
+from telex.config import Config, SourceConfig
 from telex.gateway.endpoint import Endpoints, Limits
 from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server, warn_if_open
@@ -26,9 +26,7 @@ from telex.kafka.embedded import EmbeddedBroker
 from telex.log import get_logger
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
-from telex.notifier.signing import secret_key
 from telex.poller.api import create_router as sources_router
-from telex.poller.selectors import compile_selector
 from telex.poller.service import Poller
 from telex.processor.service import Processor
 from telex.replay.server import PAGE_PATH
@@ -37,8 +35,6 @@ from telex.replay.server import create_app as create_replay_app
 log = get_logger(__name__)
 
 ROLES = ("poller", "processor", "gateway", "notifier")
-CONFIG_CHECKS = Checks(selector=compile_selector, secret=secret_key)
-"""Every stage's check of the configuration values it owns, for :func:`telex.config.load`."""
 REPLAY_SOURCE_ID = "replay"
 
 

@@ -92,7 +92,7 @@ def test_outbound_ca_file_is_checked_and_added_to_the_public_authorities(tmp_pat
 
 
 def test_stage_checks_are_passed_in_and_name_the_bad_value(tmp_path: Path) -> None:
-    from telex.runtime import CONFIG_CHECKS
+    from telex.config_checks import CONFIG_CHECKS
 
     file = tmp_path / "telex.toml"
     file.write_text(
