@@ -107,6 +107,34 @@ def _unix_ms(value: Any) -> bool:
     return type(value) is int and 0 <= value <= _MAX_MS
 
 
+def _check_strings(data: dict[str, Any]) -> None:
+    for key in _RAW_REQUIRED_STR:
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise PoisonRecord(f"{key} must be a non-empty string")
+    if not isinstance(data.get("text"), str):
+        raise PoisonRecord("text must be a string")
+    for key in _RAW_OPTIONAL_STR:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise PoisonRecord(f"{key} must be a string or null")
+        data.setdefault(key, None)
+    # Added later: absent in older records.
+    if data.get("published_tz") is not None and not isinstance(data["published_tz"], str):
+        raise PoisonRecord("published_tz must be a string or null")
+    if data.get("published_zone") is not None and data["published_zone"] not in PUBLISHED_ZONES:
+        raise PoisonRecord(f"published_zone must be one of {', '.join(PUBLISHED_ZONES)} or null")
+
+
+def _check_times(data: dict[str, Any]) -> None:
+    for key in _RAW_TIMES:
+        if key == "produced_ms" and key not in data:
+            continue
+        if type(data.get(key)) is not int:
+            raise PoisonRecord(f"{key} must be an integer")
+        if not _unix_ms(data[key]):
+            # A time before year 1 once failed deep in the stage: refuse it here.
+            raise PoisonRecord(f"{key} must be unix milliseconds between 1970 and 9999")
+
+
 def decode_raw(value: bytes | None) -> RawUpdate:
     """Parse and check a ``telex.updates.raw`` record value."""
     if value is None:
@@ -123,28 +151,8 @@ def decode_raw(value: bytes | None) -> RawUpdate:
         raise PoisonRecord(f"unsupported schema version {data.get('v')!r}")
     if data.get("kind") not in ("upsert", "delete"):
         raise PoisonRecord(f"kind must be upsert or delete, got {data.get('kind')!r}")
-    for key in _RAW_REQUIRED_STR:
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise PoisonRecord(f"{key} must be a non-empty string")
-    if not isinstance(data.get("text"), str):
-        raise PoisonRecord("text must be a string")
-    for key in _RAW_OPTIONAL_STR:
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise PoisonRecord(f"{key} must be a string or null")
-        data.setdefault(key, None)
-    # Added later: absent in older records.
-    if data.get("published_tz") is not None and not isinstance(data["published_tz"], str):
-        raise PoisonRecord("published_tz must be a string or null")
-    if data.get("published_zone") is not None and data["published_zone"] not in PUBLISHED_ZONES:
-        raise PoisonRecord(f"published_zone must be one of {', '.join(PUBLISHED_ZONES)} or null")
-    for key in _RAW_TIMES:
-        if key == "produced_ms" and key not in data:
-            continue
-        if type(data.get(key)) is not int:
-            raise PoisonRecord(f"{key} must be an integer")
-        if not _unix_ms(data[key]):
-            # A time before year 1 once failed deep in the stage: refuse it here.
-            raise PoisonRecord(f"{key} must be unix milliseconds between 1970 and 9999")
+    _check_strings(data)
+    _check_times(data)
     if not data.keys() <= RAW_FIELDS:
         unknown = sorted(data.keys() - RAW_FIELDS)
         raise PoisonRecord(f"unknown field(s) {', '.join(unknown)}")

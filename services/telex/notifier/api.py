@@ -185,6 +185,11 @@ class WebhooksApi:
     def router(self) -> APIRouter:
         """The FastAPI routes; errors are raised as :class:`ApiError` for the app's handler."""
         r = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+        self._subscription_routes(r)
+        self._delivery_routes(r)
+        return r
+
+    def _subscription_routes(self, r: APIRouter) -> None:
         api = self
 
         @r.post("", status_code=201)
@@ -231,6 +236,9 @@ class WebhooksApi:
         ) -> JSONResponse:
             """New secret; old ones keep signing (both signatures sent) for grace_seconds."""
             return JSONResponse(await api.rotate(sub_id, body))
+
+    def _delivery_routes(self, r: APIRouter) -> None:
+        api = self
 
         @r.post("/{sub_id}/test")
         async def test(sub_id: str) -> JSONResponse:
@@ -298,8 +306,6 @@ class WebhooksApi:
                 {"replayed": len(found), "webhook_ids": [job.webhook_id for job, _ in found]},
                 status_code=202,
             )
-
-        return r
 
 
 def _dead_view(h: dict[str, str]) -> dict[str, Any]:

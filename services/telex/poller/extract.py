@@ -360,7 +360,7 @@ def _machine_value(value: str | None, now: datetime) -> str | None:
     return None
 
 
-def _signals(doc: Any, now: datetime) -> list[_Signal]:
+def _signals(doc: Any, now: datetime) -> list[_Signal]:  # noqa: C901
     """Every place the page writes a time, outside page chrome, in document order."""
     found: list[_Signal] = []
     taken: set[Any] = set()
@@ -476,7 +476,7 @@ _INLINE = frozenset({"strong", "b", "span", "em", "i", "a", "time", "abbr", "sma
 _LEAD_BLOCKS = frozenset({"p", "h2", "h3", "h4", "h5", "h6", "li", "div", "dd", "dt", "td"})
 
 
-def _text_signal(element: Any, string: str, is_text: bool) -> _Signal | None:
+def _text_signal(element: Any, string: str, is_text: bool) -> _Signal | None:  # noqa: C901
     node = element
     text = _text(node) if len(node) else " ".join(string.split())
     only = _time_only(text)
@@ -571,7 +571,7 @@ _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _TITLE_CLASS = re.compile(r"head|title|titel|titre|titolo", re.IGNORECASE)
 
 
-def _content(member: _Member, ids_elsewhere: set[str]) -> None:
+def _content(member: _Member, ids_elsewhere: set[str]) -> None:  # noqa: C901
     """Title, text and link share of a member, without its time."""
     skip = {s.node for s in member.signals if s.kind not in ("lead", "ld", "attr")}
     parts: list[str] = []
@@ -683,7 +683,7 @@ _ALNUM = re.compile(r"\w{2}")
 _LIVE_CLASS = re.compile(r"live|update|ticker|timeline|stream|feed|post|entry|event", re.I)
 
 
-def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
+def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:  # noqa: C901
     """The members of the page's stream of entries, in document order."""
     if not signals:
         return []
@@ -1155,7 +1155,7 @@ def _match_ld(members: list[_Member], updates: list[_LdUpdate]) -> dict[int, _Ld
     return out
 
 
-def extract_html(
+def extract_html(  # noqa: C901
     body: bytes | str,
     base_url: str,
     now: datetime | None = None,
@@ -1282,7 +1282,7 @@ def _not_in_future(entries: list[PageEntry], now: datetime, warnings: list[str])
     return out
 
 
-def _entries(
+def _entries(  # noqa: C901
     members: list[_Member],
     updates: list[_LdUpdate],
     base_url: str,

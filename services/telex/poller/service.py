@@ -442,6 +442,26 @@ class Poller:
         state.last_error, state.last_error_reason = message, reason
         state.last_error_ms = now_ms()
 
+    async def _send_deletions(
+        self, state: SourceState, page: Page, seen: set[str]
+    ) -> list[tuple[str, str | None, str, Any]]:
+        """Send a delete for each entry sent before that the page no longer has."""
+        assert self._producer is not None
+        source = state.config
+        pending: list[tuple[str, str | None, str, Any]] = []
+        for entry_id in vanished(state.last_page_order, seen):
+            last = state.last_page.get(entry_id)
+            last_hash = state.sent.get(entry_id)
+            if last is None or last_hash is None:
+                continue
+            record = raw_update(source, page, last, last_hash, kind="delete")
+            record["produced_ms"] = now_ms()
+            future = await self._producer.send(
+                self.config.topics.raw, encode(record), key=source.id.encode()
+            )
+            pending.append((entry_id, None, "deleted", future))
+        return pending
+
     async def _produce_changes(self, state: SourceState, page: Page) -> int:
         assert self._producer is not None
         source = state.config
@@ -468,17 +488,7 @@ class Poller:
             pending.append((entry.entry_id, digest, "changed" if known else "new", future))
         order = list(seen)
         if source.report_deletions:
-            for entry_id in vanished(state.last_page_order, set(seen)):
-                last = state.last_page.get(entry_id)
-                last_hash = state.sent.get(entry_id)
-                if last is None or last_hash is None:
-                    continue
-                record = raw_update(source, page, last, last_hash, kind="delete")
-                record["produced_ms"] = now_ms()
-                future = await self._producer.send(
-                    self.config.topics.raw, encode(record), key=source.id.encode()
-                )
-                pending.append((entry_id, None, "deleted", future))
+            pending.extend(await self._send_deletions(state, page, set(seen)))
         for i, (entry_id, maybe_digest, kind, future) in enumerate(pending):
             try:
                 await future  # raises on failure: the entry stays unsent, retried next poll.
