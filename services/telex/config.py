@@ -96,6 +96,17 @@ class KafkaConfig(_Section):
     client_id: str = Field(
         "telex", description="Client id sent to Kafka (shows in broker logs and quotas)."
     )
+    group_instance_id: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Static consumer-group membership: a name of this process that stays the "
+        "same across its restarts and that no other running process shares (e.g. the pod or "
+        'host name and the role: "telex-processor-0"). A process restarted after a crash '
+        "gets its partitions back at once instead of after the dead member's session "
+        "timeout. The flip side: a stopped member keeps its partitions until the session "
+        "timeout (it does not leave the group). Empty: dynamic membership.",
+    )
     idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Idempotent producer. auto: tried at start-up, on where the broker can do "
@@ -128,17 +139,23 @@ class KafkaConfig(_Section):
     ssl_check_hostname: bool = Field(
         True, description="Check that a broker's certificate names the host connected to."
     )
-    session_timeout_ms: int = Field(
-        10_000,
+    session_timeout_ms: int | None = Field(
+        None,
         ge=1000,
         le=300_000,
-        description="Consumer group session timeout; a member silent this long is replaced.",
+        description="Consumer group session timeout; a member silent this long is replaced. "
+        "Unset, chosen per broker: 2000 on the embedded broker, where a member killed and "
+        "restarted stalls the group's work for about two sessions (it has no static "
+        "membership); "
+        "10000 on Kafka, where a restarted member with a group_instance_id gets its "
+        "partitions back at once (Kafka refuses sessions under 6000 by default).",
     )
-    heartbeat_interval_ms: int = Field(
-        3_000,
+    heartbeat_interval_ms: int | None = Field(
+        None,
         ge=100,
         le=60_000,
-        description="Consumer heartbeat interval (capped at a third of the session timeout).",
+        description="Consumer heartbeat interval (capped at a third of the session timeout). "
+        "Unset: 500 on the embedded broker (four beats per session), 3000 on Kafka.",
     )
     request_timeout_ms: int = Field(
         40_000,
@@ -151,14 +168,15 @@ class KafkaConfig(_Section):
         gt=0,
         description="Seconds to wait for the broker (embedded or external) to answer at start-up.",
     )
-    fetch_max_wait_ms: int = Field(
-        50,
+    fetch_max_wait_ms: int | None = Field(
+        None,
         ge=1,
         le=10_000,
-        description="Longest wait of a consumer's fetch (processor, notifier, poller's source "
-        "list). The embedded broker answers a waiting fetch only at this deadline, so it is "
-        "added latency at each hop; on Kafka a fetch returns as soon as data arrives and this "
-        "only paces idle polling (Kafka's own default is 500).",
+        description="Longest wait of a consumer's fetch (processor, notifier, gateway, poller's "
+        "source list). Unset, it is chosen per broker: 20 on the embedded broker (found by "
+        "asking it: its storage is memory-only), which answers a waiting fetch only at this "
+        "deadline, so it is added latency at each hop; 500 (Kafka's own default) elsewhere, "
+        "where a fetch returns as soon as data arrives and this only paces idle polling.",
     )
     # Broker restarts: how often a process checks that its topics still exist.
     topic_check_interval_s: float = Field(
@@ -615,12 +633,11 @@ class GatewayConfig(_Section):
         description="Events a cursor may be behind the head; older cursors get a resync answer.",
     )
     replay_concurrency: int = Field(8, ge=1, description="Replays reading Kafka at once.")
-    fetch_max_wait_ms: int = Field(
-        50,
+    fetch_max_wait_ms: int | None = Field(
+        None,
         ge=1,
         le=10_000,
-        description="Longest wait of a wire fetch; bounds added latency on brokers that do "
-        "not answer a waiting fetch as soon as data arrives (the embedded one).",
+        description="Longest wait of a wire fetch; unset, as [kafka] fetch_max_wait_ms.",
     )
     drain_batch: int = Field(1000, ge=1, description="Connections closed per drain step.")
     drain_interval: float = Field(0.2, ge=0, description="Seconds between drain steps.")

@@ -47,6 +47,8 @@ class RawUpdate(TypedDict):
     content_hash: str
     detected_ms: int
     produced_ms: NotRequired[int]
+    # Set by the processor when it consumed the record; never on the topic.
+    consumed_ms: NotRequired[int]
 
 
 class PoisonRecord(ValueError):

@@ -12,6 +12,31 @@ _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 
+# Where an update's time goes, hop by hop. The hops follow the stamps each update carries
+# (poller saw it, raw record produced, processor consumed it, wire record produced, gateway
+# received it, frame written; notifier received it, webhook acknowledged): each hop is the time
+# between two consecutive stamps, observed by the process that takes the second one, so the
+# hops of one path add up to its end-to-end time. Buckets for milliseconds, with a tail for
+# backlogs.
+_HOP_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+    0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+HOP_SECONDS = Histogram(
+    "telex_pipeline_hop_seconds",
+    "Time an update spent in one hop of the pipeline, by hop: poller (saw -> raw produced), "
+    "raw_topic (-> processor consumed), processor (-> wire produced), wire_gateway (-> gateway "
+    "received), fanout (-> frame written), wire_notifier (-> notifier received), webhook "
+    "(-> first attempt acknowledged).",
+    ["hop"],
+    buckets=_HOP_BUCKETS,
+)
+LOOP_LAG = Histogram(
+    "telex_event_loop_lag_seconds",
+    "How late the event loop ran a timer: time it was blocked by callbacks and CPU work.",
+    buckets=_HOP_BUCKETS,
+)
+
 # Poller
 POLLS = Counter(
     "telex_poller_polls_total",
@@ -146,7 +171,8 @@ DELIVERED = Counter(
 )
 END_TO_END = Histogram(
     "telex_end_to_end_latency_seconds",
-    "Time from an update first seen by the poller to its frame sent by the gateway.",
+    "Time from an update seen by the poller (its detected_ms) to its frames written by the "
+    "gateway.",
     buckets=_LATENCY_BUCKETS,
 )
 

@@ -24,6 +24,7 @@ from telex.http import Component, create_app, server, warn_if_open
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.kafka.embedded import EmbeddedBroker
 from telex.log import get_logger
+from telex.looplag import LoopLagMonitor
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
 from telex.poller.api import create_router as sources_router
@@ -90,6 +91,8 @@ async def started(
 ) -> AsyncIterator[Running]:
     """Start the broker (if embedded), topics, the replay source and ``roles``."""
     async with contextlib.AsyncExitStack() as stack:
+        lag = LoopLagMonitor()
+        await _lifecycle(stack, lag.start, lag.stop)
         if config.kafka.embedded:
             broker = EmbeddedBroker()
             await _lifecycle(

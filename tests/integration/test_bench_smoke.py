@@ -85,3 +85,47 @@ async def test_soak_benchmark_checks_the_whole_pipeline(
         assert processes[name]["rss_mb_max"] > 0, name
     assert report["services"]["dead_letters"] == 0
     assert all(code == 0 for code in report["exit_codes"].values()), report["exit_codes"]
+
+
+async def test_latency_benchmark_measures_telex_and_the_floor(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """bench/latency.py, tiny: both phases on the same broker, hops and loop lag read back."""
+    out = tmp_path / "latency.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "latency.py"),
+        "--runs", "1",
+        "--duration", "6",
+        "--rate", "15",
+        "--sources", "6",
+        "--subscribers", "20",
+        "--firehose", "0.1",
+        "--views", "4",
+        "--receivers", "2",
+        "--client-procs", "1",
+        "--poll-interval", "0.5",
+        "--progress", "3",
+        "--drain", "60",
+        "--bootstrap", broker.bootstrap,
+        "--idempotence", "off",
+        "--workdir", str(tmp_path / "work"),
+        "--json", str(out),
+        "--check",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(180):
+        stdout, err = await proc.communicate()
+    assert proc.returncode == 0, (stdout + err).decode()[-4000:]
+    (run,) = orjson.loads(out.read_bytes())["runs"]
+    telex, floor = run["telex"], run["floor"]
+    assert telex["problems"] == [] and floor["lost"] == floor["duplicates"] == 0
+    assert floor["published"] >= 60 and floor["deliveries"] >= floor["published"] * 2
+    for side in (telex["ws"], telex["webhooks"], floor["ws"]):
+        assert side["count"] > 0 and 0 <= side["p50"] <= side["p99"], side
+    hops = telex["hops"]
+    for hop in ("poller", "raw_topic", "processor", "wire_gateway", "fanout", "wire_notifier"):
+        assert hops[hop]["count"] >= telex["published"], (hop, hops[hop])
+    assert {"poller", "processor", "gateway", "notifier"} <= set(telex["loop_lag"])
+    assert run["ratio_p99"] == round(telex["ws"]["p99"] / floor["ws"]["p99"], 2)

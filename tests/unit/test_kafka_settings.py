@@ -210,3 +210,55 @@ async def test_the_reset_signal_is_never_armed_on_a_broker_that_keeps_its_data()
         clients.reset.check()  # intact: raises nothing
     finally:
         await clients.reset.stop()
+
+
+def test_fetch_wait_is_chosen_per_broker_unless_set() -> None:
+    """The embedded (memory-only) broker answers a waiting fetch only at its deadline: a short
+    wait there; Kafka answers when data arrives: its own default there. A set value wins."""
+    kafka = load(None, {}).kafka
+    assert consumer_kwargs(kafka, BOOT, None, "g", memory_only=True)["fetch_max_wait_ms"] == 20
+    assert consumer_kwargs(kafka, BOOT, None, "g", memory_only=False)["fetch_max_wait_ms"] == 500
+    kafka = load(None, env(fetch_max_wait_ms="75")).kafka
+    for memory_only in (True, False):
+        settings = consumer_kwargs(kafka, BOOT, None, "g", memory_only=memory_only)
+        assert settings["fetch_max_wait_ms"] == 75
+
+
+async def test_clients_pass_the_broker_kind_to_their_consumers() -> None:
+    for memory_only, wait in ((True, 20), (False, 500)):
+        clients = Clients(Config(), BOOT, Capabilities(memory_only=memory_only))
+        consumer = clients.consumer(group_id=None)
+        assert consumer._fetch_max_wait_ms == wait
+
+
+def test_producers_do_not_linger() -> None:
+    """An idle pipeline's record is sent at once: no linger timer."""
+    assert producer_kwargs(load(None, {}).kafka, BOOT, None, idempotence=False)["linger_ms"] == 0
+
+
+def test_group_settings_are_chosen_per_broker_unless_set() -> None:
+    """Short sessions on the embedded broker (a restarted member waits out the dead one's
+    session there); Kafka's usual ones, with static membership, elsewhere."""
+    kafka = load(None, env(group_instance_id="telex-processor-0")).kafka
+    embedded = consumer_kwargs(kafka, BOOT, None, "g", memory_only=True)
+    assert embedded["session_timeout_ms"] == 2000
+    assert embedded["heartbeat_interval_ms"] == 500
+    # The embedded broker takes the name but then stalls a restarted member longer.
+    assert embedded["group_instance_id"] is None
+    cluster = consumer_kwargs(kafka, BOOT, None, "g", memory_only=False)
+    assert cluster["session_timeout_ms"] == 10_000
+    assert cluster["heartbeat_interval_ms"] == 3000
+    assert cluster["group_instance_id"] == "telex-processor-0"
+    # A consumer outside any group is no member: no instance name.
+    assert consumer_kwargs(kafka, BOOT, None, None)["group_instance_id"] is None
+    assert consumer_kwargs(load(None, env()).kafka, BOOT, None, "g")["group_instance_id"] is None
+    kafka = load(None, env(session_timeout_ms="6000", heartbeat_interval_ms="3000")).kafka
+    for memory_only in (True, False):
+        settings = consumer_kwargs(kafka, BOOT, None, "g", memory_only=memory_only)
+        assert settings["session_timeout_ms"] == 6000
+        assert settings["heartbeat_interval_ms"] == 2000  # a third of the session at most
+
+
+def test_a_group_instance_id_must_be_a_plain_name() -> None:
+    with pytest.raises(ConfigError, match="group_instance_id"):
+        load(None, env(group_instance_id="two words"))

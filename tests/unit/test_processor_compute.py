@@ -57,11 +57,15 @@ def test_a_record_that_breaks_the_stage_is_dead_lettered_and_the_batch_goes_on()
             Record(4, b"rt", raw("c", "second update of the day")),
         ]
     }
-    decided = processor._compute(batch, processed_ms=5)
+    decided = processor._compute(batch, consumed_ms=5)
     outcomes = [d[2] for d in decided]
     assert [r.offset for _, r, _ in decided] == [0, 1, 2, 3, 4]
     assert isinstance(outcomes[0], tuple) and outcomes[0][0]["type"] == "telex.update.created"
     assert orjson.loads(outcomes[0][1]) == outcomes[0][0]  # the bytes that go to the wire
+    # Each event carries when the processor consumed its record, after the poller's stamps.
+    timings = outcomes[0][0]["data"]["timings"]
+    assert timings["consumed_ms"] == 5 and timings["detected_ms"] == 1
+    assert timings["processed_ms"] >= timings["consumed_ms"]
     assert outcomes[1] == "processing failed: ZeroDivisionError('a bug')"
     assert isinstance(outcomes[2], str) and outcomes[2].startswith("not JSON")
     assert outcomes[3] is None  # duplicate

@@ -64,11 +64,13 @@ class Entry:
     __slots__ = (
         "_sse",
         "cursor",
+        "detected_ms",
         "event",
         "offset",
         "partition",
         "payload",
         "positions",
+        "received_ms",
         "seq",
         "timestamp_ms",
         "ws",
@@ -93,6 +95,9 @@ class Entry:
         self.payload = event_payload(value, self.cursor)
         self.ws = ws_frame(self.payload)
         self.timestamp_ms = timestamp_ms
+        # Live events only: when the poller saw it and when this gateway read it (0: unknown).
+        self.detected_ms = 0
+        self.received_ms = 0
         self._sse: bytes | None = None
 
     @property
@@ -407,9 +412,14 @@ class Hub:
         if sent_bytes:
             metrics.GATEWAY_BYTES.inc(sent_bytes)
         now = time.time() * 1000
+        fanout = metrics.HOP_SECONDS.labels("fanout")
         for entry in entries:
             if entry.timestamp_ms > 0:
                 metrics.GATEWAY_LATENCY.observe(max(0.0, now - entry.timestamp_ms) / 1000)
+            if entry.received_ms > 0:
+                fanout.observe(max(0.0, now - entry.received_ms) / 1000)
+            if entry.detected_ms > 0:
+                metrics.END_TO_END.observe(max(0.0, now - entry.detected_ms) / 1000)
 
     def broadcast(self, data_ws: bytes, data_sse: bytes, conns: Iterable[Conn]) -> None:
         """Send one control message (heartbeat) to ``conns``, encoded once per format."""

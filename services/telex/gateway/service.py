@@ -136,8 +136,9 @@ class Gateway:
     async def start(self) -> None:
         """Start reading the wire."""
         topic = self.config.topics.wire
+        wait = self.settings.fetch_max_wait_ms
         consumer = self.clients.consumer(
-            group_id=None, fetch_max_wait_ms=self.settings.fetch_max_wait_ms
+            group_id=None, **({} if wait is None else {"fetch_max_wait_ms": wait})
         )
         await consumer.start()
         tps = await partitions_of(consumer, topic)
@@ -216,17 +217,17 @@ class Gateway:
                     continue
                 metrics.WIRE_CONSUMED.inc()
                 live = record.offset >= self._live_from.get(tp.partition, 1 << 62)
-                entries.append(
-                    hub.make_entry(
-                        tp.partition,
-                        record.offset,
-                        event,
-                        record.value,
-                        record.timestamp if live else 0,
-                    )
+                entry = hub.make_entry(
+                    tp.partition,
+                    record.offset,
+                    event,
+                    record.value,
+                    record.timestamp if live else 0,
                 )
+                entries.append(entry)
                 if live:
-                    self._observe_latency(event, now)
+                    entry.received_ms = now
+                    entry.detected_ms = self._observe_latency(event, record.timestamp, now)
         for i in range(0, len(entries), PUBLISH_CHUNK):
             hub.publish(entries[i : i + PUBLISH_CHUNK])
             await asyncio.sleep(0)  # let connections read and write between chunks
@@ -290,12 +291,15 @@ class Gateway:
         return event
 
     @staticmethod
-    def _observe_latency(event: dict[str, Any], now: int) -> None:
+    def _observe_latency(event: dict[str, Any], produced: int, now: int) -> int:
+        """Observe the wire hop (the record's timestamp is when the processor produced it);
+        return when the poller saw the update, 0 when the event does not say."""
+        if produced > 0:
+            metrics.HOP_SECONDS.labels("wire_gateway").observe(max(0, now - produced) / 1000)
         try:
-            detected = event["data"]["timings"]["detected_ms"]
-            metrics.END_TO_END.observe(max(0, now - int(detected)) / 1000)
+            return int(event["data"]["timings"]["detected_ms"])
         except (KeyError, TypeError, ValueError):
-            pass  # not a telex event: nothing to measure.
+            return 0  # not a telex event: nothing to measure.
 
     async def _heartbeats(self) -> None:
         interval = self.settings.heartbeat_interval

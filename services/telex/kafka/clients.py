@@ -95,7 +95,13 @@ class Clients:
 
         With ``group_id=None`` the consumer belongs to no group and callers assign partitions.
         """
-        settings = consumer_kwargs(self.config.kafka, self.bootstrap, self._tls, group_id)
+        settings = consumer_kwargs(
+            self.config.kafka,
+            self.bootstrap,
+            self._tls,
+            group_id,
+            memory_only=self.capabilities.memory_only,
+        )
         return AIOKafkaConsumer(*topics, **{**settings, **overrides})
 
     def admin(self, request_timeout_ms: int = 10_000) -> AIOKafkaAdminClient:

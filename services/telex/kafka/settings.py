@@ -58,28 +58,86 @@ def producer_kwargs(
         **connection_kwargs(kafka, bootstrap, tls),
         "acks": "all",
         "enable_idempotence": idempotence,
-        "linger_ms": 2,
+        # No linger: a record goes as soon as no request to its broker is in flight (the
+        # client keeps one per broker), and what is produced meanwhile shares the next
+        # request. Batches grow with the load and an idle pipeline waits for no timer.
+        "linger_ms": 0,
         "request_timeout_ms": kafka.request_timeout_ms,
         "compression_type": None,
     }
 
 
+# The embedded broker answers a waiting fetch only at its deadline: every hop waits for it.
+EMBEDDED_FETCH_MAX_WAIT_MS = 20
+# Kafka answers as soon as data arrives: the wait only paces an idle consumer (its default).
+KAFKA_FETCH_MAX_WAIT_MS = 500
+
+
+def fetch_max_wait_ms(kafka: KafkaConfig, memory_only: bool) -> int:
+    """The consumers' fetch wait: as configured, else per broker (``memory_only`` = embedded)."""
+    if kafka.fetch_max_wait_ms is not None:
+        return kafka.fetch_max_wait_ms
+    return EMBEDDED_FETCH_MAX_WAIT_MS if memory_only else KAFKA_FETCH_MAX_WAIT_MS
+
+
+# Per broker, unless set. The embedded broker has no working static membership: a member
+# killed and restarted stalls its partitions for about a session, so the session is short
+# there (and its joins, which it holds for half a session, are short too). Kafka refuses
+# sessions under 6 s by default and recognises a restarted static member at once.
+EMBEDDED_SESSION_TIMEOUT_MS, EMBEDDED_HEARTBEAT_MS = 2_000, 500
+KAFKA_SESSION_TIMEOUT_MS, KAFKA_HEARTBEAT_MS = 10_000, 3_000
+
+
+def session_timeout_ms(kafka: KafkaConfig, memory_only: bool) -> int:
+    """The group session timeout: as configured, else per broker."""
+    if kafka.session_timeout_ms is not None:
+        return kafka.session_timeout_ms
+    return EMBEDDED_SESSION_TIMEOUT_MS if memory_only else KAFKA_SESSION_TIMEOUT_MS
+
+
+def heartbeat_interval_ms(kafka: KafkaConfig, memory_only: bool) -> int:
+    """The heartbeat interval: as configured, else per broker; at most a third of the session."""
+    configured = kafka.heartbeat_interval_ms
+    if configured is None:
+        configured = EMBEDDED_HEARTBEAT_MS if memory_only else KAFKA_HEARTBEAT_MS
+    return min(configured, session_timeout_ms(kafka, memory_only) // 3)
+
+
+def group_instance_id(kafka: KafkaConfig, group_id: str | None, memory_only: bool) -> str | None:
+    """The static member name for a group consumer, where the broker honours it.
+
+    The embedded broker accepts the name but a restarted member then waits longer than a
+    dynamic one (measured: bench/restart_stall.py), so there it is not sent.
+    """
+    if not group_id or not kafka.group_instance_id or memory_only:
+        return None
+    return kafka.group_instance_id
+
+
 def consumer_kwargs(
-    kafka: KafkaConfig, bootstrap: str, tls: ssl.SSLContext | None, group_id: str | None
+    kafka: KafkaConfig,
+    bootstrap: str,
+    tls: ssl.SSLContext | None,
+    group_id: str | None,
+    memory_only: bool = False,
 ) -> dict[str, Any]:
     """A consumer that never commits by itself: its owner commits what it has handed off."""
+    session = session_timeout_ms(kafka, memory_only)
     return {
         **connection_kwargs(kafka, bootstrap, tls),
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "session_timeout_ms": kafka.session_timeout_ms,
-        "heartbeat_interval_ms": min(kafka.heartbeat_interval_ms, kafka.session_timeout_ms // 3),
+        "session_timeout_ms": session,
+        "heartbeat_interval_ms": heartbeat_interval_ms(kafka, memory_only),
         # A JoinGroup can take half the session timeout on the embedded broker: a request
         # timeout below that would time the join out forever.
-        "request_timeout_ms": max(kafka.request_timeout_ms, kafka.session_timeout_ms // 2 + 1000),
+        "request_timeout_ms": max(kafka.request_timeout_ms, session // 2 + 1000),
         "isolation_level": "read_uncommitted",
-        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
+        "fetch_max_wait_ms": fetch_max_wait_ms(kafka, memory_only),
+        # Static membership: a restarted member is recognised and gets its partitions back
+        # without waiting out its dead predecessor's session.
+        "group_instance_id": group_instance_id(kafka, group_id, memory_only),
     }
 
 

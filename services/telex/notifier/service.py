@@ -462,6 +462,7 @@ class Notifier:
         # A subscription gets what reached the wire after it was created, never the retained
         # history (a new consumer group starts at the beginning of the wire).
         at = record.timestamp if record.timestamp is not None and record.timestamp > 0 else now_ms()
+        metrics.HOP_SECONDS.labels("wire_notifier").observe(max(0, now_ms() - at) / 1000)
         matched = [
             e.sub
             for e in self.store.entries.values()
@@ -618,6 +619,9 @@ class Notifier:
         )
         metrics.WEBHOOK_ATTEMPTS.labels(result.outcome).inc()
         metrics.WEBHOOK_ATTEMPT_DURATION.observe(result.latency_s)
+        if result.ok and job.attempt == 1:
+            # A first attempt's job was made when the wire record was read.
+            metrics.HOP_SECONDS.labels("webhook").observe(max(0, now_ms() - job.first_ms) / 1000)
         if result.outcome == "tls_error":
             log.warning("notifier.tls_refused", subscription=sub.id, error=result.error)
         next_due: int | None = None

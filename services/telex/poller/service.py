@@ -482,6 +482,9 @@ class Poller:
                 continue
             record = raw_update(source, page, entry, digest)
             record["produced_ms"] = now_ms()
+            metrics.HOP_SECONDS.labels("poller").observe(
+                (record["produced_ms"] - record["detected_ms"]) / 1000
+            )
             future = await self._producer.send(
                 self.config.topics.raw, encode(record), key=source.id.encode()
             )

@@ -251,10 +251,12 @@ class Processor:
 
     async def _round(self, batch: Batch) -> None:
         """One round of the consume loop: fold the tail in, process ``batch`` (maybe empty)."""
+        # The loop hands over whatever has arrived, up to max_batch: a batch never waits to fill.
+        consumed_ms = now_ms()
         async with self._lock:
             await self._drain_tail()
             if batch:
-                await self._handle(batch)
+                await self._handle(batch, consumed_ms)
         await self._gauge_lag()
         self._last_progress = asyncio.get_running_loop().time()
 
@@ -298,10 +300,11 @@ class Processor:
             self._states = await self._restore([tp.partition for tp in self._group.assignment()])
             await self._group.seek_to_committed()
 
-    def _compute(self, batch: dict[TopicPartition, list[Any]], processed_ms: int) -> list[Decided]:
-        """Decide every record of ``batch``: an event (and its bytes), a dead-letter reason,
-        or nothing."""
+    def _compute(self, batch: dict[TopicPartition, list[Any]], consumed_ms: int) -> list[Decided]:
+        """Decide every record of ``batch`` (consumed at ``consumed_ms``): an event (and its
+        bytes), a dead-letter reason, or nothing."""
         out: list[Decided] = []
+        raw_hop = metrics.HOP_SECONDS.labels("raw_topic")
         for tp, records in batch.items():
             state = self._states.get(tp.partition)
             if state is None:
@@ -313,8 +316,10 @@ class Processor:
                 except PoisonRecord as poison:
                     out.append((tp, record, poison.reason))
                     continue
+                raw["consumed_ms"] = consumed_ms
+                raw_hop.observe(max(0, consumed_ms - raw.get("produced_ms", consumed_ms)) / 1000)
                 try:
-                    result = self.stage.process(raw, state, processed_ms)
+                    result = self.stage.process(raw, state, now_ms())
                 except Exception as exc:
                     # A record that breaks the processor itself (a bug, or input the checks
                     # let through) must not stop its partition: it is dead-lettered, and said.
@@ -328,18 +333,19 @@ class Processor:
                     out.append((tp, record, (result.event, encode(result.event))))
         return out
 
-    async def _handle(self, batch: Batch) -> None:
+    async def _handle(self, batch: Batch, consumed_ms: int) -> None:
         assert self._producer is not None and self._group is not None
         topics = self.config.topics
         # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive.
         # One hop per batch, not per record.
-        decided = await asyncio.to_thread(self._compute, batch, now_ms())
+        decided = await asyncio.to_thread(self._compute, batch, consumed_ms)
         pending = []
         offsets: dict[TopicPartition, int] = {}
         produced: Counter[str] = Counter()
         # Events are appended to one record batch per wire partition and sent batch by batch,
         # in order: far less per-record work in the client than a send() each.
         builders: dict[int, Any] = {}
+        hop = metrics.HOP_SECONDS.labels("processor")
         for tp, record, outcome in decided:
             offsets[tp] = record.offset + 1
             if isinstance(outcome, str):
@@ -364,6 +370,7 @@ class Processor:
                             )
                         )
                 produced[event["type"]] += 1
+                hop.observe(max(0, now_ms() - consumed_ms) / 1000)
         for partition, builder in builders.items():
             pending.append(
                 await self._producer.send_batch(builder, topics.wire, partition=partition)

@@ -163,6 +163,7 @@ class Stage:
             "first_seen_ms": first_seen,
             "detected_ms": raw["detected_ms"],
             "produced_ms": raw.get("produced_ms", raw["detected_ms"]),
+            "consumed_ms": raw.get("consumed_ms", processed_ms),
             "processed_ms": processed_ms,
         }
         if sig is not None:
@@ -201,6 +202,7 @@ class Stage:
                 "first_seen_ms": known.first_seen_ms,
                 "detected_ms": raw["detected_ms"],
                 "produced_ms": raw.get("produced_ms", raw["detected_ms"]),
+                "consumed_ms": raw.get("consumed_ms", processed_ms),
                 "processed_ms": processed_ms,
             },
         }
