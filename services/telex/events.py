@@ -102,7 +102,9 @@ _RAW_REQUIRED_STR = ("id", "source_id", "source_url", "entry_id", "content_hash"
 _RAW_OPTIONAL_STR = ("url", "title", "html", "time_raw", "published", "page_date", "page_tz")
 _RAW_TIMES = ("detected_ms", "produced_ms")
 PUBLISHED_ZONES = ("stated", "source", "page", "country", "utc-assumed")
-RAW_FIELDS = frozenset(RawUpdate.__annotations__)
+LOCAL_FIELDS = frozenset({"consumed_ms"})
+"""Fields of a :class:`RawUpdate` the processor sets after decoding: never on the topic."""
+RAW_FIELDS = frozenset(RawUpdate.__annotations__) - LOCAL_FIELDS
 
 
 def _unix_ms(value: Any) -> bool:
