@@ -1155,7 +1155,7 @@ def _match_ld(members: list[_Member], updates: list[_LdUpdate]) -> dict[int, _Ld
     return out
 
 
-def extract_html(  # noqa: C901
+def extract_html(
     body: bytes | str,
     base_url: str,
     now: datetime | None = None,
@@ -1188,19 +1188,7 @@ def extract_html(  # noqa: C901
     facts = _facts(doc, ld_dates, base_url)
     day_first = facts.country not in MONTH_FIRST
 
-    # The zone of times the page writes bare.
-    non_utc = [o for o in facts.offsets if o not in ("+00:00", "-00:00")]
-    zone_name: str | None
-    if page_tz:
-        zone_name, zone_from = page_tz, ZONE_SOURCE
-    elif non_utc:
-        zone_name, zone_from = Counter(non_utc).most_common(1)[0][0], ZONE_PAGE
-    elif country_zone(facts.country):
-        zone_name, zone_from = country_zone(facts.country), ZONE_COUNTRY
-    elif facts.offsets:
-        zone_name, zone_from = "+00:00", ZONE_PAGE
-    else:
-        zone_name, zone_from = "UTC", ZONE_UTC
+    zone_name, zone_from = _bare_zone(page_tz, facts)
     tz = zone_for(zone_name) or UTC
 
     start_date = _local_date(facts.published, tz, now)
@@ -1231,26 +1219,10 @@ def extract_html(  # noqa: C901
             members, updates, base_url, tz, zone_name, zone_from, page_date, start_date,
             end_date, now, facts, day_first, warnings,
         )  # fmt: skip
-    elif updates:
+    else:
         # Nothing on the page but the JSON-LD (a page its script renders): the JSON-LD is
         # what the reader will see.
-        entries = []
-        for u in updates:
-            found = resolve_time(u.time_raw, page_tz=tz, now=now) if u.time_raw else None
-            entries.append(
-                PageEntry(
-                    entry_id=u.url or "",
-                    text=u.text or u.title or "",
-                    title=u.title,
-                    url=u.url,
-                    time_raw=u.time_raw,
-                    published=iso_utc(found.moment) if found else None,
-                    zone_from=(ZONE_STATED if found.stated_zone else zone_from) if found else None,
-                    zone=None if found is None or found.stated_zone else zone_name,
-                )
-            )
-    else:
-        entries = []
+        entries = [_ld_entry(u, tz, zone_name, zone_from, now) for u in updates]
     entries = _drop_repeats(entries)
     entries = _not_in_future(entries, now, warnings)
     if any(e.zone_from == ZONE_UTC for e in entries):
@@ -1269,6 +1241,36 @@ def extract_html(  # noqa: C901
     )
 
 
+def _bare_zone(page_tz: str | None, facts: _Facts) -> tuple[str, str]:
+    """The zone of times the page writes bare, and how it was decided."""
+    non_utc = [o for o in facts.offsets if o not in ("+00:00", "-00:00")]
+    if page_tz:
+        return page_tz, ZONE_SOURCE
+    if non_utc:
+        return Counter(non_utc).most_common(1)[0][0], ZONE_PAGE
+    country = country_zone(facts.country)
+    if country:
+        return country, ZONE_COUNTRY
+    if facts.offsets:
+        return "+00:00", ZONE_PAGE
+    return "UTC", ZONE_UTC
+
+
+def _ld_entry(u: _LdUpdate, tz: tzinfo, zone_name: str, zone_from: str, now: datetime) -> PageEntry:
+    """An entry from a JSON-LD update alone."""
+    found = resolve_time(u.time_raw, page_tz=tz, now=now) if u.time_raw else None
+    return PageEntry(
+        entry_id=u.url or "",
+        text=u.text or u.title or "",
+        title=u.title,
+        url=u.url,
+        time_raw=u.time_raw,
+        published=iso_utc(found.moment) if found else None,
+        zone_from=(ZONE_STATED if found.stated_zone else zone_from) if found else None,
+        zone=None if found is None or found.stated_zone else zone_name,
+    )
+
+
 def _not_in_future(entries: list[PageEntry], now: datetime, warnings: list[str]) -> list[PageEntry]:
     limit = now + timedelta(days=1)
     out: list[PageEntry] = []
@@ -1282,7 +1284,38 @@ def _not_in_future(entries: list[PageEntry], now: datetime, warnings: list[str])
     return out
 
 
-def _entries(  # noqa: C901
+def _member_time(
+    m: _Member,
+    tz: tzinfo,
+    page_date: date | None,
+    now: datetime,
+    facts: _Facts,
+    day_first: bool,
+    warnings: list[str],
+) -> _Timed:
+    """The time a member's primary signal gives, read on its own date or the page's."""
+    s = m.primary
+    if s is None or s.kind in ("ld", "minute"):
+        return _Timed(s.raw if s is not None and s.kind == "minute" else None, None)
+    date_hint = next((x.machine for x in m.signals if x.date_only and x.machine), None)
+    value = s.machine or s.raw
+    on_date: date | None = _local_date(date_hint, tz, now) if date_hint else page_date
+    found = resolve_time(
+        value, page_date=on_date, page_tz=tz, now=now, lang=facts.lang, day_first=day_first
+    )
+    if found is None and s.machine and s.raw:
+        found = resolve_time(
+            s.raw, page_date=on_date, page_tz=tz, now=now, lang=facts.lang,
+            day_first=day_first,
+        )  # fmt: skip
+    if found is None and value:
+        warnings.append(f"cannot read the time {value!r}: published left empty")
+    if date_hint and found is not None:
+        found = replace(found, own_date=True)
+    return _Timed(s.raw or s.machine, s.machine, found)
+
+
+def _entries(
     members: list[_Member],
     updates: list[_LdUpdate],
     base_url: str,
@@ -1299,28 +1332,7 @@ def _entries(  # noqa: C901
 ) -> list[PageEntry]:
     page_url = urldefrag(base_url)[0]
     matched = _match_ld(members, updates) if updates else {}
-    timed: list[_Timed] = []
-    for m in members:
-        s = m.primary
-        if s is None or s.kind in ("ld", "minute"):
-            timed.append(_Timed(s.raw if s is not None and s.kind == "minute" else None, None))
-            continue
-        date_hint = next((x.machine for x in m.signals if x.date_only and x.machine), None)
-        value = s.machine or s.raw
-        on_date: date | None = _local_date(date_hint, tz, now) if date_hint else page_date
-        found = resolve_time(
-            value, page_date=on_date, page_tz=tz, now=now, lang=facts.lang, day_first=day_first
-        )
-        if found is None and s.machine and s.raw:
-            found = resolve_time(
-                s.raw, page_date=on_date, page_tz=tz, now=now, lang=facts.lang,
-                day_first=day_first,
-            )  # fmt: skip
-        if found is None and value:
-            warnings.append(f"cannot read the time {value!r}: published left empty")
-        if date_hint and found is not None:
-            found = replace(found, own_date=True)
-        timed.append(_Timed(s.raw or s.machine, s.machine, found))
+    timed = [_member_time(m, tz, page_date, now, facts, day_first, warnings) for m in members]
     _zulu_is_local(timed, tz, facts, now, warnings)
     # Times of day without a date: the page's date for the newest, earlier days past midnight.
     ascending = _direction(timed, tz)
