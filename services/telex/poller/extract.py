@@ -476,25 +476,29 @@ _INLINE = frozenset({"strong", "b", "span", "em", "i", "a", "time", "abbr", "sma
 _LEAD_BLOCKS = frozenset({"p", "h2", "h3", "h4", "h5", "h6", "li", "div", "dd", "dt", "td"})
 
 
-def _text_signal(element: Any, string: str, is_text: bool) -> _Signal | None:  # noqa: C901
+def _time_alone(node: Any, text: str, kind: str, updated: bool) -> _Signal:
+    """A signal for a time standing alone, on the widest element that says nothing more."""
+    # Climb while the parent says nothing more (a <div> around a <span>, or a time split
+    # over several elements: <b>10</b>:<b>46</b>).
+    while True:
+        parent = node.getparent()
+        if parent is None or parent.tag in ("body", "html") or len(parent) > 6:
+            break
+        parent_text = _text(parent)
+        if len(parent_text) > 48:
+            break
+        if parent_text != text and _time_only(parent_text) is None:
+            break
+        node, text = parent, parent_text
+    return _Signal(node, kind, text, None, updated)
+
+
+def _text_signal(element: Any, string: str, is_text: bool) -> _Signal | None:
     node = element
     text = _text(node) if len(node) else " ".join(string.split())
     only = _time_only(text)
     if only is not None:
-        # Climb while the parent says nothing more (a <div> around a <span>, or a time split
-        # over several elements: <b>10</b>:<b>46</b>).
-        while True:
-            parent = node.getparent()
-            if parent is None or parent.tag in ("body", "html") or len(parent) > 6:
-                break
-            parent_text = _text(parent)
-            if len(parent_text) > 48:
-                break
-            if parent_text != text and _time_only(parent_text) is None:
-                break
-            node, text = parent, parent_text
-        kind, updated = only
-        return _Signal(node, kind, text, None, updated)
+        return _time_alone(node, text, *only)
     # A time that starts a block: "12.31 Uhr: ...", "<strong>17.00</strong> ...".
     block = node
     if is_text and block.tag in _INLINE:
@@ -683,11 +687,13 @@ _ALNUM = re.compile(r"\w{2}")
 _LIVE_CLASS = re.compile(r"live|update|ticker|timeline|stream|feed|post|entry|event", re.I)
 
 
-def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:  # noqa: C901
-    """The members of the page's stream of entries, in document order."""
-    if not signals:
-        return []
-    by_key: dict[tuple[int, tuple[str, str]], dict[Any, list[_Signal]]] = {}
+_Grouped = dict[tuple[int, tuple[str, str]], dict[Any, list[_Signal]]]
+
+
+def _by_container(signals: list[_Signal]) -> tuple[_Grouped, dict[int, Any]]:
+    """Each signal under every ancestor (up to 14 levels), keyed by that ancestor and the
+    shape of the child it sits in; and the ancestors by id."""
+    by_key: _Grouped = {}
     parents: dict[int, Any] = {}
     for s in signals:
         node = s.node
@@ -701,7 +707,14 @@ def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:  # noqa:
             if parent.tag == "body":
                 break
             node = parent
+    return by_key, parents
 
+
+def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
+    """The members of the page's stream of entries, in document order."""
+    if not signals:
+        return []
+    by_key, parents = _by_container(signals)
     root = signals[0].node.getroottree().getroot()
     page_ids = {str(v) for v in root.xpath("//@id | //a/@name")}
     candidates: list[tuple[float, tuple[int, tuple[str, str]], list[_Member]]] = []
