@@ -40,7 +40,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy services
 
-# Chromium, Prometheus and docker-compose are real peers of the tests; install them if missing.
+# Chromium, Prometheus, docker-compose and Apache Kafka (Java 17, Maven, the broker from Maven
+# Central, cached in .cache/kafka) are real peers of the tests; install them if missing.
 system-deps:
 	@./scripts/system-deps.sh
 

@@ -20,10 +20,11 @@ import sys
 from typing import ClassVar
 
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from telex.gateway.frames import event_payload, ws_frame
+from telex.kafka.scan import partitions_of
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -43,8 +44,7 @@ async def wire_batches(bootstrap: str, topic: str):  # type: ignore[no-untyped-d
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
     )
     await consumer.start()
-    await consumer.topics()
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    tps = await partitions_of(consumer, topic)
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)  # each run has a fresh topic
     try:

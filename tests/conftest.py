@@ -1,20 +1,103 @@
-"""Fixtures shared by every test: the seed blog, schemas, and a config builder."""
+"""Fixtures shared by every test: the session's brokers, the seed blog, schemas, and a config
+builder.
+
+Two brokers serve a session, each started on first use: a three-node Apache Kafka cluster
+(``kafka_cluster``), which is what ``broker`` gives by default, and the embedded Tansu broker
+(``tansu``) of ``make run``, which ``broker`` gives to modules marked ``embedded_broker``
+(tests of that broker's own behaviour: what the quick start runs, topics lost on a restart).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
 from telex.config import Config, load
+from telex.kafka.embedded import EmbeddedBroker
 from telex.replay.seed import SeedBlog, load_seed
+from tests.kafka_cluster import KafkaCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 _ids = itertools.count()
+# Settings telex needs on each session broker, by bootstrap string: Tansu cannot do idempotent
+# producers; on the cluster every topic gets three replicas, as a newsroom would run it.
+_BROKER_ENV: dict[str, dict[str, str]] = {}
+TANSU_ENV = {"TELEX_KAFKA_IDEMPOTENCE": "off"}
+# Idempotence stays "auto": on for a cluster.
+KAFKA_ENV = {"TELEX_TOPICS_REPLICATION_FACTOR": "3"}
+
+
+class Broker(Protocol):
+    """What tests need of a session broker: where it is."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+
+def broker_env(bootstrap: str) -> dict[str, str]:
+    """The TELEX_* settings for processes on the session broker at ``bootstrap``."""
+    return dict(_BROKER_ENV.get(bootstrap, TANSU_ENV))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "embedded_broker: the module runs on the embedded Tansu broker (what `make run` "
+        "starts), not on the Apache Kafka cluster",
+    )
+
+
+@pytest.fixture(scope="session")
+async def tansu() -> AsyncIterator[EmbeddedBroker]:
+    """The embedded broker, for the session."""
+    kafka = EmbeddedBroker()
+    await kafka.start()
+    _BROKER_ENV[kafka.bootstrap] = TANSU_ENV
+    try:
+        yield kafka
+    finally:
+        await kafka.stop()
+
+
+@pytest.fixture(scope="session")
+async def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KafkaCluster]:
+    """Three Apache Kafka nodes (KRaft) for the session. A test that stops or kills nodes
+    starts them again before it ends (``KafkaCluster.heal``)."""
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"))
+    try:
+        await cluster.astart()
+        _BROKER_ENV[cluster.bootstrap] = KAFKA_ENV
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+@pytest.fixture(scope="module")
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The module's broker: the Apache Kafka cluster, or Tansu under ``embedded_broker``."""
+    if request.node.get_closest_marker("embedded_broker") is not None:
+        chosen: Broker = request.getfixturevalue("tansu")
+    else:
+        chosen = request.getfixturevalue("kafka_cluster")
+    return chosen
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The broker is chosen per module: a marker on a single test would be silently ignored.
+    for item in items:
+        own = any(m.name == "embedded_broker" for m in item.own_markers)
+        module = item.getparent(pytest.Module)
+        if own and module is not None and module.get_closest_marker("embedded_broker") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: mark the whole module embedded_broker (pytestmark), not one test"
+            )
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +127,7 @@ def make_config(bootstrap: str = "", **env: Any) -> Config:
     environ = {
         "TELEX_KAFKA_BOOTSTRAP": bootstrap,
         "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        # The test broker is Tansu, which cannot do idempotent producers (kafka-notes.md).
-        "TELEX_KAFKA_IDEMPOTENCE": "off",
+        **broker_env(bootstrap),
         "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "TELEX_TOPICS_RAW": f"t{n}.updates.raw",
         "TELEX_TOPICS_WIRE": f"t{n}.updates",

@@ -23,12 +23,9 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker, free_port
-from tests.conftest import make_config
-from tests.integration.conftest import broker
+from telex.kafka.embedded import free_port
+from tests.conftest import Broker, broker_env, make_config
 from tests.integration.site import Site, serve_site
-
-__all__ = ["broker"]
 
 TELEX = str(Path(sys.executable).with_name("telex"))
 CHROMIUM = "/usr/bin/chromium"
@@ -153,7 +150,7 @@ async def site() -> AsyncIterator[Site]:
 
 @pytest.fixture(scope="module")
 async def stack(
-    broker: EmbeddedBroker,
+    broker: Broker,
     site: Site,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
@@ -178,7 +175,7 @@ async def stack(
         **os.environ,
         "TELEX_CONFIG": str(toml),
         "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "TELEX_KAFKA_IDEMPOTENCE": "off",
+        **broker_env(broker.bootstrap),
         "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "TELEX_TOPICS_RAW": config.topics.raw,
         "TELEX_TOPICS_WIRE": config.topics.wire,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 from tests.faults.harness import (
     HookFaults,
     Pipeline,
@@ -20,10 +20,7 @@ from tests.faults.harness import (
     create_webhook,
     serving_sources,
 )
-from tests.integration.conftest import broker
 from tests.integration.webhook_receivers import Receiver, receiving
-
-__all__ = ["broker"]
 
 SOURCES = [f"src{n}" for n in range(6)]
 
@@ -46,7 +43,7 @@ def rig_env() -> dict[str, str]:
 
 @pytest.fixture
 async def rig(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     tmp_path: Path,
     rig_env: dict[str, str],

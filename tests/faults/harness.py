@@ -37,6 +37,7 @@ from telex.events import update_id
 from telex.gateway.hub import encode_cursor
 from telex.kafka.embedded import free_port
 from telex.runtime import serve_http
+from tests.conftest import broker_env
 from tests.integration.webhook_receivers import Received, Receiver
 
 TELEX = str(Path(sys.executable).with_name("telex"))
@@ -231,7 +232,7 @@ class Pipeline:
             **os.environ,
             "TELEX_CONFIG": str(toml),
             "TELEX_KAFKA_BOOTSTRAP": bootstrap,
-            "TELEX_KAFKA_IDEMPOTENCE": "off",
+            **broker_env(bootstrap),
             "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "TELEX_TOPICS_RAW": topics.raw,

@@ -38,9 +38,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 from tests.faults.conftest import Rig
 from tests.faults.harness import feed, metric, received_updates, wait_until_delivered
 from tests.faults.test_kills import SEED
+
+# What the embedded broker itself does: it keeps running on Tansu.
+pytestmark = pytest.mark.embedded_broker
 
 DELIVERY_BOUND = 60.0
 OUTAGE_SECONDS = 5.0
@@ -82,7 +86,7 @@ def rig_env() -> dict[str, str]:
     }
 
 
-async def test_broker_restart_empty_recovers(rig: Rig, broker: EmbeddedBroker) -> None:
+async def test_broker_restart_empty_recovers(rig: Rig, broker: Broker) -> None:
     rng = random.Random(f"broker-{SEED}")
     roles = ("poller", "processor", "gateway", "notifier")
     done = asyncio.Event()

@@ -1,5 +1,1 @@
-"""The live fuzz tests reuse the session broker of the integration tests."""
-
-from tests.integration.conftest import broker
-
-__all__ = ["broker"]
+"""The live fuzz tests use the session broker of the root conftest."""

@@ -15,16 +15,16 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from telex.events import PoisonRecord, decode_raw
-from telex.kafka.embedded import EmbeddedBroker
+from telex.kafka.scan import partitions_of
 from telex.processor.stage import Stage
-from tests.conftest import make_config
+from tests.conftest import Broker, make_config
 from tests.fuzz.live import Live
 
 # The services running beside the tests (and the websockets client, for frame masks) use
@@ -89,7 +89,7 @@ CONTROL = {"subscribed", "unsubscribed", "live", "resync", "event", "heartbeat",
 
 
 @pytest.fixture(scope="module")
-def live(broker: EmbeddedBroker) -> Iterator[Live]:
+def live(broker: Broker) -> Iterator[Live]:
     """Gateway, poller and notifier in one process, as ``telex run`` has them."""
     config = make_config(broker.bootstrap, TELEX_POLLER_INTERVAL="3600")
     running = Live(config, ("poller", "notifier", "gateway")).start()
@@ -252,7 +252,7 @@ def _stage() -> Stage:
 
 
 @pytest.fixture(scope="module")
-def processor(broker: EmbeddedBroker) -> Iterator[Live]:
+def processor(broker: Broker) -> Iterator[Live]:
     config = make_config(broker.bootstrap)
     running = Live(config, ("processor",)).start()
     try:
@@ -286,8 +286,7 @@ async def _read(bootstrap: str, topic: str, stop: bytes) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[Any] = []
@@ -340,8 +339,7 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[Any] = []

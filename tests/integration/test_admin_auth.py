@@ -12,15 +12,15 @@ import httpx
 import pytest
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
+from tests.conftest import Broker
 
 TOKEN = "s3cret-admin-token-0123456789"
 TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 async def test_management_apis_refuse_missing_and_wrong_tokens(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     tokens = f"other-token-abcdefghij,{TOKEN}"
     config = config_factory(broker.bootstrap, TELEX_HTTP_ADMIN_TOKENS=tokens)

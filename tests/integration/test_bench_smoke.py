@@ -8,12 +8,12 @@ from pathlib import Path
 
 import orjson
 
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 
 from ..conftest import ROOT
 
 
-async def test_fanout_benchmark_runs_every_server(broker: EmbeddedBroker) -> None:
+async def test_fanout_benchmark_runs_every_server(broker: Broker) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "bench" / "fanout.py"),
@@ -38,9 +38,7 @@ async def test_fanout_benchmark_runs_every_server(broker: EmbeddedBroker) -> Non
     assert b"| 20 | telex |" in out
 
 
-async def test_soak_benchmark_checks_the_whole_pipeline(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path: Path) -> None:
     """bench/soak.py, tiny: every process started, load through, every check run, JSON out."""
     out = tmp_path / "soak.json"
     proc = await asyncio.create_subprocess_exec(

@@ -11,10 +11,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from telex.config import Config
 from telex.kafka import BrokerError, Clients, TopicSpec, ensure_topics
 from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 
 
 async def test_topic_bootstrap_is_idempotent(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     clients = Clients(config, broker.bootstrap)

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 import websockets
 
 from telex.kafka.embedded import free_port
+
+# What the embedded broker itself does: it keeps running on Tansu.
+pytestmark = pytest.mark.embedded_broker
 
 TELEX = str(Path(sys.executable).with_name("telex"))
 

@@ -23,7 +23,8 @@ from telex.config import Config
 from telex.gateway.endpoint import WebSocketEndpoint
 from telex.gateway.hub import encode_cursor
 from telex.kafka import Clients, ensure_topics, required_topics
-from telex.kafka.embedded import EmbeddedBroker, free_port
+from telex.kafka.embedded import free_port
+from tests.conftest import Broker
 
 from .gateway_helpers import (
     close_code,
@@ -48,7 +49,7 @@ def ids(frames: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_filters_from_query_and_subscribe_ops(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     lavrov = [{"text": "Sergey Lavrov", "type": "person", "start": 0, "end": 13}]
@@ -105,7 +106,7 @@ async def _consume_until(ws: Any, wanted: set[str], got: list[dict[str, Any]], n
 
 
 async def test_resume_on_same_and_second_gateway_without_gap_or_duplicate(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     # The second gateway remembers almost nothing: its resume must read Kafka.
@@ -153,7 +154,7 @@ async def test_resume_on_same_and_second_gateway_without_gap_or_duplicate(
 
 
 async def test_resume_by_subscribe_op_and_live_marker(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     batch = [wire_event(i, "a") for i in range(10)]
@@ -177,7 +178,7 @@ async def test_resume_by_subscribe_op_and_live_marker(
 
 
 async def test_too_old_or_foreign_cursor_gets_resync_or_error(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), max_replay_events=5)
     batch = [wire_event(i, "a") for i in range(12)]
@@ -216,7 +217,7 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
 
 
 async def test_slow_client_is_closed_while_fast_clients_keep_up(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), send_queue_bytes=64 * 1024)
     big = "x" * 20_000
@@ -250,7 +251,7 @@ async def test_slow_client_is_closed_while_fast_clients_keep_up(
 
 
 async def test_bad_frames_get_errors_and_floods_get_closed(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(
         config_factory(broker.bootstrap),
@@ -307,7 +308,7 @@ async def test_bad_frames_get_errors_and_floods_get_closed(
 
 
 async def test_drain_closes_with_1012_and_refuses_new_connections(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), drain_batch=2, drain_interval=0.05)
     async with gateway(config) as (_, gw, url):
@@ -327,7 +328,7 @@ async def test_drain_closes_with_1012_and_refuses_new_connections(
 
 
 async def test_idle_connection_without_subscription_is_closed(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), idle_timeout=0.4)
     async with gateway(config) as (_, _, url):
@@ -339,7 +340,7 @@ async def test_idle_connection_without_subscription_is_closed(
 
 
 async def test_sigterm_drains_a_gateway_process_with_1012(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     await ensure_topics(Clients(config, broker.bootstrap), required_topics(config.topics))

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from telex.config import Config
 from telex.gateway.endpoint import WebSocketEndpoint
 from telex.gateway.service import Gateway
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 from tests.fuzz.live import Live
 
 from .gateway_helpers import events, gateway, produce, producer, recv_type, wait_for, wire_event
@@ -109,7 +109,7 @@ def masked(first: int, payload: bytes, declared: int | None = None) -> bytes:
 
 
 async def test_gateway_on_uvloop_writes_through_its_own_endpoint(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     live = Live(config, ("gateway",), loop_factory=uvloop.new_event_loop)
@@ -161,7 +161,7 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
 
 @pytest.mark.parametrize(("name", "data", "code", "reason"), HOSTILE, ids=[h[0] for h in HOSTILE])
 async def test_hostile_frames_get_a_clear_close_code_and_the_service_keeps_serving(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     name: str,
     data: bytes,
@@ -194,7 +194,7 @@ async def test_hostile_frames_get_a_clear_close_code_and_the_service_keeps_servi
 
 
 async def test_a_peer_that_answers_no_ping_is_closed_with_1011(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = with_gateway(config_factory(broker.bootstrap), ping_interval=0.2, ping_timeout=0.3)
     async with gateway(config) as (_, gw, url):
@@ -212,9 +212,7 @@ async def test_a_peer_that_answers_no_ping_is_closed_with_1011(
         await wait_for(lambda: not gw.hub.conns)
 
 
-async def test_refused_handshakes(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
-) -> None:
+async def test_refused_handshakes(broker: Broker, config_factory: Callable[..., Config]) -> None:
     config = config_factory(broker.bootstrap)
     async with gateway(config) as (_, _, url):
         with pytest.raises(websockets.InvalidStatus) as refused:

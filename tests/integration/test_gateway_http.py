@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 
 from .gateway_helpers import events, gateway, produce, producer, recv_type, wait_for, wire_event
 
@@ -44,7 +44,7 @@ async def sse_messages(lines: AsyncIterator[str], count: int) -> list[dict[str, 
 
 
 async def test_sse_stream_resumes_with_last_event_id(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     batch = [wire_event(i, "a" if i % 2 else "b") for i in range(12)]
@@ -82,7 +82,7 @@ async def test_sse_stream_resumes_with_last_event_id(
 
 
 async def test_history_pages_newest_first_with_filters(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     batch = [wire_event(i, "a", tags=["even"] if i % 2 == 0 else []) for i in range(9)]
@@ -119,7 +119,7 @@ async def test_history_pages_newest_first_with_filters(
 
 
 @pytest.fixture
-def secured(config_factory: Callable[..., Config], broker: EmbeddedBroker) -> Config:
+def secured(config_factory: Callable[..., Config], broker: Broker) -> Config:
     config = config_factory(broker.bootstrap)
     keys = [
         {"name": "wall", "key": "wall-key-0123456789abcdef", "sources": ["a"]},
@@ -141,9 +141,7 @@ def token(**claims: Any) -> str:
     return jwt.encode({"sub": "screen-1", "exp": int(time.time()) + 60, **claims}, SECRET)
 
 
-async def test_auth_refusals_and_source_restrictions(
-    broker: EmbeddedBroker, secured: Config
-) -> None:
+async def test_auth_refusals_and_source_restrictions(broker: Broker, secured: Config) -> None:
     batch = [wire_event(i, "abc"[i % 3]) for i in range(6)]
     async with gateway(secured) as (running, gw, url), producer(broker.bootstrap) as kafka:
         stream = f"{url}/v1/stream?backlog=0"
@@ -188,7 +186,7 @@ async def test_auth_refusals_and_source_restrictions(
 
 
 async def test_sse_stream_ends_with_a_close_message_on_drain(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     async with gateway(config) as (running, gw, _), producer(broker.bootstrap) as kafka:

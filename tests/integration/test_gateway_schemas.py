@@ -15,7 +15,7 @@ from referencing import Registry, Resource
 
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 
 from ..conftest import ROOT
 from .gateway_helpers import gateway, produce, producer, recv, recv_type, wait_for, wire_event
@@ -83,7 +83,7 @@ def test_asyncapi_document_is_complete_and_its_examples_validate(
 
 
 async def test_real_frames_validate(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     frames: Callable[[dict[str, Any], str], None],
 ) -> None:

@@ -23,10 +23,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import metrics
 from telex.config import Config, WebhookConfig, load
-from telex.kafka.embedded import EmbeddedBroker, free_port
+from telex.kafka.embedded import free_port
 from telex.notifier.service import Notifier, declared_id
 from telex.notifier.signing import new_secret
 from telex.runtime import started
+from tests.conftest import Broker
 
 from ..conftest import make_config, schema_validator
 from .test_pipeline import read_topic, wait_for
@@ -86,7 +87,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-async def env(broker: EmbeddedBroker) -> AsyncIterator[Env]:
+async def env(broker: Broker) -> AsyncIterator[Env]:
     config = make_config(broker.bootstrap, **notifier_env())
     async with started(config, roles=("notifier",)) as running:
         assert running.http_url is not None
@@ -403,7 +404,7 @@ async def test_subscription_api_validates_and_manages(env: Env) -> None:
 
 
 async def test_default_config_refuses_private_targets(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     env = notifier_env()
     del env["TELEX_NOTIFIER_ALLOW_NETWORKS"]
@@ -432,7 +433,7 @@ async def test_default_config_refuses_private_targets(
 
 
 async def test_continuous_failure_disables_and_resume_resets(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(
         broker.bootstrap,
@@ -481,7 +482,7 @@ async def test_continuous_failure_disables_and_resume_resets(
 
 
 async def test_killed_notifier_delivers_pending_retries_after_restart(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     port = free_port()
     n = uuid.uuid4().hex[:8]
@@ -617,7 +618,7 @@ async def test_rate_limit_spaces_deliveries(env: Env) -> None:
 
 
 async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap, **notifier_env())
     sources = [source() for _ in range(6)]  # keys spread over the wire's partitions
@@ -665,7 +666,7 @@ async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
 
 
 async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     env = notifier_env()
     config = config_factory(broker.bootstrap, **env)
@@ -702,7 +703,7 @@ async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
 
 
 async def test_the_seed_blog_arrives_as_webhooks_end_to_end(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     """replay page -> poller -> processor -> wire -> notifier -> a real receiver."""
     env = notifier_env()
@@ -733,7 +734,7 @@ async def test_the_seed_blog_arrives_as_webhooks_end_to_end(
 
 
 async def test_webhooks_declared_in_config_are_created_and_updated(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     base = config_factory(broker.bootstrap, **notifier_env())
     src = source()

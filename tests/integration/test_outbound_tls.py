@@ -23,8 +23,8 @@ from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
+from tests.conftest import Broker
 
 from .test_notifier import notifier_env
 from .webhook_receivers import produce, wire_event
@@ -130,7 +130,7 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_https_sources_are_verified_and_get_sni(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     pki: Pki,
     caplog: pytest.LogCaptureFixture,
@@ -191,7 +191,7 @@ async def test_https_sources_are_verified_and_get_sni(
 
 
 async def test_https_webhooks_are_verified_and_get_sni(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     pki: Pki,
     caplog: pytest.LogCaptureFixture,

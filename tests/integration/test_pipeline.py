@@ -9,16 +9,17 @@ from typing import Any
 
 import orjson
 import websockets
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from jsonschema import Draft202012Validator
 
 from telex import metrics
 from telex.config import Config
 from telex.gateway.hub import decode_cursor
-from telex.kafka.embedded import EmbeddedBroker
+from telex.kafka.scan import partitions_of
 from telex.poller.service import Poller
 from telex.replay.seed import SeedBlog
 from telex.runtime import REPLAY_SOURCE_ID, started
+from tests.conftest import Broker
 
 EXPECTED_TIMES = [
     "2024-01-18T08:29:00Z", "2024-01-18T08:46:00Z", "2024-01-18T08:48:00Z",
@@ -33,8 +34,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[Any] = []
@@ -71,7 +71,7 @@ def counter(metric: Any) -> float:
 
 
 async def test_seed_blog_reaches_websocket_once(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     seed: SeedBlog,
     raw_schema: Draft202012Validator,
@@ -132,7 +132,7 @@ async def test_seed_blog_reaches_websocket_once(
 
 
 async def test_new_subscriber_gets_history_then_live(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     async with started(config) as running:

@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic
@@ -95,7 +95,7 @@ async def until(predicate: Any, timeout: float, what: str) -> float:
 
 
 async def test_two_pollers_share_200_sources_and_hand_over(
-    broker: EmbeddedBroker, site: Site, tmp_path: Path
+    broker: Broker, site: Site, tmp_path: Path
 ) -> None:
     n = next(_runs)
     raw = f"g{n}.updates.raw"

@@ -16,9 +16,9 @@ from jsonschema import Draft202012Validator
 
 from telex import metrics
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
 from telex.poller.service import Poller
 from telex.runtime import started
+from tests.conftest import Broker
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic, wait_for
@@ -58,7 +58,7 @@ async def wait_for_raw(
 
 
 async def test_sources_api_revisions_deletions_and_failures(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     site: Site,
     raw_schema: Draft202012Validator,
@@ -195,7 +195,7 @@ async def telex(*args: str) -> tuple[int, str, str]:
 
 
 async def test_telex_sources_commands(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], site: Site
+    broker: Broker, config_factory: Callable[..., Config], site: Site
 ) -> None:
     config = config_factory(
         broker.bootstrap,

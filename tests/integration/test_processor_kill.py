@@ -30,7 +30,7 @@ from jsonschema import Draft202012Validator
 from telex.config import Config
 from telex.events import content_hash, update_id
 from telex.kafka import Clients, TopicSpec, ensure_topics
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 
 PARTITIONS = 3
 TOTAL = 10_000
@@ -235,7 +235,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def test_two_processors_one_killed_every_event_exactly_once(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     wire_schema: Draft202012Validator,
     tmp_path: Path,

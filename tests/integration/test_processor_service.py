@@ -14,9 +14,9 @@ from telex import metrics
 from telex.config import Config
 from telex.events import content_hash, update_id
 from telex.kafka import Clients, ensure_topics, required_topics
-from telex.kafka.embedded import EmbeddedBroker
 from telex.processor.service import Processor
 from telex.replay.seed import SeedBlog
+from tests.conftest import Broker
 
 from .test_pipeline import read_topic, wait_for
 
@@ -39,7 +39,7 @@ def raw(source: str, entry: str, text: str, html: str | None = None) -> bytes:
 
 
 async def test_processor_metrics_dlq_and_enriched_wire(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     seed: SeedBlog,
     wire_schema: Draft202012Validator,

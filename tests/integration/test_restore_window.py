@@ -11,8 +11,8 @@ import orjson
 
 from telex.config import Config
 from telex.kafka import Clients, TopicSpec, ensure_topics
-from telex.kafka.embedded import EmbeddedBroker
 from telex.processor.state import PartitionState, restore
+from tests.conftest import Broker
 
 DAY_MS = 86_400_000
 
@@ -23,7 +23,7 @@ def wire_event(n: int) -> bytes:
 
 
 async def test_restore_reads_the_window_where_the_broker_has_a_time_index(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     clients = Clients(config, broker.bootstrap)

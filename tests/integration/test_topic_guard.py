@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from telex.config import Config
 from telex.kafka import Clients, TopicSpec, ensure_topics
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
+
+# What the embedded broker itself does: it keeps running on Tansu.
+pytestmark = pytest.mark.embedded_broker
 
 
 async def test_every_guard_starts_over_when_the_topics_vanish(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(broker.bootstrap)
     topics = config.topics

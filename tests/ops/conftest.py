@@ -1,5 +1,1 @@
-"""Operations tests reuse the session broker of the integration tests."""
-
-from tests.integration.conftest import broker
-
-__all__ = ["broker"]
+"""Operations tests use the session broker of the root conftest."""

@@ -17,6 +17,7 @@ from telex.config import load
 from telex.kafka import required_topics
 from telex.notifier.service import notifier_topics
 from tests.conftest import ROOT
+from tests.kafka_cluster import kafka_version
 
 TELEX_SERVICES = ("poller", "processor", "gateway", "notifier")
 
@@ -60,6 +61,18 @@ def test_compose_runs_kafka_in_kraft_mode_and_every_stage(compose: dict[str, Any
         assert "container_name" not in service
     assert services["replay"]["command"][0] in commands
     assert {"prometheus", "grafana"} <= set(services)
+
+
+def test_compose_runs_the_kafka_version_the_tests_run(compose: dict[str, Any]) -> None:
+    # The suite's cluster runs the broker the pom pins; the compose file must ship the same.
+    version = kafka_version()
+    for name in ("kafka", "kafka-init"):
+        assert compose["services"][name]["image"] == f"apache/kafka:{version}", name
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert text.count("apache/kafka:") == text.count(f"apache/kafka:{version}")
+    # The three-broker variant it describes is the suite's: RF 3, a write needs two copies.
+    assert "KAFKA_DEFAULT_REPLICATION_FACTOR: 3" in text
+    assert "KAFKA_MIN_INSYNC_REPLICAS: 2" in text
 
 
 def test_compose_creates_every_topic_with_its_policy(compose: dict[str, Any]) -> None:

@@ -17,14 +17,15 @@ import pytest
 import yaml
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker, free_port
+from telex.kafka.embedded import free_port
+from tests.conftest import Broker
 
 TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 @pytest.fixture
 async def services(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], tmp_path: Path
+    broker: Broker, config_factory: Callable[..., Config], tmp_path: Path
 ) -> AsyncIterator[dict[str, int]]:
     """replay and the four services as separate processes on the test broker."""
     config = config_factory(broker.bootstrap)

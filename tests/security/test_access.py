@@ -10,15 +10,15 @@ import httpx
 import orjson
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
+from tests.conftest import Broker
 
 ADMIN = "admin-token-0a1b2c3d4e5f6789"
 SCREEN_KEY = "screen-key-0a1b2c3d4e5f6789"
 
 
 async def test_every_management_route_requires_the_admin_token(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(
         broker.bootstrap,

@@ -10,8 +10,8 @@ import orjson
 import websockets
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import started
+from tests.conftest import Broker
 from tests.integration.gateway_helpers import close_code, recv_type
 
 LIMIT = 64 * 1024
@@ -26,7 +26,7 @@ async def chunked(size: int) -> AsyncIterator[bytes]:
 
 
 async def test_every_write_endpoint_refuses_oversized_bodies(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(
         broker.bootstrap,

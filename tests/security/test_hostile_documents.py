@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
+from telex.kafka.scan import partitions_of
 from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
 from telex.runtime import serve_http, started
+from tests.conftest import Broker
 
 LAUGHS = "".join(f'<!ENTITY l{i} "' + f"&l{i - 1};" * 10 + '">' for i in range(1, 10))
 RSS_ITEM = "<item><guid>{guid}</guid><title>{title}</title><description>d</description></item>"
@@ -131,11 +132,7 @@ async def raw_values(config: Config) -> list[bytes]:
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(config.topics.raw) or set()
-        if not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(config.topics.raw) or set()
-        tps = [TopicPartition(config.topics.raw, p) for p in parts]
+        tps = await partitions_of(consumer, config.topics.raw)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         values: list[bytes] = []
@@ -149,7 +146,7 @@ async def raw_values(config: Config) -> list[bytes]:
 
 
 async def test_running_poller_refuses_them_and_keeps_polling(
-    broker: EmbeddedBroker,
+    broker: Broker,
     config_factory: Callable[..., Config],
     secret_file: tuple[Path, str],
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from telex.config import Config, ConfigError, load
 from telex.kafka import BrokerError, Clients
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 from tests.security.test_secrets import service_logs
 
 PASSWORD = "kafka-secret-8e1f6b2d9c"
@@ -17,7 +17,7 @@ KEY_PASSWORD = "key-secret-47a0c3e5"
 
 
 async def test_a_refused_kafka_password_is_never_logged(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(
         broker.bootstrap,

@@ -19,7 +19,7 @@ import websockets
 from telex.config import Config
 from telex.gateway.hub import encode_cursor
 from telex.gateway.service import Gateway
-from telex.kafka.embedded import EmbeddedBroker
+from tests.conftest import Broker
 from tests.integration.gateway_helpers import (
     events,
     gateway,
@@ -43,7 +43,7 @@ def token(**claims: Any) -> str:
 
 
 @pytest.fixture
-def secured(config_factory: Any, broker: EmbeddedBroker) -> Config:
+def secured(config_factory: Any, broker: Broker) -> Config:
     config: Config = config_factory(broker.bootstrap)
     settings = config.gateway.model_validate(
         {
@@ -104,7 +104,7 @@ def credential_for(kind: str) -> tuple[dict[str, str], str]:
 
 @pytest.mark.parametrize("credential", ["api key", "jwt"])
 async def test_restricted_credential_sees_only_its_sources_everywhere(
-    broker: EmbeddedBroker, secured: Config, credential: str
+    broker: Broker, secured: Config, credential: str
 ) -> None:
     headers, query = credential_for(credential)
     mine = COUNT // 3
@@ -187,7 +187,7 @@ async def test_restricted_credential_sees_only_its_sources_everywhere(
             assert seen == ["a"] * 3, seen
 
 
-async def test_unrestricted_and_empty_scopes(broker: EmbeddedBroker, secured: Config) -> None:
+async def test_unrestricted_and_empty_scopes(broker: Broker, secured: Config) -> None:
     async with (
         filled(secured, broker.bootstrap) as (http_url, ws_url, gw),
         httpx.AsyncClient(base_url=http_url, timeout=10) as client,

@@ -23,9 +23,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex import log as telex_log
 from telex.config import Config, ConfigError, load
-from telex.kafka.embedded import EmbeddedBroker
 from telex.notifier.signing import new_secret
 from telex.runtime import started
+from tests.conftest import Broker
 from tests.integration.gateway_helpers import recv_type, wait_for
 from tests.integration.webhook_receivers import produce, receiving, wire_event
 
@@ -58,7 +58,7 @@ def service_logs() -> Iterator[io.StringIO]:
 
 
 async def test_secrets_are_never_logged_nor_returned_twice(  # noqa: C901
-    broker: EmbeddedBroker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(
         broker.bootstrap,
@@ -204,7 +204,7 @@ async def test_secrets_are_never_logged_nor_returned_twice(  # noqa: C901
 
 
 async def test_credentials_in_urls_are_refused_without_echoing_them(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], tmp_path: Path
+    broker: Broker, config_factory: Callable[..., Config], tmp_path: Path
 ) -> None:
     """A source URL reaches every subscriber (``source_url`` of each update) and every API
     answer, so credentials in it are refused, by the API and in the config file, and the

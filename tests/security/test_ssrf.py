@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from telex.config import Config
-from telex.kafka.embedded import EmbeddedBroker
 from telex.runtime import serve_http, started
+from tests.conftest import Broker
 
 # Names a test resolver answers (patched into socket.getaddrinfo, which asyncio's resolver
 # calls): an internal name, and a name with a public and a private address.
@@ -103,7 +103,7 @@ def hostile_urls(port: int) -> list[str]:
 
 
 async def test_webhook_endpoints_refuse_every_spelling_of_a_private_address(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], fake_dns: None
+    broker: Broker, config_factory: Callable[..., Config], fake_dns: None
 ) -> None:
     config = config_factory(broker.bootstrap)
     assert config.notifier.allow_networks == ()
@@ -138,7 +138,7 @@ async def test_webhook_endpoints_refuse_every_spelling_of_a_private_address(
 
 
 async def test_sources_at_private_addresses_are_never_fetched(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], fake_dns: None
+    broker: Broker, config_factory: Callable[..., Config], fake_dns: None
 ) -> None:
     config = config_factory(broker.bootstrap)
     assert not config.poller.allow_private and config.poller.allow_networks == ()
@@ -169,7 +169,7 @@ async def test_sources_at_private_addresses_are_never_fetched(
 
 
 async def test_redirects_to_private_addresses_are_not_followed(
-    broker: EmbeddedBroker, config_factory: Callable[..., Config], fake_dns: None
+    broker: Broker, config_factory: Callable[..., Config], fake_dns: None
 ) -> None:
     """The first hop is allowed (127.0.0.1/32 is, for this test); every redirect target is
     another loopback address in some spelling, and none is reached."""

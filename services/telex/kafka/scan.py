@@ -7,6 +7,7 @@ offset + 1).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -15,10 +16,35 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 Batch = dict[TopicPartition, list[Any]]
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of ``topic`` (metadata refreshed first: it may have just been created)."""
-    await consumer.topics()
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Fetch the cluster's metadata into ``consumer``'s own view of it, now.
+
+    ``consumer.topics()`` fetches fresh metadata but does not store it where
+    ``partitions_for_topic`` looks, and aiokafka has no public call that does: the client's
+    internal ``_client`` is the only way. This is the one place that touches it, and
+    ``tests/integration/test_kafka_scan.py`` fails if a new aiokafka moves it.
+    """
+    await consumer._client.force_metadata_update()
+
+
+async def partitions_of(
+    consumer: AIOKafkaConsumer, topic: str, timeout: float = 10.0
+) -> list[TopicPartition]:
+    """Every partition of ``topic``, waiting up to ``timeout`` seconds for a topic just created.
+
+    On a cluster, a created topic reaches each broker's metadata a moment after the create call
+    returns: an answer from another broker does not list it yet, and the client would keep that
+    answer until its metadata max age (5 minutes by default). Empty when the topic still does not
+    exist after ``timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await refresh_metadata(consumer)
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions or loop.time() >= deadline:
+            return [TopicPartition(topic, p) for p in sorted(partitions or [])]
+        await asyncio.sleep(0.1)
 
 
 async def seek_to_log_start(
