@@ -86,7 +86,7 @@ async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path
 
 
 async def test_latency_benchmark_measures_telex_and_the_floor(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     """bench/latency.py, tiny: both phases on the same broker, hops and loop lag read back."""
     out = tmp_path / "latency.json"
