@@ -88,7 +88,7 @@ def _parser(extract_only: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-# Poller: `telex extract` and `telex sources ...` (issue 3).
+# Poller: `telex extract` and `telex sources ...`.
 def _poller_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     _extract_parser(sub)
     _sources_parser(sub)
@@ -160,11 +160,12 @@ def _sources_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _config(args: argparse.Namespace) -> Config:
     from telex.config import load
+    from telex.config_checks import CONFIG_CHECKS
 
     environ = dict(os.environ)
     if getattr(args, "bootstrap", None):
         environ["TELEX_KAFKA_BOOTSTRAP"] = args.bootstrap
-    return load(getattr(args, "config", None), environ)
+    return load(getattr(args, "config", None), environ, CONFIG_CHECKS)
 
 
 async def _broker(config: Config) -> None:
@@ -225,6 +226,32 @@ async def _tail(url: str, as_json: bool) -> None:
             continue
 
 
+def _run_command(args: argparse.Namespace, config: Config) -> int:
+    """Run a command that needs the configuration; its exit status."""
+    import asyncio
+
+    from telex.runtime import ROLES, serve_until_stopped
+
+    if args.command == "run":
+        asyncio.run(serve_until_stopped(config, ROLES, replay=not args.no_replay))
+    elif args.command in ROLES:
+        asyncio.run(serve_until_stopped(config, (args.command,), replay=False))
+    elif args.command == "broker":
+        asyncio.run(_broker(config))
+    elif args.command == "replay":
+        asyncio.run(_replay(config, args.port))
+    elif args.command == "sources":
+        from telex.poller.cli import sources_command
+
+        url = args.url or f"http://{config.http.host}:{config.http.port}"
+        tokens = config.http.admin_tokens
+        return sources_command(args, url, tokens[0] if tokens else None)
+    elif args.command == "tail":
+        url = args.url or f"http://{config.http.host}:{config.http.port}"
+        asyncio.run(_tail(url, args.json))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``telex`` console script."""
     given = list(sys.argv[1:] if argv is None else argv)
@@ -253,31 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_webhooks(args, config)
 
-    import asyncio
-
     from aiokafka.errors import KafkaError
 
     from telex.kafka import BrokerError
-    from telex.runtime import ROLES, serve_until_stopped
 
     try:
-        if args.command == "run":
-            asyncio.run(serve_until_stopped(config, ROLES, replay=not args.no_replay))
-        elif args.command in ROLES:
-            asyncio.run(serve_until_stopped(config, (args.command,), replay=False))
-        elif args.command == "broker":
-            asyncio.run(_broker(config))
-        elif args.command == "replay":
-            asyncio.run(_replay(config, args.port))
-        elif args.command == "sources":
-            from telex.poller.cli import sources_command
-
-            url = args.url or f"http://{config.http.host}:{config.http.port}"
-            tokens = config.http.admin_tokens
-            return sources_command(args, url, tokens[0] if tokens else None)
-        elif args.command == "tail":
-            url = args.url or f"http://{config.http.host}:{config.http.port}"
-            asyncio.run(_tail(url, args.json))
+        return _run_command(args, config)
     except BrokerError as exc:
         print(f"telex: {exc}", file=sys.stderr)
         return 1

@@ -27,7 +27,15 @@ FIELDS = ("sources", "terms", "entities", "tags", "languages", "types")
 
 
 class FilterError(ValueError):
-    """A filter that cannot be used; the message names the bad field."""
+    """A filter that cannot be used; the message names the bad field.
+
+    ``code`` is what clients see as the error's code: ``bad_filter`` for a filter that is
+    wrong in itself, ``forbidden`` for one asking for sources the credential may not see.
+    """
+
+    def __init__(self, message: str, code: str = "bad_filter") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _clean(values: list[str], field: str, max_len: int = 200) -> list[str]:

@@ -16,13 +16,14 @@ from typing import Any, Protocol
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import telex
 
-# Dashboard (issue 7): every asset comes from telex itself, and event text is never markup;
+# Dashboard: every asset comes from telex itself, and event text is never markup;
 # the policy makes the browser hold the page to both.
 DASHBOARD_HEADERS = {
     "Cache-Control": "no-cache",
@@ -32,6 +33,54 @@ DASHBOARD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+class ApiError(Exception):
+    """An error a route answers with: ``{"error": {"message": ..., "field": ...}}``.
+
+    Routes raise it; the one handler :func:`create_app` installs turns it into the response, so
+    no route builds error bodies of its own.
+    """
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def response(self) -> JSONResponse:
+        """As JSON."""
+        body: dict[str, Any] = {"message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return JSONResponse({"error": body}, status_code=self.status)
+
+
+def body_error(exc: RequestValidationError) -> ApiError:
+    """The first problem of a request that failed validation, naming the field at fault.
+
+    A body that is missing or not a JSON object is reported on ``body``; a field the model does
+    not have is an "unknown field".
+    """
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    if not loc:
+        return ApiError(422, "body must be a JSON object", "body")
+    field = ".".join(loc)
+    message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    return ApiError(422, f"{field}: {message.removeprefix('Value error, ')}", field)
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _invalid_request(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return body_error(exc).response()
 
 
 class Component(Protocol):
@@ -94,6 +143,8 @@ def create_app(
     Request bodies larger than ``max_body_bytes`` are refused with 413 before any route runs.
     """
     app = FastAPI(title="telex", version=telex.__version__, docs_url="/docs")
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])
@@ -133,7 +184,7 @@ def create_app(
     return app
 
 
-# Security (issue 9): request body limit -----------------------------------------------------
+# Security: request body limit --------------------------------------------------------------
 
 
 class BodyLimit:
@@ -175,14 +226,14 @@ class BodyLimit:
         body = b"".join(chunks)
         delivered = False
 
-        async def replay() -> Any:
+        async def receive_buffered() -> Any:
             nonlocal delivered
             if not delivered:
                 delivered = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, receive_buffered, send)
 
     async def _refuse(self, send: Any) -> None:
         body = JSONResponse(

@@ -49,7 +49,7 @@ ENTRIES_PRODUCED = Counter(
     ["kind"],
 )
 SOURCES = Gauge("telex_poller_sources", "Sources this poller process is polling.")
-# Poller: politeness, errors and per-source status (issue 3). The per-source gauges carry the
+# Poller: politeness, errors and per-source status. The per-source gauges carry the
 # source id: bounded by the number of configured sources, and removed when a source leaves
 # this poller (deleted, or handed to another poller by a rebalance).
 POLL_ERRORS = Counter(

@@ -27,6 +27,7 @@ from telex.log import get_logger
 from telex.looplag import LoopLagMonitor
 from telex.notifier.api import WebhooksApi
 from telex.notifier.service import Notifier, notifier_topics
+from telex.poller.api import create_router as sources_router
 from telex.poller.service import Poller
 from telex.processor.service import Processor
 from telex.replay.server import PAGE_PATH
@@ -139,7 +140,7 @@ async def started(
             poller = Poller(config, clients, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
-            admin_routers.append(poller.router)
+            admin_routers.append(sources_router(poller.catalog, poller))
         if "gateway" in roles:
             gateway = Gateway(config, clients)
             await _lifecycle(stack, gateway.start, gateway.stop)

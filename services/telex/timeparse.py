@@ -319,7 +319,7 @@ _RELATIVE_HINT = re.compile(
 )
 
 
-def resolve_time(
+def resolve_time(  # noqa: C901
     raw: str | float | int | None,
     *,
     page_date: date | None = None,

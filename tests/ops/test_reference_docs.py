@@ -46,3 +46,11 @@ def test_every_config_key_is_documented() -> None:
         if isinstance(model, type):
             for key, sub in model.model_fields.items():
                 assert sub.description, f"[{section}] {key} has no description"
+
+
+def test_docs_index_lists_every_page() -> None:
+    docs = ROOT / "docs"
+    index = (docs / "README.md").read_text()
+    linked = set(re.findall(r"\]\(([^)#]+\.md)\)", index))
+    pages = {p.name for p in docs.glob("*.md")} - {"README.md"}
+    assert pages == linked, f"missing from docs/README.md: {sorted(pages - linked)}"

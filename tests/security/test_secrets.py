@@ -57,7 +57,7 @@ def service_logs() -> Iterator[io.StringIO]:
             logging.getLogger(name).disabled = disabled
 
 
-async def test_secrets_are_never_logged_nor_returned_twice(
+async def test_secrets_are_never_logged_nor_returned_twice(  # noqa: C901
     broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
     config = config_factory(

@@ -89,3 +89,24 @@ def test_outbound_ca_file_is_checked_and_added_to_the_public_authorities(tmp_pat
     public = tls_context().cert_store_stats()["x509_ca"]
     assert public > 0
     assert tls_context(config.outbound.ca_file).cert_store_stats()["x509_ca"] == public + 1
+
+
+def test_stage_checks_are_passed_in_and_name_the_bad_value(tmp_path: Path) -> None:
+    from telex.config_checks import CONFIG_CHECKS
+
+    file = tmp_path / "telex.toml"
+    file.write_text(
+        '[[sources]]\nid = "s"\nurl = "https://x.test/"\nselectors = { entry = "div[[" }\n'
+        '[[notifier.webhooks]]\nname = "desk"\nurl = "https://hooks.example.com/"\n'
+        'secret = "whsec_not-base64!"\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        load(file, {}, CONFIG_CHECKS)
+    assert "sources.0.selectors.entry" in str(refused.value)
+    assert "notifier.webhooks.0.secret" in str(refused.value)
+
+
+def test_config_imports_no_stage() -> None:
+    source = (Path(__file__).parents[2] / "services/telex/config.py").read_text()
+    for stage in ("poller", "processor", "gateway", "notifier"):
+        assert f"telex.{stage}" not in source, stage

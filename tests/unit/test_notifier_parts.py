@@ -13,6 +13,7 @@ from aiokafka import TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from telex.config import ConfigError, load
+from telex.config_checks import CONFIG_CHECKS
 from telex.kafka.commits import AckTracker
 from telex.notifier.delivery import headers_for
 from telex.notifier.service import next_delay
@@ -250,7 +251,7 @@ filter = {{ terms = ["NATO"], types = ["bogus"] }}
 """
     )
     with pytest.raises(ConfigError) as info:
-        load(file, {})
+        load(file, {}, CONFIG_CHECKS)
     message = str(info.value)
     assert "notifier.webhooks.0.secret" in message and "notifier.webhooks.0.filter" in message
     assert bad not in message
@@ -264,7 +265,7 @@ secret = "{good}"
 filter = {{ terms = ["NATO"] }}
 """
     )
-    declared = load(file, {}).notifier.webhooks
+    declared = load(file, {}, CONFIG_CHECKS).notifier.webhooks
     assert [(w.name, w.secret, w.filter) for w in declared] == [
         ("nato-desk", good, {"terms": ["NATO"]})
     ]

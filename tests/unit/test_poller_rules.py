@@ -204,11 +204,11 @@ def test_pinned_copy_of_an_entry_is_dropped_for_the_one_in_the_stream() -> None:
 
 
 def test_an_edit_to_the_first_words_keeps_a_derived_id() -> None:
-    from telex.poller.extract import Entry, derived_id
+    from telex.poller.extract import PageEntry, derived_id
     from telex.poller.identity import carry_derived_ids
 
-    def entry(text: str, time: str = "10:46") -> Entry:
-        return derived_id(Entry(entry_id="", text=text, time_raw=time, published=None))
+    def entry(text: str, time: str = "10:46") -> PageEntry:
+        return derived_id(PageEntry(entry_id="", text=text, time_raw=time, published=None))
 
     before = [entry("Prime minister says the vote will go ahead on Tuesday as planned."),
               entry("Opposition walks out.", "10:30")]  # fmt: skip

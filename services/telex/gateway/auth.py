@@ -47,11 +47,13 @@ class Principal:
             return filter_
         if not filter_.sources:
             if not self.sources:
-                raise FilterError("forbidden: this credential may see no source")
+                raise FilterError("forbidden: this credential may see no source", "forbidden")
             return filter_.model_copy(update={"sources": tuple(sorted(self.sources))})
         denied = [s for s in filter_.sources if s not in self.sources]
         if denied:
-            raise FilterError(f"forbidden: this credential may not see source(s) {denied}")
+            raise FilterError(
+                f"forbidden: this credential may not see source(s) {denied}", "forbidden"
+            )
         return filter_
 
 

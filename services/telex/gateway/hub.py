@@ -352,7 +352,7 @@ class Hub:
             self.positions = dict(enumerate(entries[-1].positions))
         self._advanced.set()
 
-    def _fan_out(self, entries: Sequence[Entry]) -> None:
+    def _fan_out(self, entries: Sequence[Entry]) -> None:  # noqa: C901
         slow: list[Conn] = []
         frames = {"ws": 0, "sse": 0}
         sent_bytes = 0

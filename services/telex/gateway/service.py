@@ -34,8 +34,8 @@ from telex.filters import Filter, FilterError
 from telex.gateway.auth import Authenticator, AuthError, Principal
 from telex.gateway.endpoint import Endpoints, Handler, Limits, Refused, WebSocketEndpoint
 from telex.gateway.frames import control, event_payload, sse_message, ws_frame
+from telex.gateway.history import TooOld, read_range
 from telex.gateway.hub import Conn, CursorError, Entry, Hub, decode_cursor, encode_cursor
-from telex.gateway.replay import TooOld, read_range
 from telex.kafka import Batch, Clients, fetch_forever, stop_quietly
 from telex.kafka.scan import partitions_of, seek_to_log_start
 from telex.log import get_logger
@@ -373,7 +373,7 @@ class Gateway:
         try:
             filter_ = shared(principal.restrict(Filter.from_query(query)))
         except FilterError as exc:
-            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            code = exc.code
             raise RequestError(code, str(exc)) from None
         cursor = _parse_cursor(last_event_id or query.get("cursor"))
         return filter_, cursor, self._backlog(query.get("backlog"))
@@ -383,7 +383,7 @@ class Gateway:
         try:
             return shared(principal.restrict(filter_))
         except FilterError as exc:
-            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            code = exc.code
             raise RequestError(code, str(exc)) from None
 
     def _backlog(self, value: Any) -> int:
@@ -853,7 +853,7 @@ class WebSocketSession:
         try:
             filter_ = shared(self.principal.restrict(Filter.parse(data.get("filter"))))
         except FilterError as exc:
-            code = "forbidden" if "forbidden" in str(exc) else "bad_filter"
+            code = exc.code
             raise RequestError(code, str(exc)) from None
         cursor = _parse_cursor(data.get("cursor"))
         backlog = self.gw._backlog(data.get("backlog")) if "backlog" in data else 0

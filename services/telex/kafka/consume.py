@@ -71,7 +71,7 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     ``on_assigned``/``on_revoked`` run inside the rebalance (the consumer fetches nothing
     meanwhile); ``on_error`` is the owner's rewind hook after a failed batch, and defaults to
-    going back to the committed offsets. ``replay_on_assign`` reads every assigned partition
+    going back to the committed offsets. ``reread_on_assign`` reads every assigned partition
     from its start (a compacted topic rebuilt by each owner).
     """
 
@@ -86,7 +86,7 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
         on_error: Hook | None = None,
-        replay_on_assign: bool = False,
+        reread_on_assign: bool = False,
         hold_while_resetting: bool = False,
         timeout_ms: int = 500,
         max_records: int | None = None,
@@ -100,7 +100,7 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
         self._on_error = on_error
-        self._replay_on_assign = replay_on_assign
+        self._reread_on_assign = reread_on_assign
         self._hold = clients.reset.intact if hold_while_resetting else None
         self._timeout_ms = timeout_ms
         self._max_records = max_records
@@ -199,6 +199,6 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         """Rebalance: the owner's hook, then the start offsets."""
         if self._on_assigned is not None:
             await self._on_assigned(assigned)
-        if assigned and (self._replay_on_assign or self._from_start):
+        if assigned and (self._reread_on_assign or self._from_start):
             self._from_start = False
             await self.consumer.seek_to_beginning(*assigned)

@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from telex.events import now_ms
 from telex.filters import Filter, FilterError
+from telex.http import ApiError
 from telex.kafka import deadletter
 from telex.notifier.service import Notifier
 from telex.notifier.signing import SecretError, new_secret, secret_key
@@ -21,27 +22,11 @@ from telex.notifier.subscriptions import Secret, Subscription, new_id
 from telex.ssrf import TargetRefused
 
 MAX_URL = 2048
+MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
-class ApiError(Exception):
-    """An error response."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-    def response(self) -> JSONResponse:
-        """As JSON."""
-        body: dict[str, Any] = {"message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return JSONResponse({"error": body}, status_code=self.status)
-
-
-class _Fields(BaseModel):
-    """The writable fields of a subscription (all optional: create checks ``url``)."""
+class WebhookChange(BaseModel):
+    """The writable fields of a subscription; each one given is changed."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,18 +35,32 @@ class _Fields(BaseModel):
     description: str | None = Field(None, max_length=1000)
     rate_limit: float | None = Field(None, gt=0, le=10_000)
     max_in_flight: int | None = Field(None, ge=1, le=256)
-    secret: str | None = None
+    secret: str | None = Field(None, description="Refused here: use rotate-secret.")
 
 
-def _fields(body: Any) -> _Fields:
-    if not isinstance(body, dict):
-        raise ApiError(422, "body must be a JSON object", "body")
-    try:
-        return _Fields.model_validate(body)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise ApiError(422, f"{field}: {err['msg']}", field) from None
+class WebhookCreate(WebhookChange):
+    """A new subscription: ``url`` is required, the secret is generated when not given."""
+
+    url: str | None = Field(None, max_length=MAX_URL, description="Required.")
+    secret: str | None = Field(None, description="whsec_... (generated when absent).")
+
+
+class SecretRotation(BaseModel):
+    """How long the previous secrets keep signing after a rotation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: float | None = Field(None, ge=0, le=MAX_GRACE_SECONDS, strict=True)
+
+
+class Redelivery(BaseModel):
+    """Which dead letters to deliver again: one ``webhook_id``, or a time range."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_id: str | None = Field(None, strict=True)
+    since_ms: int | None = Field(None, strict=True, description="Unix milliseconds.")
+    until_ms: int | None = Field(None, strict=True, description="Unix milliseconds.")
 
 
 class WebhooksApi:
@@ -92,9 +91,8 @@ class WebhooksApi:
         data["health"] = health.as_dict() if health is not None else None
         return data
 
-    async def create(self, body: Any) -> dict[str, Any]:
+    async def create(self, fields: WebhookCreate) -> dict[str, Any]:
         """Create a subscription; the secret is returned this once."""
-        fields = _fields(body)
         if not fields.url:
             raise ApiError(422, "url is required", "url")
         url = await self._check_url(fields.url)
@@ -123,10 +121,9 @@ class WebhooksApi:
         await self.store.put(sub)
         return {**self.view(sub), "secret": secret}
 
-    async def update(self, sub_id: str, body: Any) -> dict[str, Any]:
+    async def update(self, sub_id: str, fields: WebhookChange) -> dict[str, Any]:
         """Change url, filter, description, rate limit or concurrency."""
         self._get(sub_id)
-        fields = _fields(body)
         if fields.secret is not None:
             raise ApiError(422, "secret cannot be set here; use rotate-secret", "secret")
         change: dict[str, Any] = {}
@@ -162,21 +159,14 @@ class WebhooksApi:
         )
         return self.view(self._found(updated, sub_id))
 
-    async def rotate(self, sub_id: str, body: Any) -> dict[str, Any]:
+    async def rotate(self, sub_id: str, body: SecretRotation | None) -> dict[str, Any]:
         """A new secret; the previous ones keep signing for ``grace_seconds``."""
         self._get(sub_id)
-        body = body or {}
-        if not isinstance(body, dict):
-            raise ApiError(422, "body must be a JSON object", "body")
-        grace = body.get("grace_seconds", self.notifier.settings.rotation_grace)
-        if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
-            raise ApiError(422, "grace_seconds must be a number >= 0", "grace_seconds")
-        if grace > 7 * 24 * 3600:
-            raise ApiError(422, "grace_seconds must be at most 7 days", "grace_seconds")
-        unknown = set(body) - {"grace_seconds"}
-        if unknown:
-            field = sorted(unknown)[0]
-            raise ApiError(422, f"{field}: unknown field", field)
+        grace = body.grace_seconds if body is not None else None
+        if grace is None:
+            if body is not None and "grace_seconds" in body.model_fields_set:
+                raise ApiError(422, "grace_seconds must be a number >= 0", "grace_seconds")
+            grace = self.notifier.settings.rotation_grace
         secret = new_secret()
         now = now_ms()
         expires = now + int(grace * 1000)
@@ -193,82 +183,69 @@ class WebhooksApi:
         return {**self.view(self._found(updated, sub_id)), "secret": secret}
 
     def router(self) -> APIRouter:
-        """The FastAPI routes."""
+        """The FastAPI routes; errors are raised as :class:`ApiError` for the app's handler."""
         r = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+        self._subscription_routes(r)
+        self._delivery_routes(r)
+        return r
+
+    def _subscription_routes(self, r: APIRouter) -> None:
         api = self
 
-        def wrap(result: Any, status: int = 200) -> JSONResponse:
-            return JSONResponse(result, status_code=status)
-
         @r.post("", status_code=201)
-        async def create(body: Any = Body(None)) -> Response:  # noqa: B008
+        async def create(body: WebhookCreate) -> JSONResponse:
             """Create a subscription. The response carries its secret, shown only this once."""
-            try:
-                return wrap(await api.create(body), 201)
-            except ApiError as exc:
-                return exc.response()
+            return JSONResponse(await api.create(body), status_code=201)
 
         @r.get("")
-        async def list_all() -> Response:
+        async def list_all() -> JSONResponse:
             """Every subscription (without secrets)."""
-            return wrap({"webhooks": [api.view(s) for s in api.store.all()]})
+            return JSONResponse({"webhooks": [api.view(s) for s in api.store.all()]})
 
         @r.get("/{sub_id}")
-        async def get(sub_id: str) -> Response:
+        async def get(sub_id: str) -> JSONResponse:
             """One subscription, with its state and delivery health."""
-            try:
-                return wrap(api.view(api._get(sub_id)))
-            except ApiError as exc:
-                return exc.response()
+            return JSONResponse(api.view(api._get(sub_id)))
 
         @r.patch("/{sub_id}")
-        async def update(sub_id: str, body: Any = Body(None)) -> Response:  # noqa: B008
+        async def update(sub_id: str, body: WebhookChange) -> JSONResponse:
             """Change url, filter, description, rate_limit or max_in_flight."""
-            try:
-                return wrap(await api.update(sub_id, body))
-            except ApiError as exc:
-                return exc.response()
+            return JSONResponse(await api.update(sub_id, body))
 
         @r.delete("/{sub_id}", status_code=204)
         async def delete(sub_id: str) -> Response:
             """Delete a subscription."""
             if not await api.store.delete(sub_id):
-                return ApiError(404, f"no webhook subscription {sub_id}", "id").response()
+                raise ApiError(404, f"no webhook subscription {sub_id}", "id")
             return Response(status_code=204)
 
         @r.post("/{sub_id}/pause")
-        async def pause(sub_id: str) -> Response:
+        async def pause(sub_id: str) -> JSONResponse:
             """Stop delivering; matching events go to the dead-letter topic for later replay."""
-            try:
-                return wrap(await api.set_state(sub_id, "paused", "paused by request"))
-            except ApiError as exc:
-                return exc.response()
+            return JSONResponse(await api.set_state(sub_id, "paused", "paused by request"))
 
         @r.post("/{sub_id}/resume")
-        async def resume(sub_id: str) -> Response:
+        async def resume(sub_id: str) -> JSONResponse:
             """Deliver again (also re-enables a disabled subscription and resets its health)."""
-            try:
-                return wrap(await api.set_state(sub_id, "active", None))
-            except ApiError as exc:
-                return exc.response()
+            return JSONResponse(await api.set_state(sub_id, "active", None))
 
         @r.post("/{sub_id}/rotate-secret")
-        async def rotate(sub_id: str, body: Any = Body(None)) -> Response:  # noqa: B008
+        async def rotate(
+            sub_id: str,
+            body: SecretRotation | None = Body(None),  # noqa: B008
+        ) -> JSONResponse:
             """New secret; old ones keep signing (both signatures sent) for grace_seconds."""
-            try:
-                return wrap(await api.rotate(sub_id, body))
-            except ApiError as exc:
-                return exc.response()
+            return JSONResponse(await api.rotate(sub_id, body))
+
+    def _delivery_routes(self, r: APIRouter) -> None:
+        api = self
 
         @r.post("/{sub_id}/test")
-        async def test(sub_id: str) -> Response:
+        async def test(sub_id: str) -> JSONResponse:
             """Send a signed test event now, once, and report what the receiver answered."""
-            try:
-                sub = api._get(sub_id)
-            except ApiError as exc:
-                return exc.response()
+            sub = api._get(sub_id)
             webhook_id, result = await api.notifier.send_test(sub)
-            return wrap(
+            return JSONResponse(
                 {
                     "webhook_id": webhook_id,
                     "outcome": result.outcome,
@@ -284,59 +261,51 @@ class WebhooksApi:
             limit: int = Query(100, ge=1, le=10_000),
             webhook_id: str | None = None,
             outcome: str | None = None,
-        ) -> Response:
+        ) -> JSONResponse:
             """Recent delivery attempts, newest first (the last ``[notifier] attempts_kept``
             per subscription), optionally of one delivery or one outcome."""
-            try:
-                api._get(sub_id)
-            except ApiError as exc:
-                return exc.response()
+            api._get(sub_id)
             recent = [
                 a
                 for a in reversed(api.notifier.attempts.recent.get(sub_id, ()))
                 if (webhook_id is None or a["webhook_id"] == webhook_id)
                 and (outcome is None or a["outcome"] == outcome)
             ]
-            return wrap({"attempts": recent[:limit]})
+            return JSONResponse({"attempts": recent[:limit]})
 
         @r.get("/{sub_id}/dead-letters")
         async def dead_letters(
             sub_id: str,
             since_ms: int | None = None,
             until_ms: int | None = None,
-        ) -> Response:
+        ) -> JSONResponse:
             """Deliveries that gave up (latest per webhook-id), oldest first."""
-            try:
-                api._get(sub_id)
-            except ApiError as exc:
-                return exc.response()
+            api._get(sub_id)
             found = await api.notifier.dead_letters(sub_id, since_ms=since_ms, until_ms=until_ms)
-            return wrap({"dead_letters": [_dead_view(h) for _, h in found]})
+            return JSONResponse({"dead_letters": [_dead_view(h) for _, h in found]})
 
         @r.post("/{sub_id}/replay")
-        async def replay(sub_id: str, body: Any = Body(None)) -> Response:  # noqa: B008
+        async def redeliver(sub_id: str, body: Redelivery) -> JSONResponse:
             """Deliver dead letters again: one (``webhook_id``) or a range (``since_ms``,
             ``until_ms``, unix milliseconds of when they gave up)."""
-            try:
-                sub = api._get(sub_id)
-                webhook_id, since, until = _replay_body(body)
-                if sub.state != "active":
-                    # It would only go back to the dead letters: say so instead.
-                    raise ApiError(409, f"subscription is {sub.state}; resume it first", "state")
-            except ApiError as exc:
-                return exc.response()
-            found = await api.notifier.dead_letters(sub_id, webhook_id, since, until)
-            if webhook_id is not None and not found:
-                return ApiError(
-                    404, f"no dead letter {webhook_id} for {sub_id}", "webhook_id"
-                ).response()
-            await api.notifier.replay([job for job, _ in found])
-            return wrap(
-                {"replayed": len(found), "webhook_ids": [job.webhook_id for job, _ in found]},
-                202,
+            sub = api._get(sub_id)
+            if body.webhook_id is None and body.since_ms is None:
+                raise ApiError(
+                    422, "give webhook_id, or since_ms (and optionally until_ms)", "since_ms"
+                )
+            if sub.state != "active":
+                # It would only go back to the dead letters: say so instead.
+                raise ApiError(409, f"subscription is {sub.state}; resume it first", "state")
+            found = await api.notifier.dead_letters(
+                sub_id, body.webhook_id, body.since_ms, body.until_ms
             )
-
-        return r
+            if body.webhook_id is not None and not found:
+                raise ApiError(404, f"no dead letter {body.webhook_id} for {sub_id}", "webhook_id")
+            await api.notifier.replay([job for job, _ in found])
+            return JSONResponse(
+                {"replayed": len(found), "webhook_ids": [job.webhook_id for job, _ in found]},
+                status_code=202,
+            )
 
 
 def _dead_view(h: dict[str, str]) -> dict[str, Any]:
@@ -351,24 +320,3 @@ def _dead_view(h: dict[str, str]) -> dict[str, Any]:
         "first_attempt_ms": int(h.get("telex-first-ms", "0")),
         "dead_ms": int(h.get("telex-dead-ms", "0")),
     }
-
-
-def _replay_body(body: Any) -> tuple[str | None, int | None, int | None]:
-    if not isinstance(body, dict):
-        raise ApiError(422, "body must be a JSON object", "body")
-    unknown = set(body) - {"webhook_id", "since_ms", "until_ms"}
-    if unknown:
-        field = sorted(unknown)[0]
-        raise ApiError(422, f"{field}: unknown field", field)
-    webhook_id = body.get("webhook_id")
-    if webhook_id is not None and not isinstance(webhook_id, str):
-        raise ApiError(422, "webhook_id must be a string", "webhook_id")
-    bounds: list[int | None] = []
-    for name in ("since_ms", "until_ms"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ApiError(422, f"{name} must be unix milliseconds", name)
-        bounds.append(value)
-    if webhook_id is None and bounds[0] is None:
-        raise ApiError(422, "give webhook_id, or since_ms (and optionally until_ms)", "since_ms")
-    return webhook_id, bounds[0], bounds[1]

@@ -82,44 +82,49 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+    """The method, path (under ``/v1/webhooks``) and body of an action."""
+    cmd = args.webhooks_command
+    sub = f"/{getattr(args, 'id', '')}"
+    if cmd == "create":
+        return "POST", "", {"url": args.target, **_body(args)}
+    if cmd == "update":
+        body = _body(args)
+        if args.target:
+            body["url"] = args.target
+        return "PATCH", sub, body
+    if cmd == "rotate-secret":
+        return (
+            "POST",
+            sub + "/rotate-secret",
+            ({} if args.grace is None else {"grace_seconds": args.grace}),
+        )
+    if cmd == "replay":
+        given = (
+            ("webhook_id", args.webhook_id),
+            ("since_ms", args.since_ms),
+            ("until_ms", args.until_ms),
+        )
+        return "POST", sub + "/replay", {k: v for k, v in given if v is not None}
+    if cmd in ("pause", "resume", "test"):
+        return "POST", f"{sub}/{cmd}", None
+    if cmd == "attempts":
+        return "GET", f"{sub}/attempts?limit={args.limit}", None
+    plain = {
+        "list": ("GET", ""),
+        "get": ("GET", sub),
+        "delete": ("DELETE", sub),
+        "dead-letters": ("GET", sub + "/dead-letters"),
+    }
+    method, path = plain[cmd]
+    return method, path, None
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     """Run one ``telex webhooks`` action; prints JSON, returns the exit status."""
     base = (args.url or f"http://{config.http.host}:{config.http.port}").rstrip("/")
     api = base + "/v1/webhooks"
-    cmd = args.webhooks_command
-    method, path, body = "GET", "", None
-    if cmd == "create":
-        method, body = "POST", {"url": args.target, **_body(args)}
-    elif cmd == "list":
-        pass
-    elif cmd == "get":
-        path = f"/{args.id}"
-    elif cmd == "update":
-        method, path, body = "PATCH", f"/{args.id}", _body(args)
-        if args.target:
-            body["url"] = args.target
-    elif cmd == "delete":
-        method, path = "DELETE", f"/{args.id}"
-    elif cmd in ("pause", "resume", "test"):
-        method, path = "POST", f"/{args.id}/{cmd}"
-    elif cmd == "rotate-secret":
-        body = {} if args.grace is None else {"grace_seconds": args.grace}
-        method, path = "POST", f"/{args.id}/rotate-secret"
-    elif cmd == "attempts":
-        path = f"/{args.id}/attempts?limit={args.limit}"
-    elif cmd == "dead-letters":
-        path = f"/{args.id}/dead-letters"
-    elif cmd == "replay":
-        method, path = "POST", f"/{args.id}/replay"
-        body = {
-            k: v
-            for k, v in (
-                ("webhook_id", args.webhook_id),
-                ("since_ms", args.since_ms),
-                ("until_ms", args.until_ms),
-            )
-            if v is not None
-        }
+    method, path, body = _request(args)
     try:
         tokens = config.http.admin_tokens
         headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}

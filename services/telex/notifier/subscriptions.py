@@ -89,7 +89,7 @@ def decode(value: bytes) -> Subscription:
 
 
 @dataclass
-class Entry:
+class CompiledSubscription:
     """A subscription and its compiled filter."""
 
     sub: Subscription
@@ -104,7 +104,7 @@ class SubscriptionStore:
 
     def __init__(self, clients: Clients, topic: str) -> None:
         self.topic = topic
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, CompiledSubscription] = {}
         self._deleted: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
         self._follower = TopicFollower(clients, topic, self._apply_record, "notifier-subscriptions")
@@ -156,7 +156,7 @@ class SubscriptionStore:
             return
         if self._deleted.get(sub.id, -1) >= sub.version:
             return
-        self.entries[sub.id] = Entry(sub)
+        self.entries[sub.id] = CompiledSubscription(sub)
         if self.on_change is not None:
             self.on_change(sub, sub.id)
 

@@ -7,16 +7,14 @@ comes from the pollers of this process: a source polled by another process shows
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Body, Response
 from fastapi.responses import JSONResponse
 
 from telex.config import SourceConfig
+from telex.poller.service import Poller
 from telex.poller.sources import SourceCatalog, SourceError, validate_source
-
-if TYPE_CHECKING:
-    from telex.poller.service import Poller
 
 
 def _view(source: SourceConfig, poller: Poller | None) -> dict[str, Any]:
@@ -37,13 +35,27 @@ def _not_found(source_id: str) -> JSONResponse:
 def create_router(catalog: SourceCatalog, poller: Poller | None = None) -> APIRouter:
     """The routes over ``catalog``; ``poller`` supplies status for the sources it polls."""
     router = APIRouter(prefix="/v1/sources", tags=["sources"])
+    _read_routes(router, catalog, poller)
+    _create_routes(router, catalog, poller)
+    _change_routes(router, catalog, poller)
+    return router
 
+
+def _read_routes(router: APIRouter, catalog: SourceCatalog, poller: Poller | None) -> None:
     @router.get("")
     async def list_sources() -> dict[str, Any]:
         """Every source, sorted by id, with the status of those polled by this process."""
         sources = sorted(catalog.sources.values(), key=lambda s: s.id)
         return {"sources": [_view(s, poller) for s in sources], "count": len(sources)}
 
+    @router.get("/{source_id}", response_model=None)
+    async def get_source(source_id: str) -> JSONResponse | dict[str, Any]:
+        """One source and, when polled here, its status."""
+        source = catalog.sources.get(source_id)
+        return _view(source, poller) if source is not None else _not_found(source_id)
+
+
+def _create_routes(router: APIRouter, catalog: SourceCatalog, poller: Poller | None) -> None:
     @router.post("", status_code=201, response_model=None)
     async def create_source(body: Any = Body(...)) -> JSONResponse | dict[str, Any]:  # noqa: B008
         """Add a source. 409 when the id exists; 422 names each invalid field."""
@@ -57,12 +69,6 @@ def create_router(catalog: SourceCatalog, poller: Poller | None = None) -> APIRo
             )
         await catalog.put(source)
         return _view(source, poller)
-
-    @router.get("/{source_id}", response_model=None)
-    async def get_source(source_id: str) -> JSONResponse | dict[str, Any]:
-        """One source and, when polled here, its status."""
-        source = catalog.sources.get(source_id)
-        return _view(source, poller) if source is not None else _not_found(source_id)
 
     @router.put("/{source_id}", response_model=None)
     async def replace_source(
@@ -85,6 +91,8 @@ def create_router(catalog: SourceCatalog, poller: Poller | None = None) -> APIRo
         await catalog.put(source)
         return _view(source, poller)
 
+
+def _change_routes(router: APIRouter, catalog: SourceCatalog, poller: Poller | None) -> None:
     @router.patch("/{source_id}", response_model=None)
     async def update_source(
         source_id: str,
@@ -113,5 +121,3 @@ def create_router(catalog: SourceCatalog, poller: Poller | None = None) -> APIRo
         if not await catalog.delete(source_id):
             return _not_found(source_id)
         return Response(status_code=204)
-
-    return router

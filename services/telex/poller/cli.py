@@ -110,11 +110,18 @@ def extract_command(args: argparse.Namespace) -> int:
         if raw_mapping or raw_selectors:
             from pydantic import ValidationError
 
-            from telex.config import HtmlSelectors, JsonMapping
+            from telex.config import Checks, HtmlSelectors, JsonMapping
+            from telex.poller.selectors import compile_selector
 
             try:
                 mapping = JsonMapping.model_validate(raw_mapping) if raw_mapping else None
-                selectors = HtmlSelectors.model_validate(raw_selectors) if raw_selectors else None
+                selectors = (
+                    HtmlSelectors.model_validate(
+                        raw_selectors, context=Checks(selector=compile_selector)
+                    )
+                    if raw_selectors
+                    else None
+                )
             except ValidationError as exc:
                 raise ValueError(str(exc)) from None
     except ValueError as exc:

@@ -70,7 +70,7 @@ class ExtractError(ValueError):
 
 
 @dataclass(frozen=True)
-class Entry:
+class PageEntry:
     """One update found on a page."""
 
     entry_id: str
@@ -89,7 +89,7 @@ class Entry:
 class Page:
     """What a page says about itself, and its entries in page order."""
 
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[PageEntry] = field(default_factory=list)
     page_date: date | None = None
     page_tz: str | None = None
     title: str | None = None
@@ -360,7 +360,7 @@ def _machine_value(value: str | None, now: datetime) -> str | None:
     return None
 
 
-def _signals(doc: Any, now: datetime) -> list[_Signal]:
+def _signals(doc: Any, now: datetime) -> list[_Signal]:  # noqa: C901
     """Every place the page writes a time, outside page chrome, in document order."""
     found: list[_Signal] = []
     taken: set[Any] = set()
@@ -476,25 +476,29 @@ _INLINE = frozenset({"strong", "b", "span", "em", "i", "a", "time", "abbr", "sma
 _LEAD_BLOCKS = frozenset({"p", "h2", "h3", "h4", "h5", "h6", "li", "div", "dd", "dt", "td"})
 
 
+def _time_alone(node: Any, text: str, kind: str, updated: bool) -> _Signal:
+    """A signal for a time standing alone, on the widest element that says nothing more."""
+    # Climb while the parent says nothing more (a <div> around a <span>, or a time split
+    # over several elements: <b>10</b>:<b>46</b>).
+    while True:
+        parent = node.getparent()
+        if parent is None or parent.tag in ("body", "html") or len(parent) > 6:
+            break
+        parent_text = _text(parent)
+        if len(parent_text) > 48:
+            break
+        if parent_text != text and _time_only(parent_text) is None:
+            break
+        node, text = parent, parent_text
+    return _Signal(node, kind, text, None, updated)
+
+
 def _text_signal(element: Any, string: str, is_text: bool) -> _Signal | None:
     node = element
     text = _text(node) if len(node) else " ".join(string.split())
     only = _time_only(text)
     if only is not None:
-        # Climb while the parent says nothing more (a <div> around a <span>, or a time split
-        # over several elements: <b>10</b>:<b>46</b>).
-        while True:
-            parent = node.getparent()
-            if parent is None or parent.tag in ("body", "html") or len(parent) > 6:
-                break
-            parent_text = _text(parent)
-            if len(parent_text) > 48:
-                break
-            if parent_text != text and _time_only(parent_text) is None:
-                break
-            node, text = parent, parent_text
-        kind, updated = only
-        return _Signal(node, kind, text, None, updated)
+        return _time_alone(node, text, *only)
     # A time that starts a block: "12.31 Uhr: ...", "<strong>17.00</strong> ...".
     block = node
     if is_text and block.tag in _INLINE:
@@ -571,7 +575,7 @@ _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _TITLE_CLASS = re.compile(r"head|title|titel|titre|titolo", re.IGNORECASE)
 
 
-def _content(member: _Member, ids_elsewhere: set[str]) -> None:
+def _content(member: _Member, ids_elsewhere: set[str]) -> None:  # noqa: C901
     """Title, text and link share of a member, without its time."""
     skip = {s.node for s in member.signals if s.kind not in ("lead", "ld", "attr")}
     parts: list[str] = []
@@ -683,11 +687,13 @@ _ALNUM = re.compile(r"\w{2}")
 _LIVE_CLASS = re.compile(r"live|update|ticker|timeline|stream|feed|post|entry|event", re.I)
 
 
-def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
-    """The members of the page's stream of entries, in document order."""
-    if not signals:
-        return []
-    by_key: dict[tuple[int, tuple[str, str]], dict[Any, list[_Signal]]] = {}
+_Grouped = dict[tuple[int, tuple[str, str]], dict[Any, list[_Signal]]]
+
+
+def _by_container(signals: list[_Signal]) -> tuple[_Grouped, dict[int, Any]]:
+    """Each signal under every ancestor (up to 14 levels), keyed by that ancestor and the
+    shape of the child it sits in; and the ancestors by id."""
+    by_key: _Grouped = {}
     parents: dict[int, Any] = {}
     for s in signals:
         node = s.node
@@ -701,7 +707,14 @@ def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
             if parent.tag == "body":
                 break
             node = parent
+    return by_key, parents
 
+
+def _streams(signals: list[_Signal], live_page: bool) -> list[_Member]:
+    """The members of the page's stream of entries, in document order."""
+    if not signals:
+        return []
+    by_key, parents = _by_container(signals)
     root = signals[0].node.getroottree().getroot()
     page_ids = {str(v) for v in root.xpath("//@id | //a/@name")}
     candidates: list[tuple[float, tuple[int, tuple[str, str]], list[_Member]]] = []
@@ -972,7 +985,7 @@ def _direction(timed: list[_Timed], tz: tzinfo) -> bool | None:
 # --------------------------------------------------------------------------- extraction
 
 
-def derived_id(entry: Entry) -> Entry:
+def derived_id(entry: PageEntry) -> PageEntry:
     """``entry`` with an id: its own, else one derived from its time and first words.
 
     The words are normalised (case, punctuation, spacing) so that re-polls, reordering and
@@ -993,10 +1006,10 @@ def _from_selectors(
     page_date: date | None,
     page_tz: str | None,
     now: datetime,
-) -> list[Entry]:
+) -> list[PageEntry]:
     """Entries picked by a source's own selectors instead of the generic search."""
     page_url = urldefrag(base_url)[0]
-    entries: list[Entry] = []
+    entries: list[PageEntry] = []
     for block in compile_selector(selectors.entry)(doc):
         found = compile_selector(selectors.time)(block) if selectors.time else []
         if not found:
@@ -1032,7 +1045,7 @@ def _from_selectors(
         anchor = _anchor_of(block)
         url = f"{page_url}#{anchor}" if anchor else None
         entries.append(
-            Entry(
+            PageEntry(
                 entry_id=url or "",
                 text=text or title or "",
                 title=title,
@@ -1080,11 +1093,11 @@ def _fragment(extent: list[Any], member: _Member) -> str:
     return "".join(out)
 
 
-def _text_key(entry: Entry) -> str:
+def _text_key(entry: PageEntry) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", entry.text.casefold()).split())[:80]
 
 
-def _drop_repeats(entries: list[Entry]) -> list[Entry]:
+def _drop_repeats(entries: list[PageEntry]) -> list[PageEntry]:
     """Entries shown twice (a pinned copy at the top, a "key events" box) once, keeping the
     last copy: the one in the stream, which stays when the pin goes."""
     last: dict[tuple[str, str | None], int] = {}
@@ -1188,19 +1201,7 @@ def extract_html(
     facts = _facts(doc, ld_dates, base_url)
     day_first = facts.country not in MONTH_FIRST
 
-    # The zone of times the page writes bare.
-    non_utc = [o for o in facts.offsets if o not in ("+00:00", "-00:00")]
-    zone_name: str | None
-    if page_tz:
-        zone_name, zone_from = page_tz, ZONE_SOURCE
-    elif non_utc:
-        zone_name, zone_from = Counter(non_utc).most_common(1)[0][0], ZONE_PAGE
-    elif country_zone(facts.country):
-        zone_name, zone_from = country_zone(facts.country), ZONE_COUNTRY
-    elif facts.offsets:
-        zone_name, zone_from = "+00:00", ZONE_PAGE
-    else:
-        zone_name, zone_from = "UTC", ZONE_UTC
+    zone_name, zone_from = _bare_zone(page_tz, facts)
     tz = zone_for(zone_name) or UTC
 
     start_date = _local_date(facts.published, tz, now)
@@ -1225,32 +1226,16 @@ def extract_html(
     members = _streams(signals, live_page)
     members = [m for m in members if m.text or m.title]
 
-    entries: list[Entry]
+    entries: list[PageEntry]
     if members:
         entries = _entries(
             members, updates, base_url, tz, zone_name, zone_from, page_date, start_date,
             end_date, now, facts, day_first, warnings,
         )  # fmt: skip
-    elif updates:
+    else:
         # Nothing on the page but the JSON-LD (a page its script renders): the JSON-LD is
         # what the reader will see.
-        entries = []
-        for u in updates:
-            found = resolve_time(u.time_raw, page_tz=tz, now=now) if u.time_raw else None
-            entries.append(
-                Entry(
-                    entry_id=u.url or "",
-                    text=u.text or u.title or "",
-                    title=u.title,
-                    url=u.url,
-                    time_raw=u.time_raw,
-                    published=iso_utc(found.moment) if found else None,
-                    zone_from=(ZONE_STATED if found.stated_zone else zone_from) if found else None,
-                    zone=None if found is None or found.stated_zone else zone_name,
-                )
-            )
-    else:
-        entries = []
+        entries = [_ld_entry(u, tz, zone_name, zone_from, now) for u in updates]
     entries = _drop_repeats(entries)
     entries = _not_in_future(entries, now, warnings)
     if any(e.zone_from == ZONE_UTC for e in entries):
@@ -1269,9 +1254,39 @@ def extract_html(
     )
 
 
-def _not_in_future(entries: list[Entry], now: datetime, warnings: list[str]) -> list[Entry]:
+def _bare_zone(page_tz: str | None, facts: _Facts) -> tuple[str, str]:
+    """The zone of times the page writes bare, and how it was decided."""
+    non_utc = [o for o in facts.offsets if o not in ("+00:00", "-00:00")]
+    if page_tz:
+        return page_tz, ZONE_SOURCE
+    if non_utc:
+        return Counter(non_utc).most_common(1)[0][0], ZONE_PAGE
+    country = country_zone(facts.country)
+    if country:
+        return country, ZONE_COUNTRY
+    if facts.offsets:
+        return "+00:00", ZONE_PAGE
+    return "UTC", ZONE_UTC
+
+
+def _ld_entry(u: _LdUpdate, tz: tzinfo, zone_name: str, zone_from: str, now: datetime) -> PageEntry:
+    """An entry from a JSON-LD update alone."""
+    found = resolve_time(u.time_raw, page_tz=tz, now=now) if u.time_raw else None
+    return PageEntry(
+        entry_id=u.url or "",
+        text=u.text or u.title or "",
+        title=u.title,
+        url=u.url,
+        time_raw=u.time_raw,
+        published=iso_utc(found.moment) if found else None,
+        zone_from=(ZONE_STATED if found.stated_zone else zone_from) if found else None,
+        zone=None if found is None or found.stated_zone else zone_name,
+    )
+
+
+def _not_in_future(entries: list[PageEntry], now: datetime, warnings: list[str]) -> list[PageEntry]:
     limit = now + timedelta(days=1)
-    out: list[Entry] = []
+    out: list[PageEntry] = []
     for e in entries:
         if e.published is not None:
             moment = datetime.fromisoformat(e.published.replace("Z", "+00:00"))
@@ -1280,6 +1295,37 @@ def _not_in_future(entries: list[Entry], now: datetime, warnings: list[str]) -> 
                 e = replace(e, published=None, zone_from=None, zone=None)
         out.append(e)
     return out
+
+
+def _member_time(
+    m: _Member,
+    tz: tzinfo,
+    page_date: date | None,
+    now: datetime,
+    facts: _Facts,
+    day_first: bool,
+    warnings: list[str],
+) -> _Timed:
+    """The time a member's primary signal gives, read on its own date or the page's."""
+    s = m.primary
+    if s is None or s.kind in ("ld", "minute"):
+        return _Timed(s.raw if s is not None and s.kind == "minute" else None, None)
+    date_hint = next((x.machine for x in m.signals if x.date_only and x.machine), None)
+    value = s.machine or s.raw
+    on_date: date | None = _local_date(date_hint, tz, now) if date_hint else page_date
+    found = resolve_time(
+        value, page_date=on_date, page_tz=tz, now=now, lang=facts.lang, day_first=day_first
+    )
+    if found is None and s.machine and s.raw:
+        found = resolve_time(
+            s.raw, page_date=on_date, page_tz=tz, now=now, lang=facts.lang,
+            day_first=day_first,
+        )  # fmt: skip
+    if found is None and value:
+        warnings.append(f"cannot read the time {value!r}: published left empty")
+    if date_hint and found is not None:
+        found = replace(found, own_date=True)
+    return _Timed(s.raw or s.machine, s.machine, found)
 
 
 def _entries(
@@ -1296,31 +1342,10 @@ def _entries(
     facts: _Facts,
     day_first: bool,
     warnings: list[str],
-) -> list[Entry]:
+) -> list[PageEntry]:
     page_url = urldefrag(base_url)[0]
     matched = _match_ld(members, updates) if updates else {}
-    timed: list[_Timed] = []
-    for m in members:
-        s = m.primary
-        if s is None or s.kind in ("ld", "minute"):
-            timed.append(_Timed(s.raw if s is not None and s.kind == "minute" else None, None))
-            continue
-        date_hint = next((x.machine for x in m.signals if x.date_only and x.machine), None)
-        value = s.machine or s.raw
-        on_date: date | None = _local_date(date_hint, tz, now) if date_hint else page_date
-        found = resolve_time(
-            value, page_date=on_date, page_tz=tz, now=now, lang=facts.lang, day_first=day_first
-        )
-        if found is None and s.machine and s.raw:
-            found = resolve_time(
-                s.raw, page_date=on_date, page_tz=tz, now=now, lang=facts.lang,
-                day_first=day_first,
-            )  # fmt: skip
-        if found is None and value:
-            warnings.append(f"cannot read the time {value!r}: published left empty")
-        if date_hint and found is not None:
-            found = replace(found, own_date=True)
-        timed.append(_Timed(s.raw or s.machine, s.machine, found))
+    timed = [_member_time(m, tz, page_date, now, facts, day_first, warnings) for m in members]
     _zulu_is_local(timed, tz, facts, now, warnings)
     # Times of day without a date: the page's date for the newest, earlier days past midnight.
     ascending = _direction(timed, tz)
@@ -1332,7 +1357,7 @@ def _entries(
             _roll_days(list(reversed(bare)), tz, start_date, True)
         _roll_days(timed, tz, day, ascending)
 
-    entries: list[Entry] = []
+    entries: list[PageEntry] = []
     for i, (m, t) in enumerate(zip(members, timed, strict=True)):
         update = matched.get(i)
         published = t.resolved.moment if t.resolved else None
@@ -1355,7 +1380,7 @@ def _entries(
         if title and text.startswith(title):
             text = text[len(title) :].lstrip() or text
         entries.append(
-            Entry(
+            PageEntry(
                 entry_id=entry_id,
                 text=text,
                 title=title,

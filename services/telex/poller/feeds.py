@@ -26,9 +26,9 @@ from telex.poller.extract import (
     ZONE_SOURCE,
     ZONE_STATED,
     ZONE_UTC,
-    Entry,
     ExtractError,
     Page,
+    PageEntry,
     derived_id,
 )
 from telex.poller.pagezone import country_zone, publisher_country
@@ -207,7 +207,7 @@ def extract_feed(
     zone, zone_from = _feed_zone(parsed, tz, base_url)
     lang = parsed.feed.get("language")
     lang = lang if isinstance(lang, str) else None
-    entries: list[Entry] = []
+    entries: list[PageEntry] = []
     for item in parsed.entries:
         link = _first(item, "link")
         url = urljoin(base_url, link) if link else None
@@ -222,9 +222,9 @@ def extract_feed(
             continue
         time_raw, published, how, item_zone = _time(item, zone, zone_from, now, lang, warnings)
         # The publisher's id (guid / atom:id) first; many feeds have none, so the link, then
-        # a derived one (anchors.md: feedparser's own identity is only entries[].id).
+        # a derived one (feedparser's own identity is only entries[].id).
         entry_id = _first(item, "id", "guid") or url or ""
-        entry = Entry(
+        entry = PageEntry(
             entry_id=entry_id,
             text=text or title or "",
             title=title,

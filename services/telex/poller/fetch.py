@@ -182,26 +182,8 @@ class Fetcher:
                     return location
                 if status == 304:
                     return self._fetched(response, url, None)
-                if status in (429, 503):
-                    wait = retry_after_seconds(response.headers.get("retry-after"))
-                    reason: Reason = "rate_limited" if status == 429 else "http_5xx"
-                    raise FetchError(reason, f"HTTP {status}", retry_after=wait)
-                if status >= 400:
-                    reason = "http_4xx" if status < 500 else "http_5xx"
-                    raise FetchError(reason, f"HTTP {status}")
-                if not 200 <= status < 300:
-                    raise FetchError("http_other", f"HTTP {status}")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise FetchError("too_large", f"body of {declared} bytes exceeds {limit}")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise FetchError("too_large", f"body larger than {limit} bytes")
-                    chunks.append(chunk)
-                return self._fetched(response, url, b"".join(chunks))
+                _check_status(response)
+                return self._fetched(response, url, await _read_body(response, limit))
         except TargetRefused as exc:  # at connect time: the name now resolves elsewhere
             raise _refused(url, exc) from None
         except httpx.TimeoutException as exc:
@@ -227,6 +209,35 @@ class Fetcher:
             last_modified=response.headers.get("last-modified"),
             fresh_for=freshness_seconds(response.headers),
         )
+
+
+def _check_status(response: httpx.Response) -> None:
+    """Raise the :class:`FetchError` an answer that is not a 2xx page stands for."""
+    status = response.status_code
+    if status in (429, 503):
+        wait = retry_after_seconds(response.headers.get("retry-after"))
+        reason: Reason = "rate_limited" if status == 429 else "http_5xx"
+        raise FetchError(reason, f"HTTP {status}", retry_after=wait)
+    if status >= 400:
+        reason = "http_4xx" if status < 500 else "http_5xx"
+        raise FetchError(reason, f"HTTP {status}")
+    if not 200 <= status < 300:
+        raise FetchError("http_other", f"HTTP {status}")
+
+
+async def _read_body(response: httpx.Response, limit: int) -> bytes:
+    """The whole body, refused once it exceeds ``limit`` bytes (declared or streamed)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise FetchError("too_large", f"body of {declared} bytes exceeds {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise FetchError("too_large", f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _refused(url: str, exc: TargetRefused) -> FetchError:

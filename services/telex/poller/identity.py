@@ -12,17 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from telex.poller.extract import Entry
+from telex.poller.extract import PageEntry
 
 _WORD = re.compile(r"\w+")
 SIMILAR = 0.5
 
 
-def _words(entry: Entry) -> set[str]:
+def _words(entry: PageEntry) -> set[str]:
     return set(_WORD.findall(f"{entry.title or ''} {entry.text}".casefold()))
 
 
-def similarity(a: Entry, b: Entry) -> float:
+def similarity(a: PageEntry, b: PageEntry) -> float:
     """Jaccard similarity of two entries' word sets (0..1)."""
     wa, wb = _words(a), _words(b)
     if not wa or not wb:
@@ -30,7 +30,7 @@ def similarity(a: Entry, b: Entry) -> float:
     return len(wa & wb) / len(wa | wb)
 
 
-def carry_derived_ids(previous: dict[str, Entry], entries: list[Entry]) -> list[Entry]:
+def carry_derived_ids(previous: dict[str, PageEntry], entries: list[PageEntry]) -> list[PageEntry]:
     """``entries`` with each new derived id replaced by the id of the vanished entry it edits."""
     current = {e.entry_id for e in entries}
     candidates = [
@@ -40,12 +40,12 @@ def carry_derived_ids(previous: dict[str, Entry], entries: list[Entry]) -> list[
     ]
     if not candidates:
         return entries
-    out: list[Entry] = []
+    out: list[PageEntry] = []
     for entry in entries:
         if not entry.entry_id.startswith("derived:") or entry.entry_id in previous:
             out.append(entry)
             continue
-        best: Entry | None = None
+        best: PageEntry | None = None
         best_score = SIMILAR
         for old in candidates:
             if old.time_raw != entry.time_raw:

@@ -18,7 +18,7 @@ import orjson
 from jmespath.exceptions import JMESPathError
 
 from telex.config import JsonMapping
-from telex.poller.extract import Entry, ExtractError, Page, derived_id
+from telex.poller.extract import ExtractError, Page, PageEntry, derived_id
 from telex.poller.feeds import html_to_text
 from telex.timeparse import iso_utc, resolve
 
@@ -120,7 +120,7 @@ def extract_json(
     if not isinstance(items, list):
         found = "nothing" if items is None else type(items).__name__
         raise ExtractError(f"mapping.items {mapping.items!r} selected {found}, not a list")
-    entries: list[Entry] = []
+    entries: list[PageEntry] = []
     for item in items:
         if not isinstance(item, dict):
             continue
@@ -137,7 +137,7 @@ def extract_json(
         )
         link = _scalar(_search(mapping.url, item))
         url = urljoin(base_url, link) if link else None
-        entry = Entry(
+        entry = PageEntry(
             entry_id=_scalar(_search(mapping.id, item)) or url or "",
             text=text or title or "",
             title=title,

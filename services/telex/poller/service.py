@@ -22,7 +22,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter
 
 from telex import metrics
 from telex.config import Config, SourceConfig
@@ -31,7 +30,7 @@ from telex.kafka import Batch, Clients, GroupConsumer, stop_quietly
 from telex.log import get_logger
 from telex.outbound import tls_context
 from telex.poller.documents import extract_document
-from telex.poller.extract import Entry, ExtractError, Page
+from telex.poller.extract import ExtractError, Page, PageEntry
 from telex.poller.fetch import Fetcher, FetchError
 from telex.poller.identity import carry_derived_ids
 from telex.poller.schedule import Cadence
@@ -54,7 +53,7 @@ class SourceState:
     last_modified: str | None = None
     body_digest: bytes | None = None  # of the last document read, for servers without ETags
     sent: dict[str, str] = field(default_factory=dict)  # entry id -> content hash
-    last_page: dict[str, Entry] = field(default_factory=dict)  # entries of the last page
+    last_page: dict[str, PageEntry] = field(default_factory=dict)  # entries of the last page
     last_page_order: list[str] = field(default_factory=list)
     polls: int = 0
     last_poll_ms: int | None = None
@@ -87,7 +86,7 @@ class SourceState:
 
 
 def raw_update(
-    source: SourceConfig, page: Page, entry: Entry, digest: str, kind: str = "upsert"
+    source: SourceConfig, page: Page, entry: PageEntry, digest: str, kind: str = "upsert"
 ) -> RawUpdate:
     """The raw record for one entry of a page (``kind="delete"`` carries its last content)."""
     return {
@@ -112,7 +111,7 @@ def raw_update(
     }
 
 
-def oldest_first(entries: list[Entry]) -> list[Entry]:
+def oldest_first(entries: list[PageEntry]) -> list[PageEntry]:
     """Entries in the order they go on the topic: oldest first, whatever order the page shows.
 
     Pages are usually newest first; the stable sort keeps that reversed order for entries
@@ -121,7 +120,7 @@ def oldest_first(entries: list[Entry]) -> list[Entry]:
     after "10:46:00.250Z" as text (found by bench/soak.py: a source's order broke on the wire).
     """
 
-    def key(entry: Entry) -> str:
+    def key(entry: PageEntry) -> str:
         published = entry.published or ""
         if published.endswith("Z") and "." not in published:
             return published[:-1] + ".000Z"
@@ -180,13 +179,6 @@ class Poller:
         """True once connected, in the group, and the catalogue is loaded."""
         return self._producer is not None and self._assigned and self.catalog.ready
 
-    @property
-    def router(self) -> APIRouter:
-        """The ``/v1/sources`` routes."""
-        from telex.poller.api import create_router
-
-        return create_router(self.catalog, self)
-
     async def start(self) -> None:
         """Publish the declared sources, join the pollers' group and load the catalogue."""
         # Loading the trust store takes tens of milliseconds of CPU: not on the event loop.
@@ -209,7 +201,7 @@ class Poller:
             on_assigned=self._assigned_partitions,
             on_revoked=self._revoked_partitions,
             # Each owner rebuilds its sources from the whole (compacted) partition.
-            replay_on_assign=True,
+            reread_on_assign=True,
             max_records=1000,
         )
         await self._group.start()
@@ -450,6 +442,26 @@ class Poller:
         state.last_error, state.last_error_reason = message, reason
         state.last_error_ms = now_ms()
 
+    async def _send_deletions(
+        self, state: SourceState, page: Page, seen: set[str]
+    ) -> list[tuple[str, str | None, str, Any]]:
+        """Send a delete for each entry sent before that the page no longer has."""
+        assert self._producer is not None
+        source = state.config
+        pending: list[tuple[str, str | None, str, Any]] = []
+        for entry_id in vanished(state.last_page_order, seen):
+            last = state.last_page.get(entry_id)
+            last_hash = state.sent.get(entry_id)
+            if last is None or last_hash is None:
+                continue
+            record = raw_update(source, page, last, last_hash, kind="delete")
+            record["produced_ms"] = now_ms()
+            future = await self._producer.send(
+                self.config.topics.raw, encode(record), key=source.id.encode()
+            )
+            pending.append((entry_id, None, "deleted", future))
+        return pending
+
     async def _produce_changes(self, state: SourceState, page: Page) -> int:
         assert self._producer is not None
         source = state.config
@@ -460,7 +472,7 @@ class Poller:
         generation = self.clients.reset.generation
         pending: list[tuple[str, str | None, str, Any]] = []
         entries = carry_derived_ids(state.last_page, page.entries)
-        seen: dict[str, Entry] = {}
+        seen: dict[str, PageEntry] = {}
         for entry in entries:
             seen.setdefault(entry.entry_id, entry)  # pinned boxes repeat entries: first wins.
         for entry in oldest_first(list(seen.values())):
@@ -479,17 +491,7 @@ class Poller:
             pending.append((entry.entry_id, digest, "changed" if known else "new", future))
         order = list(seen)
         if source.report_deletions:
-            for entry_id in vanished(state.last_page_order, set(seen)):
-                last = state.last_page.get(entry_id)
-                last_hash = state.sent.get(entry_id)
-                if last is None or last_hash is None:
-                    continue
-                record = raw_update(source, page, last, last_hash, kind="delete")
-                record["produced_ms"] = now_ms()
-                future = await self._producer.send(
-                    self.config.topics.raw, encode(record), key=source.id.encode()
-                )
-                pending.append((entry_id, None, "deleted", future))
+            pending.extend(await self._send_deletions(state, page, set(seen)))
         for i, (entry_id, maybe_digest, kind, future) in enumerate(pending):
             try:
                 await future  # raises on failure: the entry stays unsent, retried next poll.

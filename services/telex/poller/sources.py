@@ -1,7 +1,7 @@
 """Sources as data: the compacted ``telex.sources`` topic, key = source id.
 
 A record's value is the source definition as JSON; a tombstone (null value) deletes it. The
-embedded broker never compacts (kafka-notes.md), and real Kafka compacts late, so every reader
+embedded broker never compacts, and real Kafka compacts late, so every reader
 keeps the last value per key and honours tombstones itself.
 
 :class:`SourceCatalog` reads the whole topic (no consumer group) for the API and writes
@@ -17,11 +17,14 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from telex.config import SourceConfig
+from telex.config import Checks, SourceConfig
 from telex.kafka import Clients, TopicFollower, stop_quietly
 from telex.log import get_logger
+from telex.poller.selectors import compile_selector
 
 log = get_logger(__name__)
+
+_CHECKS = Checks(selector=compile_selector)
 
 
 class SourceError(ValueError):
@@ -37,7 +40,7 @@ def validate_source(data: Any) -> SourceConfig:
     if not isinstance(data, dict):
         raise SourceError([{"field": "(body)", "message": "must be a JSON object"}])
     try:
-        return SourceConfig.model_validate(data)
+        return SourceConfig.model_validate(data, context=_CHECKS)
     except ValidationError as exc:
         errors = [
             {

@@ -1,6 +1,6 @@
 """Reading a range of the wire back from Kafka, for cursors older than the gateway's memory.
 
-A replay reads each partition from the cursor's offset up to (not including) a given end, with
+A read takes each partition from the cursor's offset up to (not including) a given end, with
 its own group-less consumer, so any gateway can serve any cursor: the position lives in the
 cursor, not in the gateway.
 """
