@@ -312,21 +312,16 @@ async def prepare(bootstrap: str, raw: str, out: str, records: list[tuple[bytes,
 async def count_topic(bootstrap: str, topic: str) -> int:
     from aiokafka import TopicPartition
 
+    from telex.kafka.scan import read_to_end
+
+    async def ignore(batch: object) -> None:
+        return None
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        total, remaining = 0, set(tps)
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
-            total += sum(len(v) for v in batch.values())
-            for tp in list(remaining):
-                high = consumer.highwater(tp)
-                if high is not None and await consumer.position(tp) >= high:
-                    remaining.discard(tp)
-        return total
+        return await read_to_end(consumer, tps, ignore, max_records=10_000)
     finally:
         await consumer.stop()
 
