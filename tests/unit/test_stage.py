@@ -13,7 +13,13 @@ from telex.config import Config
 from telex.events import content_hash, decode_raw, encode, update_id
 from telex.processor.diff import readable_diff
 from telex.processor.stage import Stage
-from telex.processor.state import Known, PartitionState
+from telex.processor.state import (
+    RAW_OFFSET_HEADER,
+    Known,
+    PartitionState,
+    source_headers,
+    source_offset,
+)
 from telex.processor.stories import _A, _B, _SHIFT, signature, words
 from telex.replay.seed import SeedBlog
 
@@ -196,3 +202,20 @@ def test_debug_trace_links_the_update_to_its_wire_event(caplog: Any) -> None:
         {"update": record["id"], "outcome": "new", "event_id": created.event["id"]},
         {"update": record["id"], "outcome": "duplicate", "event_id": None},
     ]
+
+
+def test_restored_state_knows_the_last_raw_offset_done() -> None:
+    stage = Stage(Config())
+    live = stage.new_state()
+    events = [stage.process(raw("rt", f"e{n}", f"{TEXT} {n}"), live, n).event for n in range(3)]
+    restored = stage.new_state()
+    assert restored.done_offset == -1
+    for offset, event in zip((40, 41, 7), events, strict=True):
+        assert event is not None
+        restored.apply_wire_record(encode(event), source_headers(offset))
+    assert restored.done_offset == 41
+    # Events written before the header existed, and a header that is not a number, say nothing.
+    restored.apply_wire_record(encode(events[0]), [])
+    restored.apply_wire_record(encode(events[0]), [(RAW_OFFSET_HEADER, b"x")])
+    assert restored.done_offset == 41
+    assert source_offset(source_headers(12)) == 12

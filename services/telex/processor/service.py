@@ -31,7 +31,7 @@ from telex.kafka import Batch, Clients, GroupConsumer, deadletter, stop_quietly
 from telex.kafka.scan import at_end, partitions_of
 from telex.log import get_logger
 from telex.processor.stage import Stage, published_time
-from telex.processor.state import PartitionState, restore
+from telex.processor.state import PartitionState, restore, source_headers
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -47,6 +47,19 @@ _TAIL_QUEUE_BATCHES = 16
 # The consume loop goes round at least every 0.5 s plus one batch; this long without a round
 # means it is stuck.
 _STALLED_AFTER_S = 60.0
+
+
+async def settle(sends: list[Any]) -> None:
+    """Wait for every send of a batch to be acknowledged or to fail, then raise the first
+    failure.
+
+    ``gather`` would raise at the first failure with other sends still in flight: the rewind
+    that follows would restore the state from a wire those sends are still landing on.
+    """
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class Processor:
@@ -316,6 +329,12 @@ class Processor:
                 except PoisonRecord as poison:
                     out.append((tp, record, poison.reason))
                     continue
+                if record.offset <= state.done_offset:
+                    # Its event is on the wire already (a partition handed over before its
+                    # last commit landed): the state is past it, so it must not be re-decided.
+                    metrics.DUPLICATES.inc()
+                    out.append((tp, record, None))
+                    continue
                 raw["consumed_ms"] = consumed_ms
                 raw_hop.observe(max(0, consumed_ms - raw.get("produced_ms", consumed_ms)) / 1000)
                 try:
@@ -330,6 +349,7 @@ class Processor:
                     metrics.DUPLICATES.inc()
                     out.append((tp, record, None))
                 else:
+                    state.done_offset = record.offset
                     out.append((tp, record, (result.event, encode(result.event))))
         return out
 
@@ -352,8 +372,9 @@ class Processor:
                 pending.append(await self._dead_letter(tp, record, outcome))
             elif outcome is not None:
                 event, value = outcome
+                headers = source_headers(record.offset)
                 builder = builders.get(tp.partition)
-                if builder is None or not self._append(builder, record.key, value):
+                if builder is None or not self._append(builder, record.key, value, headers):
                     if builder is not None:  # full: send it, start the next
                         pending.append(
                             await self._producer.send_batch(
@@ -361,12 +382,16 @@ class Processor:
                             )
                         )
                     builder = builders[tp.partition] = self._producer.create_batch()
-                    if not self._append(builder, record.key, value):
+                    if not self._append(builder, record.key, value, headers):
                         # aiokafka lets an empty batch take one record of any size; should
                         # that ever change, the record still goes, on its own.
                         pending.append(
                             await self._producer.send(
-                                topics.wire, value, key=record.key, partition=tp.partition
+                                topics.wire,
+                                value,
+                                key=record.key,
+                                partition=tp.partition,
+                                headers=headers,
                             )
                         )
                 produced[event["type"]] += 1
@@ -376,7 +401,7 @@ class Processor:
                 await self._producer.send_batch(builder, topics.wire, partition=partition)
             )
         if pending:
-            await asyncio.gather(*pending)
+            await settle(pending)
         for type_, count in produced.items():
             metrics.EVENTS_PRODUCED.labels(type_).inc(count)
         self._gauge_state()
@@ -386,8 +411,10 @@ class Processor:
         await self._group.commit(offsets)
 
     @staticmethod
-    def _append(builder: Any, key: bytes | None, value: bytes) -> bool:
-        return builder.append(key=key, value=value, timestamp=None) is not None
+    def _append(
+        builder: Any, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> bool:
+        return builder.append(key=key, value=value, timestamp=None, headers=headers) is not None
 
     async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> Any:
         assert self._producer is not None

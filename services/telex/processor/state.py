@@ -8,6 +8,13 @@ committed: a re-processed record whose event is already on the wire is recognise
 A separate changelog topic could not do that, since a crash between writing the event and
 writing the changelog record would leave them disagreeing.
 
+Each wire event also carries, in the ``telex-raw-offset`` header, the offset of the raw record
+it came from. The state is "the latest content per update", which is only right for the records
+*after* the last one that reached the wire: re-processing an older record against it would take
+a superseded edit for a new revision (the group can hand a partition over before the previous
+owner's commit lands). So the restored state also knows the highest raw offset already done, and
+the processor passes over every record up to it.
+
 The state is bounded twice: by size (least recently written entries go first) and by event time
 (an entry older than ``ttl_ms`` behind the newest event seen is forgotten). Both depend only on
 the sequence of events, never on the wall clock, so a state restored from the wire is the very
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +38,9 @@ from telex.kafka.scan import Batch, offsets_since, read_to_end
 from telex.log import get_logger
 
 log = get_logger(__name__)
+
+
+RAW_OFFSET_HEADER = "telex-raw-offset"
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class PartitionState:
         self.ttl_ms = ttl_ms
         self._known: OrderedDict[str, Known] = OrderedDict()
         self._watermark = 0
+        # The highest raw offset whose event is on the wire (-1: none known).
+        self.done_offset = -1
 
     def __len__(self) -> int:
         return len(self._known)
@@ -97,8 +109,14 @@ class PartitionState:
             del self._known[update_id]
             metrics.STATE_EVICTIONS.labels("dedup", reason).inc()
 
-    def apply_wire_record(self, value: bytes | None) -> dict[str, Any] | None:
-        """Fold one wire event into the state (used during recovery); returns its data."""
+    def apply_wire_record(
+        self, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> dict[str, Any] | None:
+        """Fold one wire event (and its headers) into the state, during recovery; returns its
+        data."""
+        raw_offset = source_offset(headers)
+        if raw_offset is not None:
+            self.done_offset = max(self.done_offset, raw_offset)
         if value is None:
             return None
         try:
@@ -120,6 +138,22 @@ class PartitionState:
             return None
         result: dict[str, Any] = data
         return result
+
+
+def source_headers(raw_offset: int) -> list[tuple[str, bytes]]:
+    """The headers of a wire event made from the raw record at ``raw_offset``."""
+    return [(RAW_OFFSET_HEADER, str(raw_offset).encode())]
+
+
+def source_offset(headers: Sequence[tuple[str, bytes]]) -> int | None:
+    """The raw offset a wire event came from, if its headers say (older events do not)."""
+    for name, value in headers:
+        if name == RAW_OFFSET_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 async def restore(
@@ -163,6 +197,6 @@ def _apply(
 ) -> None:
     for tp, items in batch.items():
         for record in items:
-            data = states[tp.partition].apply_wire_record(record.value)
+            data = states[tp.partition].apply_wire_record(record.value, record.headers)
             if data is not None and on_event is not None:
                 on_event(tp.partition, data)
