@@ -26,6 +26,11 @@ Run (Quix Streams is a bench-only dependency, kept out of telex's own):
 
     python -m venv .venv-bench && .venv-bench/bin/pip install -e . quixstreams
     .venv-bench/bin/python bench/processor_throughput.py --records 6000 --runs 3
+
+``--bootstrap HOST:PORT`` runs it against a running cluster instead (``scripts/kafka-cluster.sh``
+starts the test suite's three Apache Kafka nodes): topics get telex's replication (3 copies,
+``min.insync.replicas=2`` on three brokers) and every contender's producer is idempotent, as
+telex's is there; on the embedded broker, which cannot be, none is.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -119,7 +125,12 @@ async def run_plain(args: argparse.Namespace) -> dict[str, Any]:
         enable_auto_commit=False, auto_offset_reset="earliest",
         session_timeout_ms=6000, heartbeat_interval_ms=500, request_timeout_ms=10_000,
     )  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=2)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap,
+        acks="all",
+        linger_ms=2,
+        enable_idempotence=args.idempotence == "on",
+    )
     await producer.start()
     await consumer.start()
     clock, seen = Clock(), 0
@@ -161,7 +172,7 @@ async def run_telex(
         None,
         {
             "TELEX_KAFKA_BOOTSTRAP": args.bootstrap,
-            "TELEX_KAFKA_IDEMPOTENCE": "off",
+            "TELEX_KAFKA_IDEMPOTENCE": args.idempotence,
             "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "TELEX_TOPICS_RAW": args.raw,
@@ -284,6 +295,9 @@ def child(args: argparse.Namespace) -> None:
 async def prepare(bootstrap: str, raw: str, out: str, records: list[tuple[bytes, bytes]]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from telex.config import TopicsConfig
+    from telex.kafka.admin import replication
+
     # Explicit retention settings: Quix Streams derives its changelog topics' settings from
     # the input topic's retention.ms/retention.bytes, which Tansu reports only when they were
     # set at creation (it raises KeyError: 'retention.ms' otherwise).
@@ -291,11 +305,14 @@ async def prepare(bootstrap: str, raw: str, out: str, records: list[tuple[bytes,
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor, in_sync = replication(TopicsConfig(), brokers)
+        configs["min.insync.replicas"] = str(in_sync)
         await admin.create_topics(
             [
-                NewTopic(raw, PARTITIONS, 1, topic_configs=configs),
-                NewTopic(out, PARTITIONS, 1, topic_configs=configs),
-                NewTopic(out + ".dlq", 1, 1, topic_configs=configs),
+                NewTopic(raw, PARTITIONS, factor, topic_configs=configs),
+                NewTopic(out, PARTITIONS, factor, topic_configs=configs),
+                NewTopic(out + ".dlq", 1, factor, topic_configs=configs),
             ]
         )
     finally:
@@ -328,18 +345,23 @@ async def count_topic(bootstrap: str, topic: str) -> int:
 
 async def parent(args: argparse.Namespace) -> None:  # noqa: C901
     records, expected = make_input(args.records)
-    broker = EmbeddedBroker()
-    await broker.start()
+    broker = None if args.bootstrap else EmbeddedBroker()
+    if broker is not None:
+        await broker.start()
+    bootstrap = args.bootstrap or broker.bootstrap
+    idempotence = "off" if broker is not None else "on"
+    tag = uuid.uuid4().hex[:6]  # a cluster keeps the topics of earlier invocations
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.contenders}
     try:
         for run in range(args.runs):
             for contender in args.contenders:
-                raw, out = f"bench{run}.{contender}.raw", f"bench{run}.{contender}.out"
-                await prepare(broker.bootstrap, raw, out, records)
+                raw, out = f"bench{tag}-{run}.{contender}.raw", f"bench{tag}-{run}.{contender}.out"
+                await prepare(bootstrap, raw, out, records)
                 cmd = [
                     sys.executable, __file__, "--child", contender, "--bootstrap",
-                    broker.bootstrap, "--raw", raw, "--out", out, "--group",
-                    f"bench{run}-{contender}", "--records", str(len(records)),
+                    bootstrap, "--raw", raw, "--out", out, "--group",
+                    f"bench{tag}-{run}-{contender}", "--records", str(len(records)),
+                    "--idempotence", idempotence,
                 ]  # fmt: skip
                 proc = await asyncio.create_subprocess_exec(
                     *cmd,
@@ -361,7 +383,7 @@ async def parent(args: argparse.Namespace) -> None:  # noqa: C901
                     results[contender].append({"failed": stderr.decode()[-3000:]})
                     continue
                 result = json.loads(line[len("RESULT ") :])
-                result["outputs"] = await count_topic(broker.bootstrap, out)
+                result["outputs"] = await count_topic(bootstrap, out)
                 results[contender].append(result)
                 print(
                     f"{contender:6} run {run}: {result['records']} records, "
@@ -372,9 +394,12 @@ async def parent(args: argparse.Namespace) -> None:  # noqa: C901
                     flush=True,
                 )
     finally:
-        await broker.stop()
+        if broker is not None:
+            await broker.stop()
     python = platform.python_version()
     print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, Python {python}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"broker: {args.bootstrap or 'embedded'} (idempotence {idempotence}); load {load}")
     print(
         f"input: {len(records)} raw updates -> {expected} wire events; median of {args.runs} runs"
     )
@@ -404,7 +429,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--contenders", nargs="+", default=["plain", "telex", "quix"])
     parser.add_argument("--child", dest="contender", default=None)
-    parser.add_argument("--bootstrap")
+    parser.add_argument("--bootstrap", help="a running cluster (default: the embedded broker)")
+    parser.add_argument("--idempotence", choices=("on", "off"), default="off")
     parser.add_argument("--raw")
     parser.add_argument("--out")
     parser.add_argument("--group")

@@ -1237,6 +1237,8 @@ def build_report(run: Run, result: dict[str, Any], codes: dict[str, int | None])
             "gateway_delivery_latency_mean_ms": mean_ms(svc, "telex_gateway_delivery_latency"),
             "end_to_end_latency_mean_ms": mean_ms(svc, "telex_end_to_end_latency"),
         },
+        # telex_pipeline_hop_seconds of every process, p50/p99/mean ms per hop, whole run.
+        "hops_ms": hop_table(svc),
         "log_warnings": warnings,
         "log_errors": errors,
         "logs": logs,
@@ -1248,6 +1250,13 @@ def build_report(run: Run, result: dict[str, Any], codes: dict[str, int | None])
     }
     report["problems"] = problems(report)
     return report
+
+
+def hop_table(services: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    """Per hop (poller saw -> ... -> subscriber), from the services' own histograms."""
+    from latency import hop_quantiles  # it imports this module: not at the top
+
+    return hop_quantiles({}, services, "telex_pipeline_hop_seconds")
 
 
 def mean_ms(services: dict[str, dict[str, float]], histogram: str) -> float | None:
@@ -1333,6 +1342,11 @@ def summary(r: dict[str, Any]) -> str:
         + ", ".join(
             f"{name} {p.get('p50')}/{p.get('p99')}"
             for name, p in r["topics"].get("wire", {}).get("stages_ms", {}).items()
+        ),
+        "per hop, telex_pipeline_hop_seconds (p50/p99/mean ms): "
+        + ", ".join(
+            f"{hop} {p.get('p50')}/{p.get('p99')}/{p.get('mean')}"
+            for hop, p in r.get("hops_ms", {}).items()
         ),
         "topics (per-source order as Kafka holds it): "
         + "; ".join(

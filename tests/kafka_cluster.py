@@ -140,10 +140,24 @@ class Node:
         return self.log.read_text(errors="replace").count(STARTED)
 
 
+# What a newsroom runs: every partition on all three, a write needs two copies; telex creates
+# its topics itself, so an accidental auto-created one would hide a bug. docker-compose.yml's
+# brokers say the same (tests/ops/test_deploy.py compares them).
+NODES = 3
+DURABILITY: dict[str, int | str] = {
+    "default.replication.factor": 3,
+    "min.insync.replicas": 2,
+    "offsets.topic.replication.factor": 3,
+    "transaction.state.log.replication.factor": 3,
+    "transaction.state.log.min.isr": 2,
+    "auto.create.topics.enable": "false",
+}
+
+
 class KafkaCluster:
     """``size`` combined KRaft nodes on 127.0.0.1 under ``root`` (a fresh folder)."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = NODES) -> None:
         self.root = root
         self.lib = kafka_lib()
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -203,14 +217,7 @@ class KafkaCluster:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": node.home / "data",
-            # What a newsroom runs: every partition on all three, a write needs two copies.
-            "default.replication.factor": 3,
-            "min.insync.replicas": 2,
-            "offsets.topic.replication.factor": 3,
-            "transaction.state.log.replication.factor": 3,
-            "transaction.state.log.min.isr": 2,
-            # telex creates its topics itself; an accidental auto-created one would hide a bug.
-            "auto.create.topics.enable": "false",
+            **DURABILITY,
             # Fewer internal partitions than the defaults (50): created faster on two cores.
             "offsets.topic.num.partitions": 6,
             "transaction.state.log.num.partitions": 6,
@@ -509,7 +516,7 @@ class KafkaCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path | None = None, size: int = 3) -> Iterator[KafkaCluster]:
+def running_cluster(root: Path | None = None, size: int = NODES) -> Iterator[KafkaCluster]:
     """A started cluster under ``root`` (a temporary folder by default), stopped on exit."""
     with contextlib.ExitStack() as stack:
         if root is None:
@@ -523,7 +530,7 @@ def running_cluster(root: Path | None = None, size: int = 3) -> Iterator[KafkaCl
 def main(argv: list[str] | None = None) -> int:
     """Run a cluster in the foreground until Ctrl-C; print how to point telex at it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=NODES)
     parser.add_argument("--dir", type=Path, help="keep data and logs here (default: a temp dir)")
     args = parser.parse_args(argv)
     if args.dir is not None:

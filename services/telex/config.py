@@ -163,6 +163,14 @@ class KafkaConfig(_Section):
         le=600_000,
         description="Kafka request timeout (kept above half the session timeout).",
     )
+    send_blocked_after_s: float = Field(
+        5.0,
+        gt=0,
+        description="A stage whose oldest unacknowledged send to Kafka has waited this long "
+        "(or whose latest send failed) reports not ready on /readyz and "
+        "telex_kafka_produce_blocked 1, until a send is acknowledged again. Below "
+        "min.insync.replicas a send with acks=all waits: the client retries it.",
+    )
     embedded_start_timeout_s: float = Field(
         20.0,
         gt=0,

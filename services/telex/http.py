@@ -84,7 +84,8 @@ async def _invalid_request(_: Request, exc: Exception) -> Response:
 
 
 class Component(Protocol):
-    """A running part of telex that can say whether it is ready."""
+    """A running part of telex that can say whether it is ready (and may say why not, in a
+    ``not_ready_reason`` property: ``/readyz`` shows it)."""
 
     @property
     def ready(self) -> bool: ...
@@ -154,10 +155,20 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        """Ready: every component is connected and has what it needs to work."""
+        """Ready: every component is connected and has what it needs to work.
+
+        Not ready: 503, the components that are not, and for those that can say, why.
+        """
         states = {name: c.ready for name, c in components.items()}
         ok = all(states.values())
-        body = {"status": "ready" if ok else "not ready", "components": states}
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "components": states}
+        reasons = {
+            name: reason
+            for name, c in components.items()
+            if not states[name] and (reason := getattr(c, "not_ready_reason", None))
+        }
+        if reasons:
+            body["reasons"] = reasons
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"])

@@ -268,3 +268,25 @@ TOPICS_RECREATED = Counter(
     "Times this process found its topics gone from the broker and created them again (an "
     "in-memory broker restarted, or topics were deleted): what was on them is lost.",
 )
+
+# Sends to Kafka, per producing component (poller, processor, notifier): telex.kafka.sends
+PRODUCE_ERRORS = Counter(
+    "telex_kafka_produce_errors_total",
+    "Sends to Kafka that failed, by component and error (not_enough_replicas, "
+    "not_enough_replicas_after_append, timeout, request_timed_out, no_leader, connection, "
+    "other). With the idempotent producer the client retries replication errors itself, so a "
+    "missing quorum shows as telex_kafka_produce_blocked rather than here.",
+    ["component", "error"],
+)
+PRODUCE_BLOCKED = Gauge(
+    "telex_kafka_produce_blocked",
+    "1 while a component's sends to Kafka are failing or waiting (latest send failed, or the "
+    "oldest unacknowledged one waited longer than [kafka] send_blocked_after_s): the "
+    "component reports not ready on /readyz meanwhile.",
+    ["component"],
+)
+PRODUCE_OLDEST_PENDING = Gauge(
+    "telex_kafka_produce_oldest_pending_seconds",
+    "Age of a component's oldest send to Kafka not acknowledged yet (0 when none waits).",
+    ["component"],
+)

@@ -6,7 +6,8 @@ a cursor, a webhook receiver): nothing lost, nothing twice, at the subscriber an
 - a rolling restart: each broker stopped and started in turn, the next only once the wire is
   fully replicated again;
 - two of three brokers down, below ``min.insync.replicas``: nothing more is acknowledged, so
-  nothing reaches the subscriber, until one broker is back; then everything flows.
+  nothing reaches the subscriber, and the poller says it is blocked (``/readyz`` 503 with the
+  reason, ``telex_kafka_produce_blocked``), until one broker is back; then everything flows.
 
 Each test prints its figures (updates, seconds until updates flow again, duplicates, lost) for
 docs/reliability.md (``pytest -rP`` shows them).
@@ -20,7 +21,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
 
 from telex.events import update_id
@@ -28,6 +31,7 @@ from tests.faults.conftest import Rig
 from tests.faults.harness import (
     check_exactly_once_in_order,
     feed,
+    metric,
     received_updates,
     wait_until_delivered,
 )
@@ -68,6 +72,26 @@ async def flowing_again(rig: Rig) -> float:
         if fresh & set(rig.subscriber.update_ids()):
             return time.monotonic() - began
         await asyncio.sleep(0.1)
+
+
+async def readiness(rig: Rig, role: str) -> tuple[int, dict[str, Any]]:
+    """``role``'s /readyz: status code and body."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = await client.get(f"{rig.pipeline.api(role)}/readyz")
+    return answer.status_code, answer.json()
+
+
+async def wait_blocked(rig: Rig, role: str, blocked: bool) -> dict[str, Any]:
+    """Until ``role`` reports its sends to Kafka blocked (or no longer): its /readyz body."""
+    series = f'telex_kafka_produce_blocked{{component="{role}"}}'
+    while True:
+        status, body = await readiness(rig, role)
+        flag = await metric(rig.pipeline, role, series)
+        if blocked and status == 503 and role in body.get("reasons", {}) and flag == 1:
+            return body
+        if not blocked and status == 200 and flag == 0:
+            return body
+        await asyncio.sleep(0.5)
 
 
 async def wait_delivered_so_far(rig: Rig) -> None:
@@ -164,13 +188,19 @@ async def test_two_of_three_down_blocks_then_flows(rig: Rig, cluster: KafkaClust
         assert len(rig.subscriber.events) == seen, "an update got through below min ISR"
         for role in ("poller", "processor", "gateway", "notifier"):
             assert rig.pipeline.procs[role].returncode is None, f"{role} died in the outage"
+        # The poller's sends wait for replicas that are not there: it says so.
+        body = await asyncio.wait_for(wait_blocked(rig, "poller", True), DELIVERY_BOUND)
+        assert body["components"]["poller"] is False
+        assert body["reasons"]["poller"].startswith("kafka: "), body
 
         cluster.start_node(down[1])
         await asyncio.to_thread(cluster.wait_started, down[1])
         recovered = await asyncio.wait_for(flowing_again(rig), DELIVERY_BOUND)
+        await asyncio.wait_for(wait_blocked(rig, "poller", False), DELIVERY_BOUND)
         cluster.start_node(down[0])
         await asyncio.to_thread(cluster.wait_started, down[0])
     finally:
         done.set()
         await feeder
     await finish(rig, "two-down", recovered)
+    print(f"figures two-down: poller /readyz in the outage: {body}")

@@ -17,9 +17,11 @@ from telex.config import load
 from telex.kafka import required_topics
 from telex.notifier.service import notifier_topics
 from tests.conftest import ROOT
-from tests.kafka_cluster import kafka_version
+from tests.kafka_cluster import DURABILITY, NODES, kafka_version
 
 TELEX_SERVICES = ("poller", "processor", "gateway", "notifier")
+KAFKA_NODES = tuple(f"kafka-{n}" for n in range(1, NODES + 1))
+BOOTSTRAP = ",".join(f"{node}:9092" for node in KAFKA_NODES)
 
 
 def telex_commands() -> set[str]:
@@ -46,16 +48,15 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_kafka_in_kraft_mode_and_every_stage(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    kafka = services["kafka"]
-    assert kafka["image"].startswith("apache/kafka:")
-    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
-    assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    for node in KAFKA_NODES:
+        assert services[node]["image"].startswith("apache/kafka:")
+        assert "controller" in services[node]["environment"]["KAFKA_PROCESS_ROLES"]
     commands = telex_commands()
     for name in TELEX_SERVICES:
         service = services[name]
         assert service["command"][0] == name
         assert service["command"][0] in commands
-        assert service["environment"]["TELEX_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert service["environment"]["TELEX_KAFKA_BOOTSTRAP"] == BOOTSTRAP
         assert service["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
         # Scalable with --scale: no fixed container name, no single fixed host port.
         assert "container_name" not in service
@@ -66,13 +67,36 @@ def test_compose_runs_kafka_in_kraft_mode_and_every_stage(compose: dict[str, Any
 def test_compose_runs_the_kafka_version_the_tests_run(compose: dict[str, Any]) -> None:
     # The suite's cluster runs the broker the pom pins; the compose file must ship the same.
     version = kafka_version()
-    for name in ("kafka", "kafka-init"):
+    for name in (*KAFKA_NODES, "kafka-init"):
         assert compose["services"][name]["image"] == f"apache/kafka:{version}", name
     text = (ROOT / "docker-compose.yml").read_text()
     assert text.count("apache/kafka:") == text.count(f"apache/kafka:{version}")
-    # The three-broker variant it describes is the suite's: RF 3, a write needs two copies.
-    assert "KAFKA_DEFAULT_REPLICATION_FACTOR: 3" in text
-    assert "KAFKA_MIN_INSYNC_REPLICAS: 2" in text
+
+
+def test_compose_cluster_has_the_settings_the_tests_run(compose: dict[str, Any]) -> None:
+    # The suite's cluster (tests/kafka_cluster.py): as many combined nodes, the same
+    # replication and min.insync.replicas; and the topics made with them.
+    services = compose["services"]
+    nodes = [n for n, s in services.items() if s.get("image", "").startswith("apache/kafka:")]
+    assert sorted(nodes) == sorted([*KAFKA_NODES, "kafka-init"])
+    voters = {s["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for n, s in services.items()
+              if n in KAFKA_NODES}  # fmt: skip
+    assert voters == {",".join(f"{n + 1}@{node}:9093" for n, node in enumerate(KAFKA_NODES))}
+    for node in KAFKA_NODES:
+        env = services[node]["environment"]
+        given = {
+            k[6:].lower().replace("_", "."): str(v) for k, v in env.items() if k[:6] == "KAFKA_"
+        }
+        for setting, value in DURABILITY.items():
+            assert given.get(setting) == str(value), f"{node}: {setting}"
+        assert given["process.roles"] == "broker,controller", node
+    init = services["kafka-init"]["environment"]
+    assert init["BOOTSTRAP"] == BOOTSTRAP
+    assert init["REPLICATION"] == str(DURABILITY["default.replication.factor"])
+    assert init["MIN_INSYNC_REPLICAS"] == str(DURABILITY["min.insync.replicas"])
+    script = "\n".join(services["kafka-init"]["command"])
+    assert '--replication-factor "$$REPLICATION"' in script
+    assert '--config min.insync.replicas="$$MIN_INSYNC_REPLICAS"' in script
 
 
 def test_compose_creates_every_topic_with_its_policy(compose: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@
 - :mod:`.table`: the table view of a topic: read to its end, then followed;
 - :mod:`.consume`: the one resilient fetch loop, and the consumer-group member with its
   rewind hook and commits;
+- :mod:`.sends`: the producer every stage sends with, its failures and waits watched;
 - :mod:`.commits`: which offsets may be committed once outputs are acknowledged;
 - :mod:`.deadletter`: the dead-letter header convention;
 - :mod:`.reset`: the signal to start over when a memory-only broker lost its data;
@@ -24,6 +25,7 @@ from telex.kafka.clients import Clients, stop_quietly
 from telex.kafka.connect import BrokerError
 from telex.kafka.consume import GroupConsumer, fetch_forever
 from telex.kafka.scan import Batch
+from telex.kafka.sends import Producer, SendWatch
 from telex.kafka.table import TopicFollower
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "BrokerError",
     "Clients",
     "GroupConsumer",
+    "Producer",
+    "SendWatch",
     "TopicFollower",
     "TopicSpec",
     "ensure_topics",

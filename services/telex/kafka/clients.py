@@ -20,6 +20,7 @@ from telex.config import Config
 from telex.kafka import capabilities as caps
 from telex.kafka.connect import stop_quietly, wait_for_broker
 from telex.kafka.reset import ResetSignal
+from telex.kafka.sends import Producer, SendWatch
 from telex.kafka.settings import (
     admin_kwargs,
     consumer_kwargs,
@@ -50,6 +51,7 @@ class Clients:
         self._tls = tls if tls is not None else ssl_context(kafka)
         # Tells the services to start over when a memory-only broker lost its topics.
         self.reset = ResetSignal(self)
+        self._watches: dict[str, SendWatch] = {}
 
     @classmethod
     async def connect(cls, config: Config, bootstrap: str) -> Clients:
@@ -89,6 +91,20 @@ class Clients:
             self.config.kafka, self.bootstrap, self._tls, self.capabilities.idempotence
         )
         return AIOKafkaProducer(**{**settings, **overrides})
+
+    def watch(self, component: str) -> SendWatch:
+        """The watch over ``component``'s sends (one per component, shared by its producers)."""
+        watch = self._watches.get(component)
+        if watch is None:
+            watch = self._watches[component] = SendWatch(
+                component, self.config.kafka.send_blocked_after_s
+            )
+        return watch
+
+    def producer_for(self, component: str, **overrides: Any) -> Producer:
+        """A producer (acks=all) whose sends count in ``component``'s :meth:`watch`: a stage
+        whose sends fail or wait is reported blocked (metrics, ``/readyz``)."""
+        return Producer(self.producer(**overrides), self.watch(component))
 
     def consumer(self, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
         """A consumer that never commits by itself: callers commit explicit offsets.

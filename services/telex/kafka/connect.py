@@ -26,6 +26,7 @@ from aiokafka.errors import (
 )
 
 from telex.config import KafkaConfig
+from telex.kafka.sends import Producer
 from telex.kafka.settings import admin_kwargs
 from telex.log import get_logger
 
@@ -141,7 +142,9 @@ async def wait_for_broker(
     raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s: {last}")
 
 
-async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer | None) -> None:
+async def stop_quietly(
+    client: AIOKafkaProducer | AIOKafkaConsumer | Producer | None,
+) -> None:
     """Stop a Kafka client, logging rather than raising (used on shutdown paths)."""
     if client is None:
         return

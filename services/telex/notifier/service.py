@@ -29,14 +29,22 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from telex import metrics
 from telex.config import Config, NotifierConfig
 from telex.events import now_ms
 from telex.filters import Filter
-from telex.kafka import Batch, Clients, GroupConsumer, TopicSpec, deadletter, stop_quietly
+from telex.kafka import (
+    Batch,
+    Clients,
+    GroupConsumer,
+    Producer,
+    TopicSpec,
+    deadletter,
+    stop_quietly,
+)
 from telex.kafka.commits import AckTracker
 from telex.kafka.table import scan_topic
 from telex.log import get_logger
@@ -250,7 +258,7 @@ class Notifier:
             clients, self.settings.topic_attempts, self.settings.attempts_kept
         )
         self.store.on_change = self._subscription_changed
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: Producer | None = None
         self._group: GroupConsumer | None = None
         self._tracker = AckTracker()
         self._endpoints: dict[str, Endpoint] = {}
@@ -264,12 +272,19 @@ class Notifier:
         self._loaded = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self.sends = clients.watch("notifier")
         clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
-        """True once subscriptions and the attempts log are loaded and partitions assigned."""
-        return self._assigned and self._loaded.is_set()
+        """True once subscriptions and the attempts log are loaded and partitions assigned;
+        false while sends to Kafka fail or wait (``not_ready_reason`` says which)."""
+        return self._assigned and self._loaded.is_set() and self.sends.ready
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the notifier is blocked on Kafka, if it is."""
+        return self.sends.reason
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -278,7 +293,7 @@ class Notifier:
         # One TLS context for every endpoint's client: loading the CA bundle takes ~70 ms of
         # CPU, too much to pay per endpoint on the event loop.
         self._tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
-        self.producer = self.clients.producer()
+        self.producer = self.clients.producer_for("notifier")
         await self.producer.start()
         self._group = GroupConsumer(
             self.clients,

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telex.events import now_ms
 from telex.filters import Filter, Matcher
-from telex.kafka import Clients, TopicFollower
+from telex.kafka import Clients, Producer, TopicFollower
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -106,7 +105,7 @@ class SubscriptionStore:
         self.topic = topic
         self.entries: dict[str, CompiledSubscription] = {}
         self._deleted: dict[str, int] = {}
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Producer | None = None
         self._follower = TopicFollower(clients, topic, self._apply_record, "notifier-subscriptions")
         self._lock = asyncio.Lock()
         self.on_change: Callable[[Subscription | None, str], None] | None = None
@@ -120,7 +119,7 @@ class SubscriptionStore:
         """Every subscription, oldest first."""
         return sorted((e.sub for e in self.entries.values()), key=lambda s: s.created_ms)
 
-    async def start(self, producer: AIOKafkaProducer) -> None:
+    async def start(self, producer: Producer) -> None:
         """Read the topic to its end, then keep following it in the background."""
         self._producer = producer
         await self._follower.start()

@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from telex import metrics
 from telex.config import Config, SourceConfig
 from telex.events import RawUpdate, content_hash, encode, now_ms, update_id
-from telex.kafka import Batch, Clients, GroupConsumer, stop_quietly
+from telex.kafka import Batch, Clients, GroupConsumer, Producer, stop_quietly
 from telex.log import get_logger
 from telex.outbound import tls_context
 from telex.poller.documents import extract_document
@@ -165,26 +165,34 @@ class Poller:
         self.states: dict[str, SourceState] = {}
         self.catalog = SourceCatalog(clients)
         self._group: GroupConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Producer | None = None
         self._fetcher: Fetcher | None = None
         self._partition_of: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # States of sources revoked by a rebalance, kept in case they come back.
         self._parked: dict[str, SourceState] = {}
         self._assigned = False
+        self.sends = clients.watch("poller")
         clients.reset.on_reset(self._start_over)
 
     @property
     def ready(self) -> bool:
-        """True once connected, in the group, and the catalogue is loaded."""
-        return self._producer is not None and self._assigned and self.catalog.ready
+        """True once connected, in the group, and the catalogue is loaded; false while sends
+        to Kafka fail or wait (``not_ready_reason`` says which)."""
+        loaded = self._producer is not None and self._assigned and self.catalog.ready
+        return loaded and self.sends.ready
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the poller is blocked on Kafka, if it is."""
+        return self.sends.reason
 
     async def start(self) -> None:
         """Publish the declared sources, join the pollers' group and load the catalogue."""
         # Loading the trust store takes tens of milliseconds of CPU: not on the event loop.
         tls = await asyncio.to_thread(tls_context, self.config.outbound.ca_file)
         self._fetcher = Fetcher(self.config.poller, self.policy, tls)
-        producer = self.clients.producer()
+        producer = self.clients.producer_for("poller")
         await producer.start()
         self._producer = producer
         if self.declared:

@@ -14,11 +14,10 @@ import asyncio
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from telex.config import Checks, SourceConfig
-from telex.kafka import Clients, TopicFollower, stop_quietly
+from telex.kafka import Clients, Producer, TopicFollower, stop_quietly
 from telex.log import get_logger
 from telex.poller.selectors import compile_selector
 
@@ -68,7 +67,7 @@ def decode_source(value: bytes | None) -> SourceConfig | None:
     return validate_source(data)
 
 
-async def publish(producer: AIOKafkaProducer, topic: str, sources: list[SourceConfig]) -> None:
+async def publish(producer: Producer, topic: str, sources: list[SourceConfig]) -> None:
     """Write source definitions to the sources topic and wait for the acks."""
     futures = [await producer.send(topic, encode_source(s), key=s.id.encode()) for s in sources]
     for future in futures:
@@ -86,7 +85,7 @@ class SourceCatalog:
         self.clients = clients
         self.topic = clients.config.topics.sources
         self.sources: dict[str, SourceConfig] = {}
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Producer | None = None
         self._follower = TopicFollower(
             clients, self.topic, lambda r: self._apply(r.key, r.value), "sources-catalog"
         )
@@ -103,7 +102,7 @@ class SourceCatalog:
 
     async def start(self) -> None:
         """Connect, read the topic to its end and follow it."""
-        producer = self.clients.producer()
+        producer = self.clients.producer_for("poller")
         await producer.start()
         self._producer = producer
         await self._follower.start()

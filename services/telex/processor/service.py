@@ -22,12 +22,12 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from telex import metrics
 from telex.config import Config
 from telex.events import PoisonRecord, decode_raw, encode, now_ms
-from telex.kafka import Batch, Clients, GroupConsumer, deadletter, stop_quietly
+from telex.kafka import Batch, Clients, GroupConsumer, Producer, deadletter, stop_quietly
 from telex.kafka.scan import at_end, partitions_of
 from telex.log import get_logger
 from telex.processor.stage import Stage, published_time
@@ -72,7 +72,7 @@ class Processor:
         self._group: GroupConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._tailer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Producer | None = None
         self._states: dict[int, PartitionState] = {}
         # Held while a batch is processed and committed, and by the rebalance callbacks, so a
         # partition is never handed over in the middle of a batch. Only its holder touches the
@@ -85,6 +85,7 @@ class Processor:
         self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
         self._last_progress = 0.0
+        self.sends = clients.watch("processor")
         clients.reset.on_reset(self._start_over)
 
     @property
@@ -95,11 +96,16 @@ class Processor:
         comes from this process's own progress, not from the client's view of itself.
         """
         stalled = asyncio.get_running_loop().time() - self._last_progress > _STALLED_AFTER_S
-        return self._assigned and not stalled
+        return self._assigned and not stalled and self.sends.ready
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the processor is blocked on Kafka, if it is."""
+        return self.sends.reason
 
     async def start(self) -> None:
         """Connect and start processing; joining the group continues in the background."""
-        self._producer = self.clients.producer()
+        self._producer = self.clients.producer_for("processor")
         await self._producer.start()
         self._restorer = self.clients.consumer(group_id=None)
         await self._restorer.start()
