@@ -812,7 +812,7 @@ class Run:
         return specs
 
     async def start_subscribers(self) -> None:
-        from telex.gateway.hub import encode_cursor
+        from telex.gateway.cursor import encode_cursor
 
         a = self.args
         self.specs = self.subscriber_specs()
