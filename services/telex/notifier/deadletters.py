@@ -7,6 +7,7 @@ whole topic and keeps the latest dead letter per delivery.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -69,32 +70,38 @@ async def write_dead_letter(
     )
 
 
-async def read_dead_letters(
-    clients: Clients,
-    topic: str,
-    sub_id: str,
-    webhook_id: str | None = None,
-    since_ms: int | None = None,
-    until_ms: int | None = None,
-) -> list[tuple[Job, dict[str, str]]]:
-    """Dead letters of a subscription (the latest per delivery), optionally narrowed."""
+@dataclass(frozen=True)
+class Wanted:
+    """Which dead letters to read: a subscription's, narrowed to one delivery or a period."""
 
-    found: dict[str, tuple[Job, dict[str, str]]] = {}
+    sub_id: str
+    webhook_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
 
-    def wanted(h: dict[str, str]) -> bool:
-        if h.get(H_SUB) != sub_id:
+    def matches(self, h: dict[str, str]) -> bool:
+        """Whether the dead letter with headers ``h`` is wanted."""
+        if h.get(H_SUB) != self.sub_id:
             return False
-        if webhook_id is not None and h.get(H_WEBHOOK_ID) != webhook_id:
+        if self.webhook_id is not None and h.get(H_WEBHOOK_ID) != self.webhook_id:
             return False
         dead = int(h.get(H_DEAD, "0"))
-        return (since_ms is None or dead >= since_ms) and (until_ms is None or dead <= until_ms)
+        since, until = self.since_ms, self.until_ms
+        return (since is None or dead >= since) and (until is None or dead <= until)
+
+
+async def read_dead_letters(
+    clients: Clients, topic: str, wanted: Wanted
+) -> list[tuple[Job, dict[str, str]]]:
+    """The wanted dead letters, the latest per delivery."""
+    found: dict[str, tuple[Job, dict[str, str]]] = {}
 
     def take(record: Any) -> None:
         h = header_values(record)
-        if not wanted(h):
+        if not wanted.matches(h):
             return
         job = Job(
-            sub_id=sub_id,
+            sub_id=wanted.sub_id,
             webhook_id=h[H_WEBHOOK_ID],
             event_id=h.get(H_EVENT_ID, ""),
             body=record.value or b"",

@@ -14,6 +14,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 
 import httpx
 from aiokafka.errors import KafkaError
@@ -38,17 +39,16 @@ class Endpoint:
     def __init__(
         self,
         sub_id: str,
-        max_queued: int,
+        settings: NotifierConfig,
         workers: int,
-        timeout: float,
         transport: GuardedTransport,
         run: Callable[[Endpoint, Job], Awaitable[None]],
     ) -> None:
         self.sub_id = sub_id
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queued)
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.max_queued)
         self.limiter = TokenBucket(rate=1.0)
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(settings.timeout),
             follow_redirects=False,
             trust_env=False,
             transport=transport,
@@ -121,23 +121,17 @@ class Endpoint:
         metrics.WEBHOOK_QUEUED.dec(self.queue.qsize())
 
 
+@dataclass(eq=False)
 class Endpoints:
     """The endpoints of one notifier, made on first use, one per subscription."""
 
-    def __init__(
-        self,
-        settings: NotifierConfig,
-        store: SubscriptionStore,
-        policy: AddressPolicy,
-        run: Callable[[Endpoint, Job], Awaitable[None]],
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.policy = policy
-        self.tls: ssl.SSLContext | None = None  # set at start: loading it takes ~70 ms
-        self._run = run
-        self._open: dict[str, Endpoint] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+    settings: NotifierConfig
+    store: SubscriptionStore
+    policy: AddressPolicy
+    run: Callable[[Endpoint, Job], Awaitable[None]]
+    tls: ssl.SSLContext | None = None  # set at start: loading it takes ~70 ms
+    _open: dict[str, Endpoint] = field(default_factory=dict, init=False)
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __contains__(self, sub_id: object) -> bool:
         return sub_id in self._open
@@ -153,14 +147,8 @@ class Endpoints:
             workers = (sub.max_in_flight if sub else None) or self.settings.max_in_flight
             assert self.tls is not None
             limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-            endpoint = Endpoint(
-                sub_id,
-                self.settings.max_queued,
-                workers,
-                self.settings.timeout,
-                GuardedTransport(self.policy, self.tls, limits),
-                self._run,
-            )
+            transport = GuardedTransport(self.policy, self.tls, limits)
+            endpoint = Endpoint(sub_id, self.settings, workers, transport, self.run)
             self._open[sub_id] = endpoint
         return endpoint
 

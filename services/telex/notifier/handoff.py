@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass, field
 
 import httpx
 import orjson
@@ -32,22 +33,16 @@ from telex.ssrf import AddressPolicy
 log = get_logger(__name__)
 
 
+@dataclass(eq=False)
 class HandOff:
     """Makes attempts and hands their jobs off, with the notifier's producer."""
 
-    def __init__(
-        self,
-        settings: NotifierConfig,
-        store: SubscriptionStore,
-        attempts: AttemptLog,
-        policy: AddressPolicy,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.attempts = attempts
-        self.policy = policy
-        self.producer: AIOKafkaProducer | None = None  # set at start
-        self.rng = random.Random()
+    settings: NotifierConfig
+    store: SubscriptionStore
+    attempts: AttemptLog
+    policy: AddressPolicy
+    producer: AIOKafkaProducer | None = None  # set at start
+    rng: random.Random = field(default_factory=random.Random)
 
     async def run(self, endpoint: Endpoint, job: Job) -> None:
         """One attempt of ``job``, then its hand-off: done, retry or dead letter."""

@@ -28,7 +28,7 @@ from telex.kafka import Clients, TopicSpec, stop_quietly
 from telex.log import get_logger
 from telex.notifier import delivery
 from telex.notifier.attempts import AttemptLog
-from telex.notifier.deadletters import read_dead_letters
+from telex.notifier.deadletters import Wanted, read_dead_letters
 from telex.notifier.declared import apply_declared
 from telex.notifier.endpoints import Endpoints
 from telex.notifier.handoff import HandOff
@@ -195,9 +195,8 @@ class Notifier:
         until_ms: int | None = None,
     ) -> list[tuple[Job, dict[str, str]]]:
         """Dead letters of a subscription (the latest per delivery), optionally narrowed."""
-        return await read_dead_letters(
-            self.clients, self.settings.topic_dlq, sub_id, webhook_id, since_ms, until_ms
-        )
+        wanted = Wanted(sub_id, webhook_id, since_ms, until_ms)
+        return await read_dead_letters(self.clients, self.settings.topic_dlq, wanted)
 
     async def replay(self, jobs: list[Job]) -> None:
         """Schedule dead letters for delivery now, with a fresh retry schedule."""
