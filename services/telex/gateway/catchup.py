@@ -56,6 +56,7 @@ def value_of(entry: Entry) -> bytes:
 
 
 def _merge(a: Mapping[int, int], b: tuple[int, ...]) -> dict[int, int]:
+    # advanced() for an entry's positions, a tuple indexed by partition: no dict per entry.
     return {p: max(o, b[p]) if p < len(b) else o for p, o in a.items()}
 
 
