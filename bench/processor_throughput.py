@@ -343,7 +343,7 @@ async def count_topic(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def parent(args: argparse.Namespace) -> None:  # noqa: C901
+async def parent(args: argparse.Namespace) -> None:
     records, expected = make_input(args.records)
     broker = None if args.bootstrap else EmbeddedBroker()
     if broker is not None:
@@ -396,16 +396,21 @@ async def parent(args: argparse.Namespace) -> None:  # noqa: C901
     finally:
         if broker is not None:
             await broker.stop()
-    python = platform.python_version()
-    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, Python {python}")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"broker: {args.bootstrap or 'embedded'} (idempotence {idempotence}); load {load}")
-    print(
-        f"input: {len(records)} raw updates -> {expected} wire events; median of {args.runs} runs"
-    )
+    print(f"\nbroker: {args.bootstrap or 'embedded'} (idempotence {idempotence}); load {load}")
+    report(results, len(records), expected, args.runs)
+
+
+def report(
+    results: dict[str, list[dict[str, Any]]], records: int, expected: int, run_count: int
+) -> None:
+    """Print the machine, the input and each contender's median, with the ratios."""
+    python = platform.python_version()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {python}")
+    print(f"input: {records} raw updates -> {expected} wire events; median of {run_count} runs")
     medians: dict[str, float] = {}
-    for contender, runs in results.items():
-        ok = [r for r in runs if "failed" not in r]
+    for contender, done in results.items():
+        ok = [r for r in done if "failed" not in r]
         if not ok:
             print(f"  {contender:6} failed every run")
             continue

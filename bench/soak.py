@@ -64,7 +64,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,7 @@ class Latencies:
 # Child: the sources --------------------------------------------------------------------------
 
 
-async def child_sources(args: argparse.Namespace) -> None:  # noqa: C901
+async def child_sources(args: argparse.Namespace) -> None:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -226,33 +226,43 @@ async def child_sources(args: argparse.Namespace) -> None:  # noqa: C901
             await asyncio.sleep(0.01)
 
     app = Starlette(routes=[Route("/feed/{i:int}", feed), Route("/_stats", stats)])
-    stop = asyncio.Event()
-    task: asyncio.Task[None] | None = None
     async with serve_http(app, "127.0.0.1", 0) as base:
         answer({"base": base})
-        async for line in commands():
-            if line == "start":
-                state["t0"] = time.monotonic()
-                task = asyncio.create_task(ticker(stop))
-                answer({"ok": True})
-            elif line == "count":
-                answer({"published": state["published"]})
-            elif line == "stop":
-                stop.set()
-                if task is not None:
-                    await task
-                answer(
-                    {
-                        "published": state["published"],
-                        "per_source": counts,
-                        "per_minute": dict(per_minute),
-                        "polls": state["polls"],
-                        "not_modified": state["not_modified"],
-                    }
-                )
-        stop.set()
-        if task is not None:
-            await task
+        await _serve_source_commands(state, counts, per_minute, ticker)
+
+
+async def _serve_source_commands(
+    state: dict[str, Any],
+    counts: list[int],
+    per_minute: Counter[int],
+    ticker: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> None:
+    """Answer the parent's commands (start, count, stop) until it closes our stdin."""
+    stop = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    async for line in commands():
+        if line == "start":
+            state["t0"] = time.monotonic()
+            task = asyncio.create_task(ticker(stop))
+            answer({"ok": True})
+        elif line == "count":
+            answer({"published": state["published"]})
+        elif line == "stop":
+            stop.set()
+            if task is not None:
+                await task
+            answer(
+                {
+                    "published": state["published"],
+                    "per_source": counts,
+                    "per_minute": dict(per_minute),
+                    "polls": state["polls"],
+                    "not_modified": state["not_modified"],
+                }
+            )
+    stop.set()
+    if task is not None:
+        await task
 
 
 # Child: the WebSocket subscribers ------------------------------------------------------------
@@ -320,22 +330,11 @@ class Sub(asyncio.Protocol):
             self.owner.drops += 1
             self.owner.reconnect(self)
 
-    def data_received(self, data: bytes) -> None:  # noqa: C901
+    def data_received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
-        if not self.open:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(buf[: buf.find(b"\r\n")])
-            del buf[: end + 4]
-            if b" 101 " not in status:
-                assert self.opened is not None
-                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
-                return
-            self.open = True
-            assert self.opened is not None
-            self.opened.set_result(None)
+        if not self.open and not self._handshake(buf):
+            return
         i = 0
         n = len(buf)
         now = now_ms()
@@ -353,18 +352,39 @@ class Sub(asyncio.Protocol):
             opcode = buf[i] & 0x0F
             payload = bytes(buf[i + head : i + head + size])
             i += head + size
-            if opcode == 1:
-                self._frame(payload, now)
-            elif opcode == 9 and self.transport is not None:
-                # A client's frames are masked; a zero mask leaves the payload as it is.
-                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
-            elif opcode == 8:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                self.owner.closes[code] += 1
-                if self.transport is not None:
-                    self.transport.abort()
+            if not self._control(opcode, payload, now):
                 break
         del buf[:i]
+
+    def _handshake(self, buf: bytearray) -> bool:
+        """Read the handshake response from ``buf``; True once the connection is open."""
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        status = bytes(buf[: buf.find(b"\r\n")])
+        del buf[: end + 4]
+        assert self.opened is not None
+        if b" 101 " not in status:
+            self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+            return False
+        self.open = True
+        self.opened.set_result(None)
+        return True
+
+    def _control(self, opcode: int, payload: bytes, now: float) -> bool:
+        """Handle one frame; False after a close frame (nothing more to read)."""
+        if opcode == 1:
+            self._frame(payload, now)
+        elif opcode == 9 and self.transport is not None:
+            # A client's frames are masked; a zero mask leaves the payload as it is.
+            self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+        elif opcode == 8:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.owner.closes[code] += 1
+            if self.transport is not None:
+                self.transport.abort()
+            return False
+        return True
 
     def _frame(self, payload: bytes, now: float) -> None:
         owner = self.owner
@@ -812,7 +832,7 @@ class Run:
         return specs
 
     async def start_subscribers(self) -> None:
-        from telex.gateway.hub import encode_cursor
+        from telex.gateway.cursor import encode_cursor
 
         a = self.args
         self.specs = self.subscriber_specs()
@@ -1265,26 +1285,13 @@ def mean_ms(services: dict[str, dict[str, float]], histogram: str) -> float | No
     return round(1000 * total / count, 1) if count else None
 
 
-def problems(r: dict[str, Any]) -> list[str]:  # noqa: C901
+def problems(r: dict[str, Any]) -> list[str]:
     """What ``--check`` fails on: anything lost, doubled, out of order, or resynced."""
     out = []
-    s, h, svc = r["subscribers"], r["receivers"], r["services"]
+    svc = r["services"]
     if r["published"] == 0:
         out.append("nothing was published")
-    if s["lost"]:
-        out.append(f"{s['lost']} deliveries lost at {s['with_loss']} subscribers")
-    if s["duplicates"]:
-        out.append(f"{s['duplicates']} duplicate or out-of-order deliveries at subscribers")
-    if s["unexpected"]:
-        out.append(f"{s['unexpected']} deliveries outside a subscriber's filter")
-    if s["resyncs"]:
-        out.append(f"{s['resyncs']} resyncs at subscribers")
-    if h["lost"]:
-        out.append(f"{h['lost']} webhook deliveries lost at {h['receivers_with_loss']} receivers")
-    if h["duplicates"]:
-        out.append(f"{h['duplicates']} duplicate webhook deliveries")
-    if h["unexpected"] or h["bad_bodies"]:
-        out.append(f"{h['unexpected']} unexpected and {h['bad_bodies']} unreadable webhooks")
+    out += _subscriber_problems(r["subscribers"]) + _receiver_problems(r["receivers"])
     if svc["dead_letters"] or svc["notifier_dead_letters"]:
         out.append("dead letters were written")
     for name, topic in r.get("topics", {}).items():
@@ -1295,6 +1302,30 @@ def problems(r: dict[str, Any]) -> list[str]:  # noqa: C901
             )
     if r["drained_s"] is None:
         out.append("the pipeline did not deliver everything within --drain")
+    return out
+
+
+def _subscriber_problems(s: dict[str, Any]) -> list[str]:
+    out = []
+    if s["lost"]:
+        out.append(f"{s['lost']} deliveries lost at {s['with_loss']} subscribers")
+    if s["duplicates"]:
+        out.append(f"{s['duplicates']} duplicate or out-of-order deliveries at subscribers")
+    if s["unexpected"]:
+        out.append(f"{s['unexpected']} deliveries outside a subscriber's filter")
+    if s["resyncs"]:
+        out.append(f"{s['resyncs']} resyncs at subscribers")
+    return out
+
+
+def _receiver_problems(h: dict[str, Any]) -> list[str]:
+    out = []
+    if h["lost"]:
+        out.append(f"{h['lost']} webhook deliveries lost at {h['receivers_with_loss']} receivers")
+    if h["duplicates"]:
+        out.append(f"{h['duplicates']} duplicate webhook deliveries")
+    if h["unexpected"] or h["bad_bodies"]:
+        out.append(f"{h['unexpected']} unexpected and {h['bad_bodies']} unreadable webhooks")
     return out
 
 

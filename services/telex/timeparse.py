@@ -319,7 +319,7 @@ _RELATIVE_HINT = re.compile(
 )
 
 
-def resolve_time(  # noqa: C901
+def resolve_time(
     raw: str | float | int | None,
     *,
     page_date: date | None = None,
@@ -338,19 +338,40 @@ def resolve_time(  # noqa: C901
         return None
     now = now or datetime.now(UTC)
     default_tz = page_tz if isinstance(page_tz, tzinfo) else (zone_for(page_tz) or UTC)
-
     if isinstance(raw, int | float) or (isinstance(raw, str) and _EPOCH.match(raw)):
-        try:
-            value = float(raw)
-            if value > 1e11:  # milliseconds
-                value /= 1000
-            return Resolved(datetime.fromtimestamp(value, UTC), True, True)
-        except (OverflowError, OSError, ValueError):
-            return None
+        return _from_epoch(raw)
     text = str(raw).strip()
     if not text or len(text) > 200:
         return None
+    absolute = _from_absolute(text, default_tz)
+    if absolute is not None:
+        return absolute
+    relative, resolved = _from_relative(text, now, lang)
+    if relative:
+        return resolved
+    clock = _CLOCK.search(text) or _CLOCK_AMPM_ONLY.search(text)
+    if clock is None:
+        only_date = parse_date(text, lang=lang, day_first=day_first, thorough=True)
+        if only_date is None:
+            return None
+        local = datetime(only_date.year, only_date.month, only_date.day, tzinfo=default_tz)
+        return Resolved(local.astimezone(UTC), False, True)
+    return _from_clock(text, clock, page_date, default_tz, now, lang, day_first)
 
+
+def _from_epoch(raw: str | float | int) -> Resolved | None:
+    """Seconds or milliseconds since the epoch."""
+    try:
+        value = float(raw)
+        if value > 1e11:  # milliseconds
+            value /= 1000
+        return Resolved(datetime.fromtimestamp(value, UTC), True, True)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _from_absolute(text: str, default_tz: tzinfo) -> Resolved | None:
+    """An ISO 8601 or RFC 822 date-time; None when ``text`` is neither."""
     iso = _from_iso(text)
     if iso is not None:
         if iso.tzinfo:
@@ -359,54 +380,50 @@ def resolve_time(  # noqa: C901
     rfc = _from_rfc822(text)
     if rfc is not None:
         return Resolved(rfc, True, True)
+    return None
 
-    lowered = text.lower()
-    if lowered in ("just now", "now", "moments ago"):
-        return Resolved(now.astimezone(UTC), True, True, relative=True)
+
+def _from_relative(text: str, now: datetime, lang: str | None) -> tuple[bool, Resolved | None]:
+    """Whether ``text`` is a time relative to now, and then its moment (None: unreadable)."""
+    if text.lower() in ("just now", "now", "moments ago"):
+        return True, Resolved(now.astimezone(UTC), True, True, relative=True)
     rel = _RELATIVE.search(text) or _RELATIVE_BEFORE.search(text)
     if rel:
         n = int(rel["n"]) if rel["n"].isdigit() else 1
         seconds = _unit_seconds(rel["unit"])
         if seconds is None:
-            return None
+            return True, None
         # To the minute: "2 hours ago" is no more precise, and a stable value keeps re-polls
         # from reporting a new time every few seconds.
         moment = (now - timedelta(seconds=n * seconds)).astimezone(UTC)
-        return Resolved(moment.replace(second=0, microsecond=0), True, True, relative=True)
+        return True, Resolved(moment.replace(second=0, microsecond=0), True, True, relative=True)
     if _RELATIVE_HINT.search(text):
         base = now.astimezone(UTC).replace(tzinfo=None)
         found = _dateparser_parse(text, lang, base)
         if found is None:
-            return None
+            return True, None
         moment = found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
-        return Resolved(moment.replace(second=0, microsecond=0), True, True, relative=True)
+        return True, Resolved(moment.replace(second=0, microsecond=0), True, True, relative=True)
+    return False, None
 
-    clock = _CLOCK.search(text) or _CLOCK_AMPM_ONLY.search(text)
-    year = page_date.year if page_date else now.year
-    if clock is None:
-        only_date = parse_date(text, lang=lang, day_first=day_first, thorough=True)
-        if only_date is None:
-            return None
-        local = datetime(only_date.year, only_date.month, only_date.day, tzinfo=default_tz)
-        return Resolved(local.astimezone(UTC), False, True)
-    hour = int(clock["h"])
-    minute = int(clock.groupdict().get("m") or 0)
-    second = int(clock.groupdict().get("s") or 0)
-    ampm = (clock["ampm"] or "").lower().replace(".", "").replace(" ", "")
-    if ampm == "pm" and hour < 12:
-        hour += 12
-    elif ampm == "am" and hour == 12:
-        hour = 0
+
+def _from_clock(
+    text: str,
+    clock: re.Match[str],
+    page_date: date | None,
+    default_tz: tzinfo,
+    now: datetime,
+    lang: str | None,
+    day_first: bool,
+) -> Resolved | None:
+    """A time of day, on the date the text writes, else the page's, else the latest day."""
+    hour, minute, second = _hms(clock)
     stated = bool(clock["zone"]) and zone_for(clock["zone"]) is not None
     tz = (zone_for(clock["zone"]) if clock["zone"] else None) or default_tz
-    on_date = parse_date(text, lang=lang, day_first=day_first, year=year)
-    if on_date is None and _YESTERDAY.search(text):
-        on_date = (now.astimezone(tz) - timedelta(days=1)).date()
-    elif on_date is None and _dateish(text[: clock.start()] + " " + text[clock.end() :]):
-        # A date is written but not in a form read above: the library, else nothing.
-        on_date = parse_date(text, lang=lang, day_first=day_first, year=year, thorough=True)
-        if on_date is None:
-            return None
+    year = page_date.year if page_date else now.year
+    readable, on_date = _clock_date(text, clock, tz, now, lang, day_first, year)
+    if not readable:
+        return None
     if on_date is not None:
         try:
             local = datetime(
@@ -423,6 +440,42 @@ def resolve_time(  # noqa: C901
     today = now.astimezone(tz).date()
     local = datetime(today.year, today.month, today.day, hour, minute, second, tzinfo=tz)
     return Resolved(_most_recent(local, now).astimezone(UTC), stated, False)
+
+
+def _hms(clock: re.Match[str]) -> tuple[int, int, int]:
+    """Hour (24-hour), minute and second of a clock match."""
+    hour = int(clock["h"])
+    minute = int(clock.groupdict().get("m") or 0)
+    second = int(clock.groupdict().get("s") or 0)
+    ampm = (clock["ampm"] or "").lower().replace(".", "").replace(" ", "")
+    if ampm == "pm" and hour < 12:
+        hour += 12
+    elif ampm == "am" and hour == 12:
+        hour = 0
+    return hour, minute, second
+
+
+def _clock_date(
+    text: str,
+    clock: re.Match[str],
+    tz: tzinfo,
+    now: datetime,
+    lang: str | None,
+    day_first: bool,
+    year: int,
+) -> tuple[bool, date | None]:
+    """The date written next to a time of day (None: none written); False when one is
+    written but cannot be read."""
+    on_date = parse_date(text, lang=lang, day_first=day_first, year=year)
+    if on_date is not None:
+        return True, on_date
+    if _YESTERDAY.search(text):
+        return True, (now.astimezone(tz) - timedelta(days=1)).date()
+    if _dateish(text[: clock.start()] + " " + text[clock.end() :]):
+        # A date is written but not in a form read above: the library, else nothing.
+        on_date = parse_date(text, lang=lang, day_first=day_first, year=year, thorough=True)
+        return on_date is not None, on_date
+    return True, None
 
 
 def resolve(

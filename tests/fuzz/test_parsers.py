@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from telex.config import ConfigError, load
 from telex.events import PoisonRecord, decode_raw
 from telex.filters import Filter, FilterError
-from telex.gateway.hub import CursorError, decode_cursor, encode_cursor
+from telex.gateway.cursor import CursorError, decode_cursor, encode_cursor
 from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
 from telex.timeparse import resolve

@@ -20,8 +20,8 @@ from websockets.exceptions import ConnectionClosed
 
 from telex import metrics
 from telex.config import Config
+from telex.gateway.cursor import encode_cursor
 from telex.gateway.endpoint import WebSocketEndpoint
-from telex.gateway.hub import encode_cursor
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.kafka.embedded import free_port
 from tests.conftest import Broker

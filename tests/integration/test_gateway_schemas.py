@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from telex.config import Config
-from telex.gateway.hub import encode_cursor
+from telex.gateway.cursor import encode_cursor
 from tests.conftest import Broker
 
 from ..conftest import ROOT

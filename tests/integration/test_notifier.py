@@ -24,7 +24,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from telex import metrics
 from telex.config import Config, WebhookConfig, load
 from telex.kafka.embedded import free_port
-from telex.notifier.service import Notifier, declared_id
+from telex.notifier.declared import declared_id
+from telex.notifier.service import Notifier
 from telex.notifier.signing import new_secret
 from telex.runtime import started
 from tests.conftest import Broker
@@ -398,7 +399,7 @@ async def test_subscription_api_validates_and_manages(env: Env) -> None:
 
         assert (await http.delete(f"/v1/webhooks/{sub_id}")).status_code == 204
         # Its endpoint (workers and connection pool) goes away with it.
-        await wait_for(lambda: sub_id not in env.notifier._endpoints)
+        await wait_for(lambda: sub_id not in env.notifier.endpoints)
         missing = await http.get(f"/v1/webhooks/{sub_id}")
         assert missing.status_code == 404 and missing.json()["error"]["field"] == "id"
 
@@ -639,7 +640,9 @@ async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
         assert len(notifiers) == 2
 
         def assignments() -> list[set[Any]]:
-            return [set(n._group.assignment()) if n._group else set() for n in notifiers]
+            return [
+                set(n.intake.group.assignment()) if n.intake.group else set() for n in notifiers
+            ]
 
         partitions = config.topics.partitions * 2  # wire + retry
         await wait_for(

@@ -204,7 +204,7 @@ async def test_https_webhooks_are_verified_and_get_sni(
         ),
     )
     refused_before = sample("telex_notifier_attempts_total", outcome="tls_error")
-    caplog.set_level(logging.WARNING, logger="telex.notifier.service")
+    caplog.set_level(logging.WARNING, logger="telex.notifier.handoff")
     src = "src-" + uuid.uuid4().hex[:8]
     async with (
         serving(pki.good) as good,

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from telex import metrics
 from telex.config import Config
-from telex.gateway.hub import decode_cursor
+from telex.gateway.cursor import decode_cursor
 from telex.kafka.scan import partitions_of
 from telex.poller.service import Poller
 from telex.replay.seed import SeedBlog

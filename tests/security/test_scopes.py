@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from telex.config import Config
-from telex.gateway.hub import encode_cursor
+from telex.gateway.cursor import encode_cursor
 from telex.gateway.service import Gateway
 from tests.conftest import Broker
 from tests.integration.gateway_helpers import (

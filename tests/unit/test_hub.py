@@ -8,7 +8,8 @@ import pytest
 
 from telex import metrics
 from telex.filters import Filter, Matcher
-from telex.gateway.hub import Conn, CursorError, Hub, decode_cursor, encode_cursor
+from telex.gateway.cursor import CursorError, decode_cursor, encode_cursor
+from telex.gateway.hub import Conn, Hub
 
 
 class Closed:

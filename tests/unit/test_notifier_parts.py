@@ -16,7 +16,7 @@ from telex.config import ConfigError, load
 from telex.config_checks import CONFIG_CHECKS
 from telex.kafka.commits import AckTracker
 from telex.notifier.delivery import headers_for
-from telex.notifier.service import next_delay
+from telex.notifier.schedule import next_delay
 from telex.notifier.signing import SecretError, new_secret, secret_key, sign, webhook_id
 from telex.outbound import retry_after_seconds as parse_retry_after
 from telex.ssrf import (

@@ -15,7 +15,6 @@ closed with :data:`CLOSE_SLOW`; it can resume with its cursor. Nobody else waits
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections import deque
@@ -24,38 +23,12 @@ from typing import Any
 
 from telex import metrics
 from telex.filters import Filter, Matcher
+from telex.gateway.closes import CLOSE_SLOW
+from telex.gateway.cursor import encode_cursor
 from telex.gateway.frames import event_payload, sse_message, ws_frame
 from telex.gateway.transport import Transport
 
-CLOSE_SLOW = 4008  # private-use close code: "you are too slow, resume with your cursor"
 TRANSPORTS = {"ws": "websocket", "sse": "sse"}
-
-
-class CursorError(ValueError):
-    """A cursor token that telex did not issue."""
-
-
-def encode_cursor(positions: Mapping[int, int]) -> str:
-    """An opaque token for a position on the wire: the next offset of every partition."""
-    text = ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> dict[int, int]:
-    """The positions of a cursor token, or :class:`CursorError`."""
-    if len(token) > 4096:
-        raise CursorError("cursor too long")
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        pairs = (item.split(":") for item in text.split(",") if item)
-        positions = {int(p): int(o) for p, o in pairs}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CursorError(f"malformed cursor {token[:40]!r}") from exc
-    if not positions:
-        raise CursorError("empty cursor")
-    if any(p < 0 or o < 0 for p, o in positions.items()):
-        raise CursorError("negative partition or offset in cursor")
-    return positions
 
 
 class Entry:
@@ -352,12 +325,12 @@ class Hub:
             self.positions = dict(enumerate(entries[-1].positions))
         self._advanced.set()
 
-    def _fan_out(self, entries: Sequence[Entry]) -> None:  # noqa: C901
+    def _fan_out(self, entries: Sequence[Entry]) -> None:
         slow: list[Conn] = []
         frames = {"ws": 0, "sse": 0}
+        # Per filter key, which entries match: kept only for multi-subscription connections.
+        matched: dict[str, list[bool]] | None = {} if self.multi else None
         sent_bytes = 0
-        multi = bool(self.multi)
-        matched: dict[str, list[bool]] = {}
         for key, group in self.groups.items():
             matcher = group.matcher
             hits = (
@@ -365,44 +338,13 @@ class Hub:
                 if matcher is None
                 else [matcher.matches(e.event) for e in entries]
             )
-            if multi:
+            if matched is not None:
                 matched[key] = hits
-            if not group.members or not any(hits):
-                continue
-            chosen = [e for e, hit in zip(entries, hits, strict=True) if hit]
-            ws_blob: bytes | None = None
-            sse_blob: bytes | None = None
-            last_seq = chosen[-1].seq
-            for conn in group.members:
-                if conn.fmt == "ws":
-                    if ws_blob is None:
-                        ws_blob = b"".join(e.ws for e in chosen)
-                    blob = ws_blob
-                else:
-                    if sse_blob is None:
-                        sse_blob = b"".join(e.sse for e in chosen)
-                    blob = sse_blob
-                transport = conn.transport
-                # The hot path: a socket write of bytes shared by the whole group.
-                if transport.buffered() > conn.limit:
-                    slow.append(conn)
-                    continue
-                transport.write(blob)
-                conn.last_seq = last_seq
-                frames[conn.fmt] += len(chosen)
-                sent_bytes += len(blob)
-        if multi:
-            for conn in self.multi:
-                for i, entry in enumerate(entries):
-                    if not any(matched[k][i] for k in conn.keys):
-                        continue
-                    data = conn.encoded(entry)
-                    if conn.over_limit(len(data)) or not conn.write(data):
-                        slow.append(conn)
-                        break
-                    conn.last_seq = entry.seq
-                    frames[conn.fmt] += 1
-                    sent_bytes += len(data)
+            if group.members and any(hits):
+                chosen = [e for e, hit in zip(entries, hits, strict=True) if hit]
+                sent_bytes += _write_group(group, chosen, slow, frames)
+        if matched is not None:
+            sent_bytes += self._write_multi(entries, matched, slow, frames)
         for conn in slow:
             self.go_offline(conn)
             conn.mark_slow()
@@ -411,15 +353,29 @@ class Hub:
                 metrics.DELIVERED.labels(TRANSPORTS[fmt]).inc(count)
         if sent_bytes:
             metrics.GATEWAY_BYTES.inc(sent_bytes)
-        now = time.time() * 1000
-        fanout = metrics.HOP_SECONDS.labels("fanout")
-        for entry in entries:
-            if entry.timestamp_ms > 0:
-                metrics.GATEWAY_LATENCY.observe(max(0.0, now - entry.timestamp_ms) / 1000)
-            if entry.received_ms > 0:
-                fanout.observe(max(0.0, now - entry.received_ms) / 1000)
-            if entry.detected_ms > 0:
-                metrics.END_TO_END.observe(max(0.0, now - entry.detected_ms) / 1000)
+        _observe_latency(entries)
+
+    def _write_multi(
+        self,
+        entries: Sequence[Entry],
+        matched: dict[str, list[bool]],
+        slow: list[Conn],
+        frames: dict[str, int],
+    ) -> int:
+        """Each multi-subscription connection gets the union of its matches, in order."""
+        sent_bytes = 0
+        for conn in self.multi:
+            for i, entry in enumerate(entries):
+                if not any(matched[k][i] for k in conn.keys):
+                    continue
+                data = conn.encoded(entry)
+                if conn.over_limit(len(data)) or not conn.write(data):
+                    slow.append(conn)
+                    break
+                conn.last_seq = entry.seq
+                frames[conn.fmt] += 1
+                sent_bytes += len(data)
+        return sent_bytes
 
     def broadcast(self, data_ws: bytes, data_sse: bytes, conns: Iterable[Conn]) -> None:
         """Send one control message (heartbeat) to ``conns``, encoded once per format."""
@@ -431,3 +387,48 @@ class Hub:
         for conn in slow:
             self.go_offline(conn)
             conn.mark_slow()
+
+
+def _write_group(
+    group: Group, chosen: list[Entry], slow: list[Conn], frames: dict[str, int]
+) -> int:
+    """Write ``chosen`` to every member of ``group`` as one shared buffer; bytes sent.
+
+    The buffer is joined once per wire format, the first time a member needs it.
+    """
+    ws_blob: bytes | None = None
+    sse_blob: bytes | None = None
+    last_seq = chosen[-1].seq
+    sent_bytes = 0
+    for conn in group.members:
+        if conn.fmt == "ws":
+            if ws_blob is None:
+                ws_blob = b"".join(e.ws for e in chosen)
+            blob = ws_blob
+        else:
+            if sse_blob is None:
+                sse_blob = b"".join(e.sse for e in chosen)
+            blob = sse_blob
+        transport = conn.transport
+        # The hot path: a socket write of bytes shared by the whole group.
+        if transport.buffered() > conn.limit:
+            slow.append(conn)
+            continue
+        transport.write(blob)
+        conn.last_seq = last_seq
+        frames[conn.fmt] += len(chosen)
+        sent_bytes += len(blob)
+    return sent_bytes
+
+
+def _observe_latency(entries: Sequence[Entry]) -> None:
+    """How long the published entries took to reach their subscribers, per hop."""
+    now = time.time() * 1000
+    fanout = metrics.HOP_SECONDS.labels("fanout")
+    for entry in entries:
+        if entry.timestamp_ms > 0:
+            metrics.GATEWAY_LATENCY.observe(max(0.0, now - entry.timestamp_ms) / 1000)
+        if entry.received_ms > 0:
+            fanout.observe(max(0.0, now - entry.received_ms) / 1000)
+        if entry.detected_ms > 0:
+            metrics.END_TO_END.observe(max(0.0, now - entry.detected_ms) / 1000)

@@ -10,7 +10,7 @@ already shows its attempt.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -36,14 +36,7 @@ class Health:
 
     def as_dict(self) -> dict[str, Any]:
         """For the API."""
-        return {
-            "last_attempt_ms": self.last_attempt_ms,
-            "last_success_ms": self.last_success_ms,
-            "failing_since_ms": self.failing_since_ms,
-            "consecutive_failures": self.consecutive_failures,
-            "last_outcome": self.last_outcome,
-            "last_error": self.last_error,
-        }
+        return asdict(self)
 
 
 class AttemptLog:

@@ -360,13 +360,31 @@ def _machine_value(value: str | None, now: datetime) -> str | None:
     return None
 
 
-def _signals(doc: Any, now: datetime) -> list[_Signal]:  # noqa: C901
+def _signals(doc: Any, now: datetime) -> list[_Signal]:
     """Every place the page writes a time, outside page chrome, in document order."""
-    found: list[_Signal] = []
-    taken: set[Any] = set()
     body = doc.find("body")
     if body is None:
-        return found
+        return []
+    order = _content_nodes(body)
+    found: list[_Signal] = []
+    taken: set[Any] = set()
+    for node in order:
+        signal, is_time = _markup_signal(node, now)
+        if signal is not None:
+            found.append(signal)
+            if is_time:
+                taken.add(node)
+    # Text: a prefilter on text nodes, then the outermost element that is only that time.
+    strings: Any = _TEXT_NODES(body)
+    for string in strings:
+        signal = _string_signal(string, taken)
+        if signal is not None:
+            found.append(signal)
+    return _outermost(found, order)
+
+
+def _content_nodes(body: Any) -> list[Any]:
+    """The elements of ``body`` outside page chrome, in document order."""
     stack: list[Any] = [body]
     order: list[Any] = []
     while stack:
@@ -375,77 +393,96 @@ def _signals(doc: Any, now: datetime) -> list[_Signal]:  # noqa: C901
             continue
         order.append(node)
         stack.extend(reversed(node))
-    for node in order:
-        tag = node.tag
-        if tag in ("time", "amp-timeago"):
-            written = _text(node)
-            machine = _machine_value(node.get("datetime"), now)
-            if not machine and not written:
-                continue
-            kind_updated = _UPDATED.match(written) is not None
-            date_only = machine is not None and "T" not in machine and ":" not in machine
-            found.append(
-                _Signal(node, "time", written or machine, machine, kind_updated, date_only)
-            )
-            taken.add(node)
-            continue
-        prop = node.get("itemprop")
-        if prop in ("datePublished", "dateCreated", "uploadDate"):
-            machine = _machine_value(node.get("content") or node.get("datetime"), now)
-            if machine:
-                found.append(_Signal(node, "time", _text(node) or machine, machine))
-                taken.add(node)
-                continue
-        if tag == "input":
-            if (node.get("type") or "").lower() == "hidden":
-                value = _machine_value(node.get("value"), now)
-                if value and _EPOCHISH.match(value):
-                    found.append(_Signal(node, "time", None, value))
-            continue
-        for name, value in node.attrib.items():
-            if (
-                name.startswith("data-")
-                and _TIME_ATTR.search(name)
-                and not _NOT_PUBLISHED_ATTR.search(name)
-            ):
-                machine = _machine_value(value, now)
-                if machine:
-                    # "attr": the time is an attribute of an element that holds content.
-                    found.append(_Signal(node, "attr", None, machine))
-                    break
-    # Text: a prefilter on text nodes, then the outermost element that is only that time.
-    strings: Any = _TEXT_NODES(body)
-    for string in strings:
-        if len(string) > 400 or (
-            not _ANY_DIGIT.search(string) and "now" not in string and "ago" not in string
+    return order
+
+
+_PUBLISHED_PROPS = frozenset({"datePublished", "dateCreated", "uploadDate"})
+
+
+def _markup_signal(node: Any, now: datetime) -> tuple[_Signal | None, bool]:
+    """The time an element's markup gives (a <time>, microdata, a hidden input, a data-
+    attribute), and whether the element stands for that time alone."""
+    tag = node.tag
+    if tag in ("time", "amp-timeago"):
+        signal = _time_element(node, now)
+        return signal, signal is not None
+    if node.get("itemprop") in _PUBLISHED_PROPS:
+        machine = _machine_value(node.get("content") or node.get("datetime"), now)
+        if machine:
+            return _Signal(node, "time", _text(node) or machine, machine), True
+    if tag == "input":
+        if (node.get("type") or "").lower() == "hidden":
+            value = _machine_value(node.get("value"), now)
+            if value and _EPOCHISH.match(value):
+                return _Signal(node, "time", None, value), False
+        return None, False
+    return _attribute_signal(node, now), False
+
+
+def _time_element(node: Any, now: datetime) -> _Signal | None:
+    """The signal of a <time> element: its text, its machine value, or both."""
+    written = _text(node)
+    machine = _machine_value(node.get("datetime"), now)
+    if not machine and not written:
+        return None
+    kind_updated = _UPDATED.match(written) is not None
+    date_only = machine is not None and "T" not in machine and ":" not in machine
+    return _Signal(node, "time", written or machine, machine, kind_updated, date_only)
+
+
+def _attribute_signal(node: Any, now: datetime) -> _Signal | None:
+    """A time in a ``data-*`` attribute of an element that holds content."""
+    for name, value in node.attrib.items():
+        if (
+            name.startswith("data-")
+            and _TIME_ATTR.search(name)
+            and not _NOT_PUBLISHED_ATTR.search(name)
         ):
-            continue
-        split = _DIGITS.match(string) is not None and string.is_text
-        if not split and not _PREFILTER.search(string):
-            continue
-        parent = string.getparent()
+            machine = _machine_value(value, now)
+            if machine:
+                # "attr": the time is an attribute of an element that holds content.
+                return _Signal(node, "attr", None, machine)
+    return None
+
+
+def _string_signal(string: Any, taken: set[Any]) -> _Signal | None:
+    """The time a text node writes, on the outermost element that is only that time."""
+    if len(string) > 400 or (
+        not _ANY_DIGIT.search(string) and "now" not in string and "ago" not in string
+    ):
+        return None
+    split = _DIGITS.match(string) is not None and string.is_text
+    if not split and not _PREFILTER.search(string):
+        return None
+    parent = string.getparent()
+    if parent is None:
+        return None
+    if split:
+        return _split_time(parent, taken)
+    if string.is_tail:
+        parent = parent.getparent()
         if parent is None:
-            continue
-        if split:
-            # A time split over elements (<b>10</b>:<b>46</b>): read where it is whole.
-            whole = parent.getparent()
-            if whole is None or len(whole) > 4 or whole in taken:
-                continue
-            text = _text(whole)
-            if len(text) <= 12 and _CLOCKISH.fullmatch(text.strip()):
-                taken.add(whole)
-                found.append(_Signal(whole, "text", text))
-            continue
-        if string.is_tail:
-            parent = parent.getparent()
-            if parent is None:
-                continue
-        if parent in taken or any(a in taken for a in parent.iterancestors()):
-            continue  # the text of a <time> already read
-        signal = _text_signal(parent, str(string), string.is_text)
-        if signal is not None:
-            found.append(signal)
-    # Drop signals in chrome and signals inside other signals (the same time once).
+            return None
+    if parent in taken or any(a in taken for a in parent.iterancestors()):
+        return None  # the text of a <time> already read
+    return _text_signal(parent, str(string), string.is_text)
+
+
+def _split_time(parent: Any, taken: set[Any]) -> _Signal | None:
+    """A time split over elements (<b>10</b>:<b>46</b>): read where it is whole."""
+    whole = parent.getparent()
+    if whole is None or len(whole) > 4 or whole in taken:
+        return None
+    text = _text(whole)
+    if len(text) <= 12 and _CLOCKISH.fullmatch(text.strip()):
+        taken.add(whole)
+        return _Signal(whole, "text", text)
+    return None
+
+
+def _outermost(found: list[_Signal], order: list[Any]) -> list[_Signal]:
+    """Drop signals in chrome and signals inside other signals (the same time once); in
+    document order."""
     allowed = set(order)
     found = [s for s in found if s.node in allowed]
     nodes = {s.node for s in found}
@@ -575,81 +612,94 @@ _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _TITLE_CLASS = re.compile(r"head|title|titel|titre|titolo", re.IGNORECASE)
 
 
-def _content(member: _Member, ids_elsewhere: set[str]) -> None:  # noqa: C901
+def _content(member: _Member, ids_elsewhere: set[str]) -> None:
     """Title, text and link share of a member, without its time."""
     skip = {s.node for s in member.signals if s.kind not in ("lead", "ld", "attr")}
-    parts: list[str] = []
-    own = linked = 0
-    title: str | None = None
-    title_node: Any = None
-    # The title: the first heading, or a short element named like one, before any text.
+    title, title_node = _title(member.extent, skip)
+    walk = _TextWalk(skip, title_node, ids_elsewhere)
     for node in member.extent:
-        for el in node.iter():
-            if not isinstance(el.tag, str) or el in skip:
-                continue
-            if el.tag in _HEADINGS or (
-                _TITLE_CLASS.search(el.get("class") or "") and el.tag not in ("a", "img")
-            ):
-                candidate = _text_without(el, skip)
-                if candidate and len(candidate) <= 300:
-                    title, title_node = candidate, el
-                break
-            if el.tag in ("p", "blockquote", "li") and _text(el):
-                break
-        break
-
-    def walk(el: Any, in_link: bool) -> None:
-        nonlocal own, linked
-        if el in skip or el.tag in _SKIP_TEXT or el is title_node:
-            if el.tail:
-                add(el.tail, in_link)
-            return
-        block = el.tag in _BLOCKS
-        if block:
-            parts.append("\n\n")
-        link = in_link
-        if el.tag == "a":
-            href = el.get("href") or ""
-            fragment = urlsplit(href).fragment if "#" in href else ""
-            # A link to another entry of this page or another page is a link; the entry's
-            # own anchor is not.
-            link = bool(href) and (not href.startswith("#") or fragment in ids_elsewhere)
-        if el.text:
-            add(el.text, link)
-        for child in el:
-            if isinstance(child.tag, str):
-                walk(child, link)
-            elif child.tail:
-                add(child.tail, link)
-        if block:
-            parts.append("\n\n")
-        if el.tail:
-            add(el.tail, in_link)
-
-    def add(text: str, in_link: bool) -> None:
-        nonlocal own, linked
-        parts.append(text)
-        size = len(text.strip())
-        if in_link:
-            linked += size
-        else:
-            own += size
-
-    for node in member.extent:
-        walk(node, False)
-        if parts and node.tail:
-            # The member's own tail belongs to the stream, not to it.
-            pass
-    raw = "".join(parts)
+        walk.element(node, False)
+    raw = "".join(walk.parts)
     paragraphs = [" ".join(p.split()) for p in raw.split("\n\n")]
     text = "\n\n".join(p for p in paragraphs if p)
+    own = walk.own
     lead = member.lead
     if lead and text.startswith(lead):
         text = re.sub(r"^[\s:–—|-]+", "", text[len(lead) :])
         own = max(0, own - len(lead))
     if not text and not title:
         text = _embed_text(member.extent)
-    member.title, member.text, member.own, member.linked = title, text, own, linked
+    member.title, member.text, member.own, member.linked = title, text, own, walk.linked
+
+
+def _title(extent: list[Any], skip: set[Any]) -> tuple[str | None, Any]:
+    """The title: the first heading, or a short element named like one, before any text."""
+    if not extent:
+        return None, None
+    for el in extent[0].iter():
+        if not isinstance(el.tag, str) or el in skip:
+            continue
+        if el.tag in _HEADINGS or (
+            _TITLE_CLASS.search(el.get("class") or "") and el.tag not in ("a", "img")
+        ):
+            candidate = _text_without(el, skip)
+            if candidate and len(candidate) <= 300:
+                return candidate, el
+            return None, None
+        if el.tag in ("p", "blockquote", "li") and _text(el):
+            break
+    return None, None
+
+
+def _is_link(el: Any, ids_elsewhere: set[str]) -> bool:
+    """Whether an <a> links away: to another entry of this page or another page (the
+    entry's own anchor is not a link)."""
+    href = el.get("href") or ""
+    fragment = urlsplit(href).fragment if "#" in href else ""
+    return bool(href) and (not href.startswith("#") or fragment in ids_elsewhere)
+
+
+class _TextWalk:
+    """The text of a member's elements, paragraphs apart, counting linked characters."""
+
+    def __init__(self, skip: set[Any], title_node: Any, ids_elsewhere: set[str]) -> None:
+        self.skip = skip
+        self.title_node = title_node
+        self.ids_elsewhere = ids_elsewhere
+        self.parts: list[str] = []
+        self.own = 0  # characters of text that are not links
+        self.linked = 0
+
+    def element(self, el: Any, in_link: bool) -> None:
+        """Add ``el``'s text, its children's and its tail's."""
+        if el in self.skip or el.tag in _SKIP_TEXT or el is self.title_node:
+            if el.tail:
+                self.add(el.tail, in_link)
+            return
+        block = el.tag in _BLOCKS
+        if block:
+            self.parts.append("\n\n")
+        link = _is_link(el, self.ids_elsewhere) if el.tag == "a" else in_link
+        if el.text:
+            self.add(el.text, link)
+        for child in el:
+            if isinstance(child.tag, str):
+                self.element(child, link)
+            elif child.tail:
+                self.add(child.tail, link)
+        if block:
+            self.parts.append("\n\n")
+        if el.tail:
+            self.add(el.tail, in_link)
+
+    def add(self, text: str, in_link: bool) -> None:
+        """Add a piece of text, counted as linked or own."""
+        self.parts.append(text)
+        size = len(text.strip())
+        if in_link:
+            self.linked += size
+        else:
+            self.own += size
 
 
 def _embed_text(extent: list[Any]) -> str:

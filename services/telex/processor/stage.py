@@ -123,11 +123,7 @@ class Stage:
         published = published_time(raw)
         first_seen = known.first_seen_ms if known is not None else raw["detected_ms"]
         data: dict[str, Any] = {
-            "id": raw["id"],
-            "source_id": raw["source_id"],
-            "source_url": raw["source_url"],
-            "entry_id": raw["entry_id"],
-            "url": raw["url"],
+            **_identity(raw),
             "title": raw["title"],
             "text": raw["text"],
             "html": raw["html"],
@@ -159,13 +155,7 @@ class Stage:
             story_id = linked or new_story_id(raw["id"])
             data["diff"] = None
         data["story_id"] = story_id
-        data["timings"] = {
-            "first_seen_ms": first_seen,
-            "detected_ms": raw["detected_ms"],
-            "produced_ms": raw.get("produced_ms", raw["detected_ms"]),
-            "consumed_ms": raw.get("consumed_ms", processed_ms),
-            "processed_ms": processed_ms,
-        }
+        data["timings"] = _timings(raw, first_seen, processed_ms)
         if sig is not None:
             self.stories.add(raw["id"], sig, story_id, event_ms)
         else:
@@ -183,11 +173,7 @@ class Stage:
         self, raw: RawUpdate, known: Known, state: PartitionState, processed_ms: int
     ) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "id": raw["id"],
-            "source_id": raw["source_id"],
-            "source_url": raw["source_url"],
-            "entry_id": raw["entry_id"],
-            "url": raw["url"],
+            **_identity(raw),
             "title": known.title,
             "text": "",
             "html": None,
@@ -198,13 +184,7 @@ class Stage:
             **self.pipeline.defaults(),
             "story_id": known.story_id or new_story_id(raw["id"]),
             "diff": None,
-            "timings": {
-                "first_seen_ms": known.first_seen_ms,
-                "detected_ms": raw["detected_ms"],
-                "produced_ms": raw.get("produced_ms", raw["detected_ms"]),
-                "consumed_ms": raw.get("consumed_ms", processed_ms),
-                "processed_ms": processed_ms,
-            },
+            "timings": _timings(raw, known.first_seen_ms, processed_ms),
         }
         self.stories.remove(raw["id"])
         state.put(
@@ -216,3 +196,25 @@ class Stage:
         return cloudevent(
             "telex.update.deleted", data, time_iso=time_iso, source_id=raw["source_id"]
         )
+
+
+def _identity(raw: RawUpdate) -> dict[str, Any]:
+    """The fields that name an update and where it comes from, as the poller wrote them."""
+    return {
+        "id": raw["id"],
+        "source_id": raw["source_id"],
+        "source_url": raw["source_url"],
+        "entry_id": raw["entry_id"],
+        "url": raw["url"],
+    }
+
+
+def _timings(raw: RawUpdate, first_seen_ms: int, processed_ms: int) -> dict[str, int]:
+    """When the update was first seen, detected, produced, consumed and processed."""
+    return {
+        "first_seen_ms": first_seen_ms,
+        "detected_ms": raw["detected_ms"],
+        "produced_ms": raw.get("produced_ms", raw["detected_ms"]),
+        "consumed_ms": raw.get("consumed_ms", processed_ms),
+        "processed_ms": processed_ms,
+    }
