@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
+from prometheus_client import REGISTRY
 
 from telex.config import Config, load
 from telex.kafka.embedded import EmbeddedBroker
@@ -152,3 +153,9 @@ def make_config(bootstrap: str = "", **env: Any) -> Config:
 @pytest.fixture
 def config_factory() -> Any:
     return make_config
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric of this process as it is exposed (``telex_x_total``, label values), read
+    through prometheus_client's public registry; 0 for a series not exposed yet."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

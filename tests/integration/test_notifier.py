@@ -21,7 +21,6 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from telex import metrics
 from telex.config import Config, WebhookConfig, load
 from telex.kafka.embedded import free_port
 from telex.notifier.service import Notifier, declared_id
@@ -29,7 +28,7 @@ from telex.notifier.signing import new_secret
 from telex.runtime import started
 from tests.conftest import Broker
 
-from ..conftest import make_config, schema_validator
+from ..conftest import make_config, sample, schema_validator
 from .test_pipeline import read_topic, wait_for
 from .webhook_receivers import Received, produce, receiving, wire_event
 
@@ -154,7 +153,7 @@ async def test_receiver_failing_three_times_gets_same_webhook_id_on_fourth(env: 
         return (500, {}) if n <= 3 else (204, {})
 
     src = source()
-    before = metrics.WEBHOOK_ATTEMPTS.labels("http_error")._value.get()
+    before = sample("telex_notifier_attempts_total", outcome="http_error")
     async with receiving(flaky) as receiver:
         sub = await env.subscribe(receiver.url, filter={"sources": [src]})
         event = wire_event(src, "Air raid alert in Kyiv.")
@@ -173,7 +172,7 @@ async def test_receiver_failing_three_times_gets_same_webhook_id_on_fourth(env: 
             params={"outcome": "http_error", "webhook_id": requests[0].headers["webhook-id"]},
         )
         assert [a["attempt"] for a in failed.json()["attempts"]] == [3, 2, 1]
-        assert metrics.WEBHOOK_ATTEMPTS.labels("http_error")._value.get() >= before + 3
+        assert sample("telex_notifier_attempts_total", outcome="http_error") >= before + 3
         await asyncio.sleep(0.3)
         assert len(receiver.requests) == 4
         got = (await env.http.get(f"/v1/webhooks/{sub['id']}")).json()
@@ -255,7 +254,7 @@ async def test_410_disables_and_later_events_are_kept_for_replay(env: Env) -> No
             while (got := await state())["state"] != "disabled":
                 await asyncio.sleep(0.05)
         assert "410" in got["state_reason"]
-        assert metrics.WEBHOOK_SUBSCRIPTIONS.labels("disabled")._value.get() >= 1
+        assert sample("telex_notifier_subscriptions", state="disabled") >= 1
         later = wire_event(src, "Second update, while disabled.")
         await env.send(later)
         async with asyncio.timeout(30):
@@ -302,7 +301,7 @@ async def test_slow_receiver_does_not_delay_a_fast_one(env: Env) -> None:
         return 200, {}
 
     src = source()
-    overflowed = metrics.WEBHOOK_RETRIES.labels("overflow")._value.get()
+    overflowed = sample("telex_notifier_retries_scheduled_total", reason="overflow")
     events = [wire_event(src, f"Update number {i}.") for i in range(20)]
     async with receiving(stuck) as slow, receiving() as fast:
         await env.subscribe(slow.url, filter={"sources": [src]})
@@ -316,7 +315,9 @@ async def test_slow_receiver_does_not_delay_a_fast_one(env: Env) -> None:
         await slow.wait_for(20)
         assert len({r.headers["webhook-id"] for r in slow.requests}) == 20
         # What did not fit the slow endpoint's queue waited on the retry topic, lost nothing.
-        assert metrics.WEBHOOK_RETRIES.labels("overflow")._value.get() >= overflowed + 10
+        assert (
+            sample("telex_notifier_retries_scheduled_total", reason="overflow") >= overflowed + 10
+        )
 
 
 async def test_redirect_to_a_refused_address_is_not_followed(env: Env) -> None:
@@ -673,7 +674,7 @@ async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
     env = notifier_env()
     config = config_factory(broker.bootstrap, **env)
     src = source()
-    skipped = metrics.WEBHOOK_SKIPPED._value.get()
+    skipped = sample("telex_notifier_duplicates_skipped_total")
     async with receiving() as receiver:
         async with (
             started(config, roles=("notifier",)) as running,
@@ -699,7 +700,9 @@ async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
         async with started(fresh, roles=("notifier",)) as running:
             notifier = running.components["notifier"]
             await wait_for(lambda: notifier.ready, timeout=60)
-            await wait_for(lambda: metrics.WEBHOOK_SKIPPED._value.get() > skipped, timeout=30)
+            await wait_for(
+                lambda: sample("telex_notifier_duplicates_skipped_total") > skipped, timeout=30
+            )
             await asyncio.sleep(0.5)
         assert [verify(sub["secret"], r)["id"] for r in receiver.requests] == [new["id"]]
 

@@ -14,11 +14,10 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from telex import metrics
 from telex.config import Config
 from telex.poller.service import Poller
 from telex.runtime import started
-from tests.conftest import Broker
+from tests.conftest import Broker, sample
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic, wait_for
@@ -166,9 +165,11 @@ async def test_sources_api_revisions_deletions_and_failures(
             # A server without validators sending the same bytes: read, not re-extracted.
             site.set("/plain", live_page([("x", "08:00", "Plain.")]))
             site.pages["/plain"].etag = False
-            unchanged = metrics.POLLS.labels("unchanged")._value.get()
+            unchanged = sample("telex_poller_polls_total", outcome="unchanged")
             assert (await client.put(f"{api}/plain", json={"url": site.url("/plain")})).is_success
-            await wait_for(lambda: metrics.POLLS.labels("unchanged")._value.get() >= unchanged + 2)
+            await wait_for(
+                lambda: sample("telex_poller_polls_total", outcome="unchanged") >= unchanged + 2
+            )
             assert poller.states["plain"].updates_produced == 1
             assert (await client.delete(f"{api}/plain")).status_code == 204
 
