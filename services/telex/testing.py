@@ -76,9 +76,10 @@ async def run_telex(
 class TelexProcess:
     """One ``telex <command>`` child process (``processor``, ``run``, ``replay --port N``...).
 
-    ``config`` is its whole configuration; ``env`` adds variables beyond it. With
-    ``config.http.port`` 0 a free port is chosen here, once: :attr:`url` is known before the
-    start and stays the same across restarts. ``ready`` is how readiness shows: ``"/readyz"``
+    ``config`` is its whole configuration but for the HTTP port; ``env`` adds variables
+    beyond it. The port is ``port``, or a free one chosen here, once (never the config's, whose
+    default 8000 two processes would share): :attr:`url` is known before the start and stays
+    the same across restarts. ``ready`` is how readiness shows: ``"/readyz"``
     (an HTTP path answering 200) or any other text, a line the process writes to its log.
     ``log`` gets stdout and stderr of every run, appended; without one they are discarded.
     Use it as a context manager (``async with`` or ``with``) to start it, wait until ready,
@@ -93,10 +94,11 @@ class TelexProcess:
         log: Path | None = None,
         env: Mapping[str, str] | None = None,
         ready: str = "/readyz",
+        port: int | None = None,
     ) -> None:
         self.args = (command,) if isinstance(command, str) else tuple(command)
         self.config = config or Config()
-        self.port = self.config.http.port or free_port()
+        self.port = port or free_port()
         host = self.config.http.host
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
         self.env = child_environ(

@@ -107,12 +107,16 @@ class Stack:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def spawn(
-        self, name: str, command: list[str], ready: str = "/readyz", **env: str
+        self,
+        name: str,
+        command: list[str],
+        ready: str = "/readyz",
+        port: int | None = None,
+        **env: str,
     ) -> TelexProcess:
         config = load(None, {**self.config.to_environ(), **env})
-        self.procs[name] = TelexProcess(
-            command, config, log=self.logs / f"{name}.log", ready=ready
-        ).start()
+        log = self.logs / f"{name}.log"
+        self.procs[name] = TelexProcess(command, config, log=log, ready=ready, port=port).start()
         return self.procs[name]
 
     async def kill_gateway(self) -> None:
@@ -121,7 +125,7 @@ class Stack:
 
     async def start_gateway(self, **env: str) -> None:
         """A gateway where the last one was (``env``: settings of its own)."""
-        gateway = self.spawn("gateway", ["gateway"], TELEX_HTTP_PORT=str(self.gateway_port), **env)
+        gateway = self.spawn("gateway", ["gateway"], port=self.gateway_port, **env)
         await gateway.wait_ready(timeout=30)
 
 
@@ -162,7 +166,7 @@ async def stack(
     running.spawn("replay", ["replay", "--port", str(replay_port)], ready="replaying")
     running.spawn("processor", ["processor"])
     running.spawn("poller", ["poller"])
-    running.spawn("gateway", ["gateway"], TELEX_HTTP_PORT=str(running.gateway_port))
+    running.spawn("gateway", ["gateway"], port=running.gateway_port)
     try:
         for proc in running.procs.values():
             await proc.wait_ready(timeout=45)

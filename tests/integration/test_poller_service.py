@@ -4,9 +4,7 @@ and a failing source that keeps being polled with its state visible."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,13 +15,12 @@ from jsonschema import Draft202012Validator
 from telex.config import Config
 from telex.poller.service import Poller
 from telex.runtime import started
+from telex.testing import run_telex
 from tests.conftest import Broker, sample
 
 from .site import Site, serve_site
 from .test_pipeline import read_topic, wait_for
 from .test_poller_http import DATA
-
-TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 def live_page(entries: list[tuple[str, str, str]]) -> str:
@@ -187,12 +184,7 @@ async def test_sources_api_revisions_deletions_and_failures(
 
 
 async def telex(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        TELEX, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_telex(*args)
 
 
 async def test_telex_sources_commands(
