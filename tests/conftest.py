@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -153,6 +154,26 @@ def make_config(bootstrap: str = "", **env: Any) -> Config:
 @pytest.fixture
 def config_factory() -> Any:
     return make_config
+
+
+async def run_bench(script: str, *args: str, timeout: float) -> tuple[int, bytes, bytes]:
+    """``bench/<script>`` run by this Python to its end: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out, err
 
 
 def sample(name: str, **labels: str) -> float:

@@ -28,6 +28,12 @@ EXPECTED_TIMES = [
 ]  # fmt: skip
 
 
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` now, read with a group-less consumer."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -57,12 +63,6 @@ async def receive_events(ws: Any, count: int, timeout: float = 60) -> list[dict[
         while len(frames) < count:
             frames.append(orjson.loads(await ws.recv()))
     return frames
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 async def test_seed_blog_reaches_websocket_once(

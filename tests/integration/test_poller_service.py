@@ -18,7 +18,7 @@ from telex.runtime import started
 from telex.testing import run_telex
 from tests.conftest import Broker, sample
 
-from .site import Site, serve_site
+from .site import LOCAL_POLLER, Site, serve_site
 from .test_pipeline import read_topic, wait_for
 from .test_poller_http import DATA
 
@@ -59,14 +59,8 @@ async def test_sources_api_revisions_deletions_and_failures(
     site: Site,
     raw_schema: Draft202012Validator,
 ) -> None:
-    config = config_factory(
-        broker.bootstrap,
-        TELEX_POLLER_INTERVAL="0.3",
-        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
-        TELEX_POLLER_BACKOFF_MAX="0.6",
-        TELEX_KAFKA_SESSION_TIMEOUT_MS="3000",
-        TELEX_KAFKA_REQUEST_TIMEOUT_MS="5000",
-    )
+    quick = {"TELEX_POLLER_INTERVAL": "0.3", "TELEX_POLLER_BACKOFF_MAX": "0.6"}
+    config = config_factory(broker.bootstrap, **LOCAL_POLLER, **quick)
     raw_topic = config.topics.raw
     site.set(
         "/live",
@@ -190,12 +184,7 @@ async def telex(*args: str) -> tuple[int, str, str]:
 async def test_telex_sources_commands(
     broker: Broker, config_factory: Callable[..., Config], site: Site
 ) -> None:
-    config = config_factory(
-        broker.bootstrap,
-        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
-        TELEX_KAFKA_SESSION_TIMEOUT_MS="3000",
-        TELEX_KAFKA_REQUEST_TIMEOUT_MS="5000",
-    )
+    config = config_factory(broker.bootstrap, **LOCAL_POLLER)
     site.set("/feed", (DATA / "rss2.xml").read_bytes(), "application/rss+xml")
     async with started(config, roles=("poller",), replay=False) as running:
         assert running.http_url is not None

@@ -163,14 +163,10 @@ def test_to_environ_gives_back_every_value(tmp_path: Path) -> None:
 
 
 def test_environment_sets_lists_of_tables_and_names_their_variable() -> None:
-    config = load(
-        None,
-        {
-            "TELEX_PROCESSOR_ENRICHERS": "html, language",
-            "TELEX_PROCESSOR_WATCH": '[{"name": "NATO", "aliases": ["OTAN"]}]',
-            "TELEX_SOURCES": '[{"id": "bbc", "url": "https://www.bbc.co.uk/live"}]',
-        },
-    )
+    watch = '[{"name": "NATO", "aliases": ["OTAN"]}]'
+    sources = '[{"id": "bbc", "url": "https://www.bbc.co.uk/live"}]'
+    environ = {"TELEX_PROCESSOR_WATCH": watch, "TELEX_SOURCES": sources}
+    config = load(None, {**environ, "TELEX_PROCESSOR_ENRICHERS": "html, language"})
     assert config.processor.enrichers == ("html", "language")
     assert config.processor.watch[0].aliases == ("OTAN",)
     assert config.sources[0].id == "bbc"
