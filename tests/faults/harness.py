@@ -269,6 +269,7 @@ class Pipeline:
         """Every process answers /readyz with 200 (within ``timeout`` seconds each)."""
         for role in roles:
             await self.procs[role].wait_ready(timeout)
+            assert self.procs[role].running, self.logs(role)
 
     async def stop(self) -> dict[str, int | None]:
         """SIGTERM every process; their exit codes."""

@@ -32,6 +32,7 @@ async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path
     proc.start()
     try:
         await proc.wait_ready(timeout=60)
+        assert proc.running, proc.log_text()
         assert f"http://127.0.0.1:{port}/" in proc.log_text()
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -69,4 +70,5 @@ async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path
     log = proc.log_text()
     assert code == 0, log
     assert "Traceback" not in log, log
-    assert "telex.stopped" in log
+    assert "telex.started" in log and "telex.stopped" in log
+    assert proc.starts == 1

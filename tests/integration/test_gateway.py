@@ -358,5 +358,7 @@ async def test_sigterm_drains_a_gateway_process_with_1012(
         assert await proc.wait(timeout=20) == 0
         log = proc.log_text()
         assert "gateway.draining" in log and "Traceback" not in log, log
+        assert "gateway.drained" in log, log  # every connection closed before the exit
+        assert "telex.stopped" in log, log
     finally:
         await proc.kill()

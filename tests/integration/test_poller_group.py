@@ -102,6 +102,7 @@ async def test_two_pollers_share_200_sources_and_hand_over(
     try:
         a.start(), b.start()
         await asyncio.gather(a.wait_ready(60), b.wait_ready(60))
+        assert a.url != b.url and a.running and b.running
         async with httpx.AsyncClient(timeout=30) as client:
             for i in range(SOURCES):
                 created = await client.post(
@@ -134,6 +135,7 @@ async def test_two_pollers_share_200_sources_and_hand_over(
 
             # Stop one poller: the other takes its sources over within a rebalance.
             assert await b.stop(timeout=20) == 0
+            assert a.running, a.log_text()[-3000:]
             took = await until(
                 lambda: _owns_all(a, client), 60, "the remaining poller owning every source"
             )

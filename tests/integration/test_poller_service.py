@@ -189,9 +189,10 @@ async def test_telex_sources_commands(
     async with started(config, roles=("poller",), replay=False) as running:
         assert running.http_url is not None
         url = running.http_url
-        code, out, _ = await telex("sources", "--url", url, "add", "wire", site.url("/feed"),
+        code, out, err = await telex("sources", "--url", url, "add", "wire", site.url("/feed"),
                                    "--kind", "feed", "--interval", "0.5")  # fmt: skip
         assert code == 0 and orjson.loads(out)["kind"] == "feed"
+        assert "Traceback" not in err, err
         code, _, err = await telex("sources", "--url", url, "add", "bad", "ftp://x")
         assert code == 1 and "url: Value error, must be an http" in err
         poller = running.components["poller"]

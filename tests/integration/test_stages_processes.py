@@ -31,6 +31,7 @@ async def broker_process(tmp_path: Path) -> AsyncIterator[str]:
     proc.start()
     try:
         await proc.wait_ready(timeout=60)
+        assert proc.running, proc.log_text()
         found = re.search(r"broker on (\S+) ", proc.log_text())
         assert found, proc.log_text()
         yield found.group(1)
@@ -56,6 +57,8 @@ async def test_each_stage_starts_on_a_telex_broker_with_one_warning(tmp_path: Pa
                 await proc.wait_ready(timeout=90)
             for stage, proc in procs.items():
                 assert proc.running, f"{stage} exited: {proc.log_text()}"
+            # Each readiness answer came from its own stage.
+            assert len({proc.url for proc in procs.values()}) == len(STAGES)
         finally:
             codes = await asyncio.gather(*(proc.stop(timeout=30) for proc in procs.values()))
     for (stage, proc), code in zip(procs.items(), codes, strict=True):
