@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from telex.config import Config, load
 from telex.kafka.embedded import EmbeddedBroker
 from telex.replay.seed import SeedBlog, load_seed
+from telex.testing import run_command
 from tests.kafka_cluster import KafkaCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,24 +157,9 @@ def config_factory() -> Any:
     return make_config
 
 
-async def run_bench(script: str, *args: str, timeout: float) -> tuple[int, bytes, bytes]:
+async def run_bench(script: str, *args: str, timeout: float) -> tuple[int, str, str]:
     """``bench/<script>`` run by this Python to its end: exit code, stdout, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / script),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out, err
+    return await run_command(sys.executable, str(ROOT / "bench" / script), *args, timeout=timeout)
 
 
 def sample(name: str, **labels: str) -> float:

@@ -46,18 +46,14 @@ def child_environ(
     return {**base, **(config or Config()).to_environ(), **(env or {})}
 
 
-async def run_telex(
-    *args: str,
-    config: Config | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
+async def run_command(
+    *argv: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
 ) -> tuple[int, str, str]:
-    """Run a one-shot ``telex`` command (``webhooks list``, ``extract URL``) to its end:
-    its exit code, stdout and stderr."""
+    """Run a command to its end (killed after ``timeout`` seconds): its exit code, stdout and
+    stderr. ``env`` is its whole environment; without it, this process's."""
     proc = await asyncio.create_subprocess_exec(
-        *TELEX,
-        *args,
-        env=child_environ(config, env),
+        *argv,
+        env=None if env is None else dict(env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -71,6 +67,17 @@ async def run_telex(
             await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def run_telex(
+    *args: str,
+    config: Config | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, str, str]:
+    """Run a one-shot ``telex`` command (``webhooks list``, ``extract URL``) to its end:
+    its exit code, stdout and stderr."""
+    return await run_command(*TELEX, *args, env=child_environ(config, env), timeout=timeout)
 
 
 class TelexProcess:

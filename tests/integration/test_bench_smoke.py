@@ -11,7 +11,7 @@ from tests.conftest import Broker, run_bench
 
 async def run_tiny_pipeline(
     script: str, broker: Broker, tmp_path: Path, *args: str, timeout: float
-) -> tuple[int, bytes, bytes, Path]:
+) -> tuple[int, str, str, Path]:
     """soak.py or latency.py on a tiny pipeline (a few sources, subscribers and receivers),
     writing its JSON report: exit code, stdout, stderr and the report's path."""
     report = tmp_path / "report.json"
@@ -46,13 +46,13 @@ async def test_fanout_benchmark_runs_every_server(broker: Broker) -> None:
         "--no-pin",
         timeout=150,
     )  # fmt: skip
-    assert code == 0, err.decode()[-3000:]
-    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    assert code == 0, err[-3000:]
+    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [r["server"] for r in rows] == ["floor", "floor_batch", "naive", "telex"]
     for row in rows:
         assert row["complete"] and row["lost"] == 0 and row["duplicates_seen"] == 0, row
         assert row["deliveries_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0, row
-    assert b"| 20 | telex |" in out
+    assert "| 20 | telex |" in out
 
 
 async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path: Path) -> None:
@@ -60,8 +60,8 @@ async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path
     code, stdout, err, out = await run_tiny_pipeline(
         "soak.py", broker, tmp_path, "--duration", "8", "--progress", "4", timeout=150
     )
-    assert code == 0, (stdout + err).decode()[-4000:]
-    assert b"problems: none" in stdout
+    assert code == 0, (stdout + err)[-4000:]
+    assert "problems: none" in stdout
     report = orjson.loads(out.read_bytes())
     subs, hooks = report["subscribers"], report["receivers"]
     assert report["published"] >= 60 and report["drained_s"] is not None
@@ -88,7 +88,7 @@ async def test_latency_benchmark_measures_telex_and_the_floor(
         "latency.py", broker, tmp_path, "--runs", "1", "--duration", "6", "--progress", "3",
         timeout=180,
     )  # fmt: skip
-    assert code == 0, (stdout + err).decode()[-4000:]
+    assert code == 0, (stdout + err)[-4000:]
     (run,) = orjson.loads(out.read_bytes())["runs"]
     telex, floor = run["telex"], run["floor"]
     assert telex["problems"] == [] and floor["lost"] == floor["duplicates"] == 0

@@ -31,8 +31,8 @@ async def test_a_killed_and_restarted_static_member_gets_its_partitions_back(
         "--give-up", str(GIVE_UP_S),
         timeout=240,
     )  # fmt: skip
-    assert code == 0, err.decode()[-3000:]
-    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    assert code == 0, err[-3000:]
+    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
     runs = [r for r in rows if "mode" in r]
     assert [r["mode"] for r in runs] == ["static"]
     assert 0 <= runs[0]["stall_s"] < GIVE_UP_S < SESSION_MS / 1000, runs
