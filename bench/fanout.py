@@ -39,12 +39,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from telex.config import Config
+from telex.config import Config, load
 from telex.kafka import Clients, TopicSpec, ensure_topics
 from telex.kafka.embedded import EmbeddedBroker, free_port
+from telex.testing import TELEX, child_environ
 
 HERE = Path(__file__).resolve().parent
-TELEX = str(Path(sys.executable).with_name("telex"))
 SERVERS = (
     "floor",
     "floor_batch",
@@ -254,24 +254,25 @@ async def start_server(
 ) -> Any:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if kind in TELEX_KINDS:
-        env.update(
-            {
-                "TELEX_KAFKA_BOOTSTRAP": bootstrap,
-                "TELEX_TOPICS_WIRE": topic,
-                "TELEX_TOPICS_RAW": topic + ".raw",
-                "TELEX_TOPICS_DLQ": topic + ".dlq",
-                "TELEX_TOPICS_PARTITIONS": str(PARTITIONS),
-                "TELEX_HTTP_PORT": str(port),
-                "TELEX_GATEWAY_MAX_CONNECTIONS": str(n + 100),
-                "TELEX_GATEWAY_BACKLOG": "0",
-                "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "600",
-                "TELEX_GATEWAY_IDLE_TIMEOUT": "600",
-                # The client does not answer protocol pings (nor do the baselines send any).
-                "TELEX_GATEWAY_PING_INTERVAL": "3600",
-                "TELEX_LOG_LEVEL": "warning",
-            }
-        )
-        argv = [TELEX, "gateway"]
+        settings = {
+            "TELEX_KAFKA_BOOTSTRAP": bootstrap,
+            "TELEX_TOPICS_WIRE": topic,
+            "TELEX_TOPICS_RAW": topic + ".raw",
+            "TELEX_TOPICS_DLQ": topic + ".dlq",
+            "TELEX_TOPICS_PARTITIONS": str(PARTITIONS),
+            "TELEX_HTTP_PORT": str(port),
+            "TELEX_GATEWAY_MAX_CONNECTIONS": str(n + 100),
+            "TELEX_GATEWAY_BACKLOG": "0",
+            "TELEX_GATEWAY_HEARTBEAT_INTERVAL": "600",
+            "TELEX_GATEWAY_IDLE_TIMEOUT": "600",
+            # The client does not answer protocol pings (nor do the baselines send any).
+            "TELEX_GATEWAY_PING_INTERVAL": "3600",
+            "TELEX_LOG_LEVEL": "warning",
+        }
+        # The servers here are spawned their own way (pinned, from a baseline checkout, on
+        # uvloop): only telex's environment is the shared one.
+        env = child_environ(load(None, settings), {"PYTHONUNBUFFERED": "1"})
+        argv = [*TELEX, "gateway"]
         if kind.startswith("telex_base"):
             if not base:
                 raise SystemExit(f"{kind} needs --base (a checkout of the baseline commit)")

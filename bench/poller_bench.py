@@ -26,10 +26,11 @@ from pathlib import Path
 
 import httpx
 
+from telex.config import load
 from telex.kafka.embedded import EmbeddedBroker, free_port
+from telex.testing import TelexProcess
 
 HERE = Path(__file__).resolve().parent
-TELEX = str(Path(sys.executable).with_name("telex"))
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -154,30 +155,27 @@ async def main() -> None:
                 results["baseline"].append((cores, rps))
                 print(f"run {run + 1} baseline: {cores * 100:5.1f}% CPU  {rps:6.1f} req/s")
 
-                env = {
-                    **os.environ,
-                    "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-                    "TELEX_KAFKA_IDEMPOTENCE": "off",
-                    "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                    "TELEX_TOPICS_RAW": f"b{run}.updates.raw",
-                    "TELEX_TOPICS_WIRE": f"b{run}.updates",
-                    "TELEX_TOPICS_DLQ": f"b{run}.dlq",
-                    "TELEX_TOPICS_SOURCES": f"b{run}.sources",
-                    "TELEX_POLLER_GROUP_ID": f"b{run}-poller",
-                    "TELEX_HTTP_PORT": "0",
-                }
-                poller = await asyncio.create_subprocess_exec(
-                    TELEX,
-                    "poller",
-                    "--config",
-                    str(config),
-                    env=env,
-                    stdout=asyncio.subprocess.DEVNULL,
+                settings = load(
+                    None,
+                    {
+                        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
+                        "TELEX_KAFKA_IDEMPOTENCE": "off",
+                        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                        "TELEX_TOPICS_RAW": f"b{run}.updates.raw",
+                        "TELEX_TOPICS_WIRE": f"b{run}.updates",
+                        "TELEX_TOPICS_DLQ": f"b{run}.dlq",
+                        "TELEX_TOPICS_SOURCES": f"b{run}.sources",
+                        "TELEX_POLLER_GROUP_ID": f"b{run}-poller",
+                    },
                 )
+                poller = TelexProcess(
+                    ["poller", "--config", str(config)], settings, log=workdir / f"poller{run}.log"
+                ).start()
                 try:
+                    assert poller.pid is not None
                     cores, rps = await measure(poller.pid, client, base, args.warmup, args.window)
                 finally:
-                    await stop(poller)
+                    await poller.stop(timeout=15)
                 results["poller"].append((cores, rps))
                 print(f"run {run + 1} poller:   {cores * 100:5.1f}% CPU  {rps:6.1f} req/s")
     finally:

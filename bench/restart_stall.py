@@ -71,15 +71,18 @@ class Member:
 
 
 async def spawn(args: argparse.Namespace, group: str, instance: str) -> Member:
-    env = {
-        **os.environ,
+    from telex.config import load
+    from telex.testing import child_environ
+
+    settings = {
         "TELEX_KAFKA_BOOTSTRAP": args.bootstrap,
         "TELEX_KAFKA_IDEMPOTENCE": "off",
         "TELEX_KAFKA_GROUP_INSTANCE_ID": instance,
         "TELEX_LOG_LEVEL": "warning",
     }
     if args.session_timeout_ms:
-        env["TELEX_KAFKA_SESSION_TIMEOUT_MS"] = str(args.session_timeout_ms)
+        settings["TELEX_KAFKA_SESSION_TIMEOUT_MS"] = str(args.session_timeout_ms)
+    env = child_environ(load(None, settings))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         SCRIPT,

@@ -76,6 +76,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the other benchmarks' pieces, when run as a script
 
 from fanout import cpu_seconds, raise_fd_limit, rss_bytes  # noqa: E402
+from telex.config import load  # noqa: E402
+from telex.testing import child_environ  # noqa: E402
 from webhook_receivers import serve as serve_receivers  # noqa: E402
 
 TELEX = str(Path(sys.executable).with_name("telex"))
@@ -694,9 +696,7 @@ class Run:
         a = self.args
         p = f"soak{uuid.uuid4().hex[:8]}"
         self.topics = {"raw": f"{p}.raw", "wire": f"{p}.wire"}
-        return {
-            **os.environ,
-            "TELEX_CONFIG": str(config),
+        settings = {
             "TELEX_KAFKA_BOOTSTRAP": bootstrap,
             "TELEX_KAFKA_IDEMPOTENCE": a.idempotence or ("auto" if a.bootstrap else "off"),
             "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
@@ -723,6 +723,9 @@ class Run:
             "TELEX_LOG_LEVEL": "warning",
             "TELEX_LOG_FORMAT": "json",
         }
+        # The sources (a thousand or more) stay in the file: too long for one variable.
+        extra = {"TELEX_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
+        return child_environ(load(None, settings), extra)
 
     async def start_broker(self) -> None:
         """The embedded broker, as ``telex run`` starts it, but as a child that dies with us."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,10 +19,12 @@ from typing import Any, Protocol
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
+from prometheus_client import REGISTRY
 
 from telex.config import Config, load
 from telex.kafka.embedded import EmbeddedBroker
 from telex.replay.seed import SeedBlog, load_seed
+from telex.testing import run_command
 from tests.kafka_cluster import KafkaCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +155,23 @@ def make_config(bootstrap: str = "", **env: Any) -> Config:
 @pytest.fixture
 def config_factory() -> Any:
     return make_config
+
+
+async def run_bench(script: str, *args: str, timeout: float) -> tuple[int, str, str]:
+    """``bench/<script>`` run by this Python to its end: exit code, stdout, stderr."""
+    return await run_command(sys.executable, str(ROOT / "bench" / script), *args, timeout=timeout)
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric of this process as it is exposed (``telex_x_total``, label values), read
+    through prometheus_client's public registry; 0 for a series not exposed yet.
+
+    What ``REGISTRY.get_sample_value`` does, but collecting only the metric asked for: the
+    tests poll in loops on the event loop of the services they test, and collecting every
+    metric (milliseconds) each time slows those services down.
+    """
+    for metric in REGISTRY.restricted_registry([name]).collect():
+        for found in metric.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return 0.0

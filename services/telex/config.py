@@ -4,6 +4,9 @@ Precedence, lowest first: built-in defaults, the TOML file (``--config`` or ``TE
 then environment variables. An environment variable names a section and a key joined by an
 underscore, upper-cased: ``TELEX_KAFKA_BOOTSTRAP`` sets ``[kafka] bootstrap``,
 ``TELEX_HTTP_PORT`` sets ``[http] port``, ``TELEX_REPLAY_INTERVAL`` sets ``[replay] interval``.
+A list of plain values is comma-separated (``TELEX_NOTIFIER_RETRY_SCHEDULE=5,300``); a list of
+tables is a JSON list of objects (``TELEX_PROCESSOR_WATCH``, ``TELEX_SOURCES``).
+:meth:`Config.to_environ` is the inverse: the variables that give a config back.
 
 Every value is validated at start-up; :func:`load` raises :class:`ConfigError` whose message
 names each bad value, where it came from, and what was expected. Values whose rules belong to a
@@ -13,13 +16,14 @@ stage (an HTML selector, a webhook secret) are checked by functions the caller p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -666,19 +670,6 @@ class GatewayConfig(_Section):
     def _origins(cls, value: Any) -> Any:
         return _split_list(value)
 
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: Any) -> Any:
-        # From the environment: a JSON list, e.g. [{"name":"wall","key":"...","sources":["a"]}].
-        if isinstance(value, str):
-            import json
-
-            try:
-                return json.loads(value) if value.strip() else ()
-            except ValueError as exc:
-                raise ValueError(f"api_keys must be a JSON list of objects: {exc}") from None
-        return value
-
 
 # Notifier ---------------------------------------------------------------------------------
 
@@ -867,48 +858,163 @@ class Config(BaseModel):
     log: LogConfig = LogConfig()
     sources: tuple[SourceConfig, ...] = ()
 
+    def to_environ(self) -> dict[str, str]:
+        """The ``TELEX_*`` variables from which :func:`load` (with no file) gives this config
+        back: one for each value that differs from its default.
+
+        Secrets are in clear in it: it is for a child process's environment, never for a log.
+        Raises ``ValueError`` naming the variable (never the value) when a value has no
+        environment form: ``None`` in place of a default, or a list item that is empty, holds
+        a comma or starts or ends with white space.
+        """
+        environ: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            section = _section_model(field.annotation)
+            if section is None:
+                if value != field.get_default(call_default_factory=True):
+                    environ[_env_name(name)] = _env_text(field.annotation, value, _env_name(name))
+                continue
+            for key, sub in section.model_fields.items():
+                item = getattr(value, key)
+                if item != sub.get_default(call_default_factory=True):
+                    var = _env_name(name, key)
+                    environ[var] = _env_text(sub.annotation, item, var)
+        return environ
+
 
 class ConfigError(Exception):
     """A configuration value is missing, unknown or invalid."""
 
 
-def _sections() -> dict[str, type[BaseModel]]:
-    sections: dict[str, type[BaseModel]] = {}
+def _section_model(annotation: Any) -> type[_Section] | None:
+    if isinstance(annotation, type) and issubclass(annotation, _Section):
+        return annotation
+    return None
+
+
+def _env_name(*path: str) -> str:
+    return ENV_PREFIX + "_".join(path).upper()
+
+
+EnvForm = Literal["text", "list", "json"]
+
+
+def _env_form(annotation: Any) -> EnvForm:
+    """How a value of this type is written in one environment variable."""
+    origin = get_origin(annotation)
+    if origin is dict or annotation is dict or _section_model(annotation) is not None:
+        return "json"
+    if origin in (tuple, list):
+        item = get_args(annotation)[0]
+        return "json" if isinstance(item, type) and issubclass(item, BaseModel) else "list"
+    return "text"
+
+
+def _env_value(annotation: Any, text: str, var: str, path: str) -> Any:
+    """An environment variable's text as the value :func:`load` validates."""
+    form = _env_form(annotation)
+    if form == "list":
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    if form == "json":
+        try:
+            return json.loads(text) if text.strip() else ()
+        except ValueError as exc:
+            # Not the text itself: it may hold secrets (webhook secrets, API keys).
+            raise ConfigError(
+                f"{path} from {var}: must be JSON (a list of tables is a JSON list of "
+                f"objects): {exc}"
+            ) from None
+    return text
+
+
+def _env_scalar(value: Any, var: str) -> str:
+    if value is None:
+        raise ValueError(f"{var}: None has no environment form")
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _env_text(annotation: Any, value: Any, var: str) -> str:
+    """The inverse of :func:`_env_value`."""
+    form = _env_form(annotation)
+    if form == "json":
+        plain = (
+            [item.model_dump(exclude_defaults=True) for item in value]
+            if isinstance(value, tuple)
+            else value
+        )
+        return json.dumps(plain, default=_json_secret, separators=(",", ":"))
+    if form == "list":
+        items = [_env_scalar(item, var) for item in value]
+        if any(not item or "," in item or item != item.strip() for item in items):
+            raise ValueError(
+                f"{var}: an item that is empty, holds a comma or starts or ends with white "
+                "space has no environment form"
+            )
+        return ",".join(items)
+    return _env_scalar(value, var)
+
+
+def _json_secret(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def _sections() -> dict[str, type[_Section]]:
+    sections: dict[str, type[_Section]] = {}
     for name, field in Config.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, _Section):
-            sections[name] = annotation
+        model = _section_model(field.annotation)
+        if model is not None:
+            sections[name] = model
     return sections
 
 
-def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Map ``TELEX_SECTION_KEY`` variables onto ``{section: {key: value}}``.
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Map ``TELEX_SECTION_KEY`` variables onto ``{section: {key: value}}``, and
+    ``TELEX_SOURCES`` (the table arrays outside any section) onto ``{"sources": [...]}``.
 
     Returns the overrides and, for error messages, the variable each dotted path came from.
     Unknown ``TELEX_*`` variables are an error rather than silently ignored: a typo in a
     deployment manifest should stop the service, not run it with a default.
     """
-    overrides: dict[str, dict[str, str]] = {}
+    overrides: dict[str, Any] = {}
     origin: dict[str, str] = {}
     sections = _sections()
+    arrays = {
+        name: field.annotation
+        for name, field in Config.model_fields.items()
+        if _section_model(field.annotation) is None
+    }
     unknown: list[str] = []
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
             continue
         rest = var[len(ENV_PREFIX) :].lower()
+        if rest in arrays:
+            overrides[rest] = _env_value(arrays[rest], value, var, rest)
+            origin[rest] = var
+            continue
         for section, model in sections.items():
-            if rest.startswith(section + "_") and rest[len(section) + 1 :] in model.model_fields:
-                key = rest[len(section) + 1 :]
-                overrides.setdefault(section, {})[key] = value
-                origin[f"{section}.{key}"] = var
+            key = rest[len(section) + 1 :]
+            if rest.startswith(section + "_") and key in model.model_fields:
+                annotation = model.model_fields[key].annotation
+                path = f"{section}.{key}"
+                overrides.setdefault(section, {})[key] = _env_value(annotation, value, var, path)
+                origin[path] = var
                 break
         else:
             unknown.append(var)
     if unknown:
         known = ", ".join(
-            f"{ENV_PREFIX}{s.upper()}_{k.upper()}"
-            for s, m in sections.items()
-            for k in m.model_fields
+            [_env_name(s, k) for s, m in sections.items() for k in m.model_fields]
+            + [_env_name(name) for name in arrays]
         )
         raise ConfigError(
             f"unknown environment variable(s) {', '.join(sorted(unknown))}; known: {known}"
@@ -916,11 +1022,21 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]
     return overrides, origin
 
 
+def _origin_of(path: str, origin: Mapping[str, str]) -> str | None:
+    """The variable a value came from: the one that set it or a table or list holding it."""
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        found = origin.get(".".join(parts[:end]))
+        if found:
+            return found
+    return None
+
+
 def _format_errors(exc: ValidationError, origin: Mapping[str, str], file: str | None) -> str:
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"])
-        where = origin.get(path) or (f"file {file}" if file else "defaults")
+        where = _origin_of(path, origin) or (f"file {file}" if file else "defaults")
         value = err.get("input")
         # Never echo a secret (webhook secrets) into a terminal or a log.
         hidden = isinstance(value, dict) or any(
@@ -954,6 +1070,9 @@ def load(
             raise ConfigError(f"config file {file} is not valid TOML: {exc}") from exc
     overrides, origin = _env_overrides(env)
     for section, values in overrides.items():
+        if not isinstance(values, dict):  # a table array: the variable replaces the file's
+            data[section] = values
+            continue
         current = data.get(section, {})
         if not isinstance(current, dict):
             raise ConfigError(f"config file {file}: [{section}] must be a table")

@@ -97,7 +97,10 @@ def config_markdown() -> str:
         "Configuration reference",
         "config",
         "telex reads one TOML file (`--config FILE` or `TELEX_CONFIG`) and then environment "
-        "variables, which win. A variable is `TELEX_` + section + `_` + key, upper-cased. Every "
+        "variables, which win. A variable is `TELEX_` + section + `_` + key, upper-cased. A "
+        "list of plain values is comma-separated (`TELEX_NOTIFIER_RETRY_SCHEDULE=5,300`); a "
+        "list of tables is a JSON list of objects "
+        '(`TELEX_PROCESSOR_WATCH=[{"name": "NATO"}]`). Every '
         "value is validated at start-up and a bad one stops the process with a message naming "
         "it and where it came from; an unknown `TELEX_*` variable is an error too.",
     )
@@ -123,5 +126,10 @@ def config_markdown() -> str:
             meaning = (sub.description or "").replace("|", "\\|")
             type_ = _type_name(sub.annotation)
             lines.append(f"| `{key}` | {type_} | {_default(sub)} | {meaning} |")
-        lines += ["", "Table arrays are set in the TOML file only.", ""]
+        lines += [
+            "",
+            f"In the environment: `TELEX_{section.upper()}`, a JSON list of these tables "
+            "(it replaces the file's).",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"

@@ -8,26 +8,22 @@ one in its place while the replay source, the poller and the processor keep prod
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import orjson
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from telex.config import Config
+from telex.config import Config, load
 from telex.kafka.embedded import free_port
-from tests.conftest import Broker, broker_env, make_config
+from telex.testing import TelexProcess
+from tests.conftest import Broker, make_config
 from tests.integration.site import Site, serve_site
 
-TELEX = str(Path(sys.executable).with_name("telex"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -101,45 +97,36 @@ class Stack:
     """The running telex processes and how to reach them."""
 
     config: Config
-    env: dict[str, str]
     logs: Path
     gateway_port: int
     desks: dict[str, Desk]
-    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    procs: dict[str, TelexProcess] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    async def spawn(self, name: str, args: list[str], port: int, **env: str) -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        self.procs[name] = await asyncio.create_subprocess_exec(
-            TELEX,
-            *args,
-            env={**self.env, "TELEX_HTTP_PORT": str(port), **env},
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-
-    async def wait_ready(self, port: int, timeout: float = 30) -> None:
-        async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
-            while True:
-                try:
-                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+    def spawn(
+        self,
+        name: str,
+        command: list[str],
+        ready: str = "/readyz",
+        port: int | None = None,
+        **env: str,
+    ) -> TelexProcess:
+        config = load(None, {**self.config.to_environ(), **env})
+        log = self.logs / f"{name}.log"
+        self.procs[name] = TelexProcess(command, config, log=log, ready=ready, port=port).start()
+        return self.procs[name]
 
     async def kill_gateway(self) -> None:
         """SIGKILL: no drain, no close frame; clients see the connection drop."""
-        proc = self.procs.pop("gateway")
-        proc.kill()
-        await proc.wait()
+        await self.procs.pop("gateway").kill()
 
     async def start_gateway(self, **env: str) -> None:
-        await self.spawn("gateway", ["gateway"], self.gateway_port, **env)
-        await self.wait_ready(self.gateway_port)
+        """A gateway where the last one was (``env``: settings of its own)."""
+        gateway = self.spawn("gateway", ["gateway"], port=self.gateway_port, **env)
+        await gateway.wait_ready(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -161,52 +148,34 @@ async def stack(
     desks = {name: Desk(site, name) for name in DESKS}
     for desk in desks.values():
         desk.add("opening", "08:00", f"The {desk.source_id} desk opens its live coverage.")
-    sources = "".join(
-        f'[[sources]]\nid = "{desk.source_id}"\nurl = "{site.url(desk.path)}"\n'
-        for desk in desks.values()
+    replay_url = f"http://127.0.0.1:{replay_port}/live/lavrov-press-conference-2024"
+    sources = [{"id": "replay", "url": replay_url}]
+    sources += [{"id": d.source_id, "url": site.url(d.path)} for d in desks.values()]
+    config = load(
+        None,
+        {
+            **config.to_environ(),
+            "TELEX_SOURCES": orjson.dumps(sources).decode(),
+            "TELEX_POLLER_ALLOW_NETWORKS": "127.0.0.0/8",
+            "TELEX_REPLAY_INTERVAL": "0.2",
+            "TELEX_POLLER_INTERVAL": "0.3",
+            "TELEX_LOG_FORMAT": "json",
+        },
     )
-    toml = logs / "telex.toml"
-    toml.write_text(
-        '[poller]\nallow_networks = ["127.0.0.0/8"]\n'
-        f'[[sources]]\nid = "replay"\n'
-        f'url = "http://127.0.0.1:{replay_port}/live/lavrov-press-conference-2024"\n' + sources
-    )
-    env = {
-        **os.environ,
-        "TELEX_CONFIG": str(toml),
-        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-        **broker_env(broker.bootstrap),
-        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TELEX_TOPICS_RAW": config.topics.raw,
-        "TELEX_TOPICS_WIRE": config.topics.wire,
-        "TELEX_TOPICS_DLQ": config.topics.dlq,
-        "TELEX_TOPICS_SOURCES": config.topics.sources,
-        "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
-        "TELEX_POLLER_GROUP_ID": config.poller.group_id,
-        "TELEX_REPLAY_INTERVAL": "0.2",
-        "TELEX_POLLER_INTERVAL": "0.3",
-        "TELEX_LOG_FORMAT": "json",
-    }
-    running = Stack(config, env, logs, free_port(), desks)
-    ports = {"poller": free_port(), "processor": free_port()}
-    await running.spawn("replay", ["replay", "--port", str(replay_port)], 0)
-    await running.spawn("processor", ["processor"], ports["processor"])
-    await running.spawn("poller", ["poller"], ports["poller"])
-    await running.spawn("gateway", ["gateway"], running.gateway_port)
+    running = Stack(config, logs, free_port(), desks)
+    running.spawn("replay", ["replay", "--port", str(replay_port)], ready="replaying")
+    running.spawn("processor", ["processor"])
+    running.spawn("poller", ["poller"])
+    running.spawn("gateway", ["gateway"], port=running.gateway_port)
     try:
-        for port in (*ports.values(), running.gateway_port):
-            await running.wait_ready(port, timeout=45)
+        for proc in running.procs.values():
+            await proc.wait_ready(timeout=45)
         yield running
     finally:
-        for proc in running.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for name, proc in running.procs.items():
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-            assert proc.returncode == 0, (logs / f"{name}.log").read_text()[-4000:]
+        procs = list(running.procs.values())
+        codes = await asyncio.gather(*(proc.stop(timeout=15) for proc in procs))
+        for proc, code in zip(procs, codes, strict=True):
+            assert code == 0, proc.log_text()[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +205,6 @@ class Frames:
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[tuple[Page, Frames, list[str]]]:
     """A fresh page, its WebSocket frames and its console errors."""
-    import orjson
-
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     tab = await context.new_page()
     frames = Frames()

@@ -53,7 +53,7 @@ async def rig(
     config = config_factory(broker.bootstrap)
     hook = HookFaults()
     async with serving_sources(SOURCES) as sources, receiving(hook.respond) as receiver:
-        pipeline = Pipeline(config, broker.bootstrap, sources, tmp_path, rig_env)
+        pipeline = Pipeline(config, sources, tmp_path, rig_env)
         for role in ("processor", "gateway", "notifier", "poller"):
             await pipeline.start(role)
         subscriber_task: asyncio.Task[None] | None = None

@@ -1,10 +1,10 @@
 """The whole pipeline as separate processes, fed by local sources, watched by a recording
 WebSocket subscriber and a recording webhook receiver.
 
-Each service runs as ``telex <role>`` on the session's embedded broker, with its own topics and
-groups (``make_config``), on a fixed port so that a restarted process is found where the killed
-one was. The sources are JSON Feeds on a local HTTP server whose items grow over time; every
-item has a known id, so the test knows exactly which updates must arrive.
+Each service runs as ``telex <role>`` (``telex.testing.TelexProcess``) on the session's broker,
+with its own topics and groups (``make_config``), on a fixed port so that a restarted process is
+found where the killed one was. The sources are JSON Feeds on a local HTTP server whose items
+grow over time; every item has a known id, so the test knows exactly which updates must arrive.
 """
 
 from __future__ import annotations
@@ -12,11 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -32,15 +28,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from telex.config import Config
+from telex.config import Config, load
 from telex.events import update_id
 from telex.gateway.hub import encode_cursor
-from telex.kafka.embedded import free_port
 from telex.runtime import serve_http
-from tests.conftest import broker_env
+from telex.testing import TelexProcess
 from tests.integration.webhook_receivers import Received, Receiver
 
-TELEX = str(Path(sys.executable).with_name("telex"))
 ROLES = ("poller", "processor", "gateway", "notifier")
 
 
@@ -205,47 +199,13 @@ class Pipeline:
     """poller, processor, gateway and notifier as ``telex <role>`` processes."""
 
     def __init__(
-        self,
-        config: Config,
-        bootstrap: str,
-        sources: Sources,
-        tmp: Path,
-        env: dict[str, str] | None = None,
+        self, config: Config, sources: Sources, tmp: Path, env: dict[str, str] | None = None
     ) -> None:
-        self.config = config
-        self.tmp = tmp
-        self.ports = {role: free_port() for role in ROLES}
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.starts: Counter[str] = Counter()
-        self.kills: list[tuple[str, float]] = []  # (role, time.monotonic() of the SIGKILL)
-        toml = tmp / "telex.toml"
-        lines = [
-            '[poller]\nallow_networks = ["127.0.0.0/8"]\n',
-            '[notifier]\nallow_networks = ["127.0.0.0/8"]\n',
-        ]
-        for name in sources.names:
-            lines.append(f'[[sources]]\nid = "{name}"\nurl = "{sources.url(name)}"\n')
-            lines.append('kind = "jsonfeed"\n')
-        toml.write_text("".join(lines))
-        topics = config.topics
-        self.env = {
-            **os.environ,
-            "TELEX_CONFIG": str(toml),
-            "TELEX_KAFKA_BOOTSTRAP": bootstrap,
-            **broker_env(bootstrap),
-            "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-            "TELEX_TOPICS_RAW": topics.raw,
-            "TELEX_TOPICS_WIRE": topics.wire,
-            "TELEX_TOPICS_DLQ": topics.dlq,
-            "TELEX_TOPICS_SOURCES": topics.sources,
-            "TELEX_POLLER_GROUP_ID": config.poller.group_id,
-            "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
-            "TELEX_NOTIFIER_GROUP_ID": config.notifier.group_id,
-            "TELEX_NOTIFIER_TOPIC_WEBHOOKS": config.notifier.topic_webhooks,
-            "TELEX_NOTIFIER_TOPIC_RETRY": config.notifier.topic_retry,
-            "TELEX_NOTIFIER_TOPIC_DLQ": config.notifier.topic_dlq,
-            "TELEX_NOTIFIER_TOPIC_ATTEMPTS": config.notifier.topic_attempts,
+        jsonfeeds = [{"id": n, "url": sources.url(n), "kind": "jsonfeed"} for n in sources.names]
+        settings = {
+            "TELEX_SOURCES": orjson.dumps(jsonfeeds).decode(),
+            "TELEX_POLLER_ALLOW_NETWORKS": "127.0.0.0/8",
+            "TELEX_NOTIFIER_ALLOW_NETWORKS": "127.0.0.0/8",
             # Short enough that a fault heals within the test's bounds.
             "TELEX_NOTIFIER_RETRY_SCHEDULE": "0.5,1,2,2,2,2,2,2",
             "TELEX_NOTIFIER_TIMEOUT": "5",
@@ -258,40 +218,43 @@ class Pipeline:
             "TELEX_LOG_LEVEL": "info",
             **(env or {}),
         }
+        self.config = load(None, {**config.to_environ(), **settings})
+        self.sources = sources
+        # Each on a port of its own, kept across restarts: a restarted process is found
+        # where the killed one was.
+        self.procs = {
+            role: TelexProcess(role, self.config, log=tmp / f"{role}.log") for role in ROLES
+        }
+        self.kills: list[tuple[str, float]] = []  # (role, time.monotonic() of the SIGKILL)
+
+    @property
+    def starts(self) -> Counter[str]:
+        """How many times each role was started."""
+        return Counter({role: p.starts for role, p in self.procs.items() if p.starts})
 
     @property
     def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self.ports['gateway']}"
+        return self.api("gateway").replace("http", "ws", 1)
 
     def api(self, role: str) -> str:
-        return f"http://127.0.0.1:{self.ports[role]}"
+        return self.procs[role].url
 
     def start_cursor(self) -> str:
         """The very beginning of the wire: the subscriber must see all of it."""
         return encode_cursor(dict.fromkeys(range(self.config.topics.partitions), 0))
 
     async def start(self, role: str) -> None:
-        self.starts[role] += 1
-        log = (self.tmp / f"{role}.{self.starts[role]}.log").open("wb")
-        self.procs[role] = await asyncio.create_subprocess_exec(
-            TELEX,
-            role,
-            env={**self.env, "TELEX_HTTP_PORT": str(self.ports[role])},
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+        self.procs[role].start()
 
     async def kill(self, role: str) -> None:
-        proc = self.procs[role]
         self.kills.append((role, time.monotonic()))
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+        await self.procs[role].kill()
 
     def rss_mib(self) -> dict[str, float]:
         """Resident memory of each running process, in MiB (VmRSS from /proc)."""
         out: dict[str, float] = {}
         for role, proc in self.procs.items():
-            if proc.returncode is not None:
+            if not proc.running:
                 continue
             status = Path(f"/proc/{proc.pid}/status").read_text()
             for line in status.splitlines():
@@ -300,41 +263,18 @@ class Pipeline:
         return out
 
     def logs(self, role: str) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob(f"{role}.*.log"))
-        )
+        return self.procs[role].log_text()[-6000:]
 
     async def wait_ready(self, timeout: float = 60, roles: tuple[str, ...] = ROLES) -> None:
-        """Every process answers /readyz with 200 (within ``timeout`` seconds)."""
-        async with httpx.AsyncClient(timeout=2) as client:
-            for role in roles:
-                try:
-                    async with asyncio.timeout(timeout):
-                        while True:
-                            proc = self.procs[role]
-                            assert proc.returncode is None, f"{role} exited:\n{self.logs(role)}"
-                            with contextlib.suppress(httpx.TransportError):
-                                answer = await client.get(f"{self.api(role)}/readyz")
-                                if answer.status_code == 200:
-                                    break
-                            await asyncio.sleep(0.2)
-                except TimeoutError:
-                    raise AssertionError(f"{role} not ready:\n{self.logs(role)}") from None
+        """Every process answers /readyz with 200 (within ``timeout`` seconds each)."""
+        for role in roles:
+            await self.procs[role].wait_ready(timeout)
+            assert self.procs[role].running, self.logs(role)
 
     async def stop(self) -> dict[str, int | None]:
         """SIGTERM every process; their exit codes."""
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        for role, proc in self.procs.items():
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-            codes[role] = proc.returncode
-        return codes
+        codes = await asyncio.gather(*(p.stop() for p in self.procs.values()))
+        return dict(zip(self.procs, codes, strict=True))
 
 
 async def feed(sources: Sources, rng: random.Random, until: asyncio.Event, tail: int) -> None:
@@ -395,6 +335,31 @@ async def wait_until_delivered(
             f"({sorted(missing_ws)[:5]}), {len(missing_hook)} at the webhook receiver "
             f"({sorted(missing_hook)[:5]})"
         ) from None
+
+
+async def wait_until_settled(
+    pipeline: Pipeline,
+    subscriber: Subscriber,
+    receiver: Receiver,
+    timeout: float,
+    hook: HookFaults | None = None,
+) -> None:
+    """Until a sentinel entry, published now on every source after all the others, reached
+    the subscriber and the receiver, and the notifier holds no delivery back (no retry
+    pending, nothing queued). Kafka keeps a partition's order and a source's updates share
+    one: a late duplicate of anything before a sentinel would have come before it."""
+    sources = pipeline.sources
+    for name in sources.names:
+        sources.publish(name)
+    await wait_until_delivered(sources, subscriber, receiver, timeout, hook)
+    held = ("telex_notifier_pending_retries", "telex_notifier_queued_deliveries")
+    try:
+        async with asyncio.timeout(timeout):
+            while any([await metric(pipeline, "notifier", series) for series in held]):
+                await asyncio.sleep(0.25)
+    except TimeoutError:
+        values = [await metric(pipeline, "notifier", series) for series in held]
+        raise AssertionError(f"the notifier still holds deliveries back: {values}") from None
 
 
 def check_exactly_once_in_order(

@@ -40,7 +40,13 @@ import pytest
 from telex.kafka.embedded import EmbeddedBroker
 from tests.conftest import Broker
 from tests.faults.conftest import Rig
-from tests.faults.harness import feed, metric, received_updates, wait_until_delivered
+from tests.faults.harness import (
+    feed,
+    metric,
+    received_updates,
+    wait_until_delivered,
+    wait_until_settled,
+)
 from tests.faults.test_kills import SEED
 
 # What the embedded broker itself does: it keeps running on Tansu.
@@ -114,7 +120,7 @@ async def test_broker_restart_empty_recovers(rig: Rig, broker: Broker) -> None:
     delivered_at = time.monotonic()
     await rig.pipeline.wait_ready(timeout=60)
     ready_at = time.monotonic()
-    await asyncio.sleep(1.5)  # late duplicates would arrive now.
+    await wait_until_settled(rig.pipeline, rig.subscriber, rig.receiver, DELIVERY_BOUND)
 
     # Nobody crashed or was restarted, and every process recreated its topics.
     assert rig.pipeline.starts == dict.fromkeys(roles, 1)

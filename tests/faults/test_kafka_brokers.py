@@ -34,6 +34,7 @@ from tests.faults.harness import (
     metric,
     received_updates,
     wait_until_delivered,
+    wait_until_settled,
 )
 from tests.kafka_cluster import KafkaCluster
 
@@ -115,7 +116,7 @@ def figures(rig: Rig, name: str, recovered: float) -> None:
 async def finish(rig: Rig, name: str, recovered: float) -> None:
     await wait_delivered_so_far(rig)
     await rig.pipeline.wait_ready(timeout=90)
-    await asyncio.sleep(1.5)  # late duplicates would arrive now, if there were any
+    await wait_until_settled(rig.pipeline, rig.subscriber, rig.receiver, DELIVERY_BOUND)
     check_exactly_once_in_order(rig.sources, rig.subscriber, rig.receiver, rig.pipeline.kills)
     figures(rig, name, recovered)
 

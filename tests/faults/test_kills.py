@@ -17,7 +17,12 @@ import random
 import pytest
 
 from tests.faults.conftest import Rig
-from tests.faults.harness import check_exactly_once_in_order, feed, wait_until_delivered
+from tests.faults.harness import (
+    check_exactly_once_in_order,
+    feed,
+    wait_until_delivered,
+    wait_until_settled,
+)
 
 KILLS = 3
 # The moments are random but seeded, so a failure can be replayed: FAULTS_SEED=<n>.
@@ -45,8 +50,7 @@ async def test_sigkill_and_restart_loses_nothing(rig: Rig, role: str) -> None:
 
     await wait_until_delivered(rig.sources, rig.subscriber, rig.receiver, DELIVERY_BOUND)
     await rig.pipeline.wait_ready(timeout=60)
-    # Late duplicates would arrive now, if there were any.
-    await asyncio.sleep(1.5)
+    await wait_until_settled(rig.pipeline, rig.subscriber, rig.receiver, DELIVERY_BOUND)
     check_exactly_once_in_order(rig.sources, rig.subscriber, rig.receiver, rig.pipeline.kills)
     if role == "gateway":
         assert rig.subscriber.connects >= 2, "the subscriber never had to resume"

@@ -23,7 +23,12 @@ import random
 import pytest
 
 from tests.faults.conftest import Rig
-from tests.faults.harness import check_exactly_once_in_order, feed, wait_until_delivered
+from tests.faults.harness import (
+    check_exactly_once_in_order,
+    feed,
+    wait_until_delivered,
+    wait_until_settled,
+)
 from tests.faults.test_kills import SEED
 
 CYCLES = 3
@@ -76,7 +81,7 @@ async def test_fault_cycles_leave_memory_at_baseline(rig: Rig) -> None:
         await feeder
 
     await wait_until_delivered(sources, rig.subscriber, rig.receiver, DELIVERY_BOUND, hook=hook)
-    await asyncio.sleep(1.5)
+    await wait_until_settled(pipeline, rig.subscriber, rig.receiver, DELIVERY_BOUND, hook)
     check_exactly_once_in_order(sources, rig.subscriber, rig.receiver, pipeline.kills, hook=hook)
     assert rig.subscriber.connects > CYCLES, "the subscriber never had to resume"
     assert set(hook.answers.values()) >= {500, 429, None}, "the receiver never failed"

@@ -18,6 +18,7 @@ from tests.faults.harness import (
     feed,
     metric,
     wait_until_delivered,
+    wait_until_settled,
 )
 from tests.faults.test_kills import SEED
 
@@ -52,7 +53,7 @@ async def test_failing_source_recovers_without_loss(rig: Rig) -> None:
 
     await wait_until_delivered(rig.sources, rig.subscriber, rig.receiver, DELIVERY_BOUND)
     await rig.pipeline.wait_ready(timeout=30)
-    await asyncio.sleep(1.5)
+    await wait_until_settled(rig.pipeline, rig.subscriber, rig.receiver, DELIVERY_BOUND)
     check_exactly_once_in_order(rig.sources, rig.subscriber, rig.receiver)
     # The poller met (and reported) each kind of failure.
     for reason in reasons:

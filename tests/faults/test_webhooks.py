@@ -32,6 +32,7 @@ from tests.faults.harness import (
     feed,
     metric,
     wait_until_delivered,
+    wait_until_settled,
 )
 from tests.faults.test_kills import SEED
 
@@ -81,7 +82,7 @@ async def test_failing_receiver_gets_every_update_once(rig: Rig) -> None:
         f"{asyncio.get_running_loop().time() - healed_at:.1f} s after the receiver healed"
     )
     await rig.pipeline.wait_ready(timeout=30)
-    await asyncio.sleep(1.5)
+    await wait_until_settled(rig.pipeline, rig.subscriber, rig.receiver, DELIVERY_BOUND, hook)
     check_exactly_once_in_order(rig.sources, rig.subscriber, rig.receiver, hook=hook)
 
     # The receiver really met each failure, and it was retried under the same webhook-id.

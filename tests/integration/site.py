@@ -14,6 +14,14 @@ from starlette.routing import Route
 
 from telex.runtime import serve_http
 
+# What a poller of this site needs: loopback allowed (the SSRF guard refuses it by default),
+# and Kafka timeouts short enough for a test.
+LOCAL_POLLER = {
+    "TELEX_POLLER_ALLOW_NETWORKS": "127.0.0.0/8",
+    "TELEX_KAFKA_SESSION_TIMEOUT_MS": "3000",
+    "TELEX_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+}
+
 
 @dataclass
 class Page:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
 from telex.config import Config
 from telex.runtime import started
+from telex.testing import run_telex
 from tests.conftest import Broker
 
 TOKEN = "s3cret-admin-token-0123456789"
-TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 async def test_management_apis_refuse_missing_and_wrong_tokens(
@@ -46,18 +42,12 @@ async def test_management_apis_refuse_missing_and_wrong_tokens(
             assert (await client.get(public)).status_code == 200
 
         # The CLI sends the configured token.
-        env = {
-            **os.environ,
-            "TELEX_HTTP_ADMIN_TOKENS": TOKEN,
-            "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            TELEX, "webhooks", "--url", running.http_url or "", "list",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
-        assert b"webhooks" in out or out.strip().startswith(b"[")
+        cli = config_factory(broker.bootstrap, TELEX_HTTP_ADMIN_TOKENS=TOKEN)
+        code, out, err = await run_telex(
+            "webhooks", "--url", running.http_url or "", "list", config=cli
+        )
+        assert code == 0, err
+        assert "webhooks" in out or out.strip().startswith("[")
 
 
 @pytest.mark.parametrize("value", ["short", "ok-token-but-then,x"])

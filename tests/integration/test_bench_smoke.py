@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import orjson
 
-from tests.conftest import Broker
-
-from ..conftest import ROOT
+from tests.conftest import Broker, run_bench
 
 
-async def test_fanout_benchmark_runs_every_server(broker: Broker) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / "fanout.py"),
-        "--subscribers", "20",
-        "--runs", "1",
-        "--deliveries", "400",
-        "--latency-deliveries", "400",
-        "--latency-seconds", "0.5",
-        "--bootstrap", broker.bootstrap,
-        "--no-pin",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(150):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()[-3000:]
-    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
-    assert [r["server"] for r in rows] == ["floor", "floor_batch", "naive", "telex"]
-    for row in rows:
-        assert row["complete"] and row["lost"] == 0 and row["duplicates_seen"] == 0, row
-        assert row["deliveries_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0, row
-    assert b"| 20 | telex |" in out
-
-
-async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path: Path) -> None:
-    """bench/soak.py, tiny: every process started, load through, every check run, JSON out."""
-    out = tmp_path / "soak.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / "soak.py"),
-        "--duration", "8",
+async def run_tiny_pipeline(
+    script: str, broker: Broker, tmp_path: Path, *args: str, timeout: float
+) -> tuple[int, str, str, Path]:
+    """soak.py or latency.py on a tiny pipeline (a few sources, subscribers and receivers),
+    writing its JSON report: exit code, stdout, stderr and the report's path."""
+    report = tmp_path / "report.json"
+    tiny = [
         "--rate", "15",
         "--sources", "6",
         "--subscribers", "20",
@@ -53,20 +24,44 @@ async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path
         "--receivers", "2",
         "--client-procs", "1",
         "--poll-interval", "0.5",
-        "--progress", "4",
         "--drain", "60",
         "--bootstrap", broker.bootstrap,
         "--idempotence", "off",
         "--workdir", str(tmp_path / "work"),
-        "--json", str(out),
         "--check",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        "--json", str(report),
+    ]  # fmt: skip
+    return (*await run_bench(script, *args, *tiny, timeout=timeout), report)
+
+
+async def test_fanout_benchmark_runs_every_server(broker: Broker) -> None:
+    code, out, err = await run_bench(
+        "fanout.py",
+        "--subscribers", "20",
+        "--runs", "1",
+        "--deliveries", "400",
+        "--latency-deliveries", "400",
+        "--latency-seconds", "0.5",
+        "--bootstrap", broker.bootstrap,
+        "--no-pin",
+        timeout=150,
     )  # fmt: skip
-    async with asyncio.timeout(150):
-        stdout, err = await proc.communicate()
-    assert proc.returncode == 0, (stdout + err).decode()[-4000:]
-    assert b"problems: none" in stdout
+    assert code == 0, err[-3000:]
+    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["server"] for r in rows] == ["floor", "floor_batch", "naive", "telex"]
+    for row in rows:
+        assert row["complete"] and row["lost"] == 0 and row["duplicates_seen"] == 0, row
+        assert row["deliveries_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0, row
+    assert "| 20 | telex |" in out
+
+
+async def test_soak_benchmark_checks_the_whole_pipeline(broker: Broker, tmp_path: Path) -> None:
+    """bench/soak.py, tiny: every process started, load through, every check run, JSON out."""
+    code, stdout, err, out = await run_tiny_pipeline(
+        "soak.py", broker, tmp_path, "--duration", "8", "--progress", "4", timeout=150
+    )
+    assert code == 0, (stdout + err)[-4000:]
+    assert "problems: none" in stdout
     report = orjson.loads(out.read_bytes())
     subs, hooks = report["subscribers"], report["receivers"]
     assert report["published"] >= 60 and report["drained_s"] is not None
@@ -89,33 +84,11 @@ async def test_latency_benchmark_measures_telex_and_the_floor(
     broker: Broker, tmp_path: Path
 ) -> None:
     """bench/latency.py, tiny: both phases on the same broker, hops and loop lag read back."""
-    out = tmp_path / "latency.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / "latency.py"),
-        "--runs", "1",
-        "--duration", "6",
-        "--rate", "15",
-        "--sources", "6",
-        "--subscribers", "20",
-        "--firehose", "0.1",
-        "--views", "4",
-        "--receivers", "2",
-        "--client-procs", "1",
-        "--poll-interval", "0.5",
-        "--progress", "3",
-        "--drain", "60",
-        "--bootstrap", broker.bootstrap,
-        "--idempotence", "off",
-        "--workdir", str(tmp_path / "work"),
-        "--json", str(out),
-        "--check",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, stdout, err, out = await run_tiny_pipeline(
+        "latency.py", broker, tmp_path, "--runs", "1", "--duration", "6", "--progress", "3",
+        timeout=180,
     )  # fmt: skip
-    async with asyncio.timeout(180):
-        stdout, err = await proc.communicate()
-    assert proc.returncode == 0, (stdout + err).decode()[-4000:]
+    assert code == 0, (stdout + err)[-4000:]
     (run,) = orjson.loads(out.read_bytes())["runs"]
     telex, floor = run["telex"], run["floor"]
     assert telex["problems"] == [] and floor["lost"] == floor["duplicates"] == 0

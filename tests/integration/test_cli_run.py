@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,37 +11,29 @@ import orjson
 import pytest
 import websockets
 
-from telex.kafka.embedded import free_port
+from telex.config import load
+from telex.testing import TelexProcess
 
 # What the embedded broker itself does: it keeps running on Tansu.
 pytestmark = pytest.mark.embedded_broker
 
-TELEX = str(Path(sys.executable).with_name("telex"))
-
 
 async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TELEX_HTTP_PORT": str(port),
-        "TELEX_REPLAY_INTERVAL": "0.3",
-        "TELEX_POLLER_INTERVAL": "0.3",
-        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-    }
-    env.pop("TELEX_KAFKA_BOOTSTRAP", None)
-    stderr = (tmp_path / "stderr.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        TELEX, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr
+    config = load(
+        None,
+        {
+            "TELEX_REPLAY_INTERVAL": "0.3",
+            "TELEX_POLLER_INTERVAL": "0.3",
+            "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        },
     )
+    proc = TelexProcess("run", config, log=tmp_path / "telex.log", ready="Press Ctrl-C")
+    port = proc.port
+    proc.start()
     try:
-        assert proc.stdout is not None
-        banner = b""
-        async with asyncio.timeout(60):
-            while b"Press Ctrl-C" not in banner:
-                line = await proc.stdout.readline()
-                assert line, f"telex run exited early: {(tmp_path / 'stderr.log').read_text()}"
-                banner += line
-        assert f"http://127.0.0.1:{port}/".encode() in banner
+        await proc.wait_ready(timeout=60)
+        assert proc.running, proc.log_text()
+        assert f"http://127.0.0.1:{port}/" in proc.log_text()
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             page = await client.get("/")
@@ -72,12 +62,13 @@ async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path
             assert "telex_end_to_end_latency_seconds_count" in exposition
             assert "telex_processor_events_produced_total" in exposition
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(15):
-            code = await proc.wait()
-        stderr.close()
-    log = (tmp_path / "stderr.log").read_text()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
+        try:
+            code = await proc.wait(timeout=15)
+        finally:
+            await proc.kill()  # only if it did not stop
+    log = proc.log_text()
     assert code == 0, log
     assert "Traceback" not in log, log
-    assert "telex.stopped" in log
+    assert "telex.started" in log and "telex.stopped" in log
+    assert proc.starts == 1

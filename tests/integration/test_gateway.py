@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,12 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from telex import metrics
 from telex.config import Config
 from telex.gateway.cursor import encode_cursor
 from telex.gateway.endpoint import WebSocketEndpoint
 from telex.kafka import Clients, ensure_topics, required_topics
-from telex.kafka.embedded import free_port
-from tests.conftest import Broker
+from telex.testing import TelexProcess
+from tests.conftest import Broker, sample
 
 from .gateway_helpers import (
     close_code,
@@ -134,12 +131,12 @@ async def test_resume_on_same_and_second_gateway_without_gap_or_duplicate(
         async with websockets.connect(f"{url1}/v1/stream?{query}&cursor={cursor}") as ws:
             cursor = await _consume_until(ws, set(), got, 40)
         await asyncio.sleep(0.3)
-        before = metrics.REPLAYED.labels("kafka")._value.get()
+        before = sample("telex_gateway_replayed_events_total", source="kafka")
         async with websockets.connect(f"{url2}/v1/stream?{query}&cursor={cursor}") as ws:
             await _consume_until(ws, set(), got, len(wanted) - len(got))
             await feeder
             assert [f for f in await quiet(ws, 0.5) if f["type"] == "event"] == []
-        assert metrics.REPLAYED.labels("kafka")._value.get() > before
+        assert sample("telex_gateway_replayed_events_total", source="kafka") > before
         assert gw2.hub.ring.size == 3
 
     received = ids(got)
@@ -186,7 +183,7 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
         await produce(kafka, config.topics.wire, batch)
         await wait_for(lambda: sum(gw.hub.positions.values()) == 12)
         start = encode_cursor(dict.fromkeys(gw.hub.positions, 0))
-        before = metrics.RESYNCS._value.get()
+        before = sample("telex_gateway_resyncs_total")
         async with websockets.connect(f"{url}/v1/stream?cursor={start}") as ws:
             resync = await recv_type(ws, "resync")
             assert "12 events behind" in resync["reason"]
@@ -194,7 +191,7 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
             # Then live, from the head: nothing old, the next new event.
             await produce(kafka, config.topics.wire, [wire_event(99, "a")])
             assert ids(await events(ws, 1)) == [wire_event(99, "a")["id"]]
-        assert metrics.RESYNCS._value.get() == before + 1
+        assert sample("telex_gateway_resyncs_total") == before + 1
 
         ahead = encode_cursor(dict.fromkeys(gw.hub.positions, 10_000))
         async with websockets.connect(f"{url}/v1/stream?subscribe=none") as ws:
@@ -235,13 +232,15 @@ async def test_slow_client_is_closed_while_fast_clients_keep_up(
         fast = [
             await websockets.connect(f"{url}/v1/stream?backlog=0", max_size=None) for _ in range(3)
         ]
-        before = metrics.GATEWAY_SLOW.labels("ws")._value.get()
+        before = sample("telex_gateway_slow_disconnects_total", transport="ws")
         readers = [asyncio.create_task(events(ws, len(batch), timeout=60)) for ws in fast]
         for i in range(0, len(batch), 50):
             await produce(kafka, config.topics.wire, batch[i : i + 50])
         for reader in readers:
             assert ids(await reader) == [e["id"] for e in batch]
-        await wait_for(lambda: metrics.GATEWAY_SLOW.labels("ws")._value.get() == before + 1)
+        await wait_for(
+            lambda: sample("telex_gateway_slow_disconnects_total", transport="ws") == before + 1
+        )
         # The slow client reads what was queued for it, then learns why it was closed.
         seen: list[Any] = []
         assert await close_code(slow, frames=seen) == 4008
@@ -292,14 +291,14 @@ async def test_bad_frames_get_errors_and_floods_get_closed(
             await ws.send("x" * 2000)
             assert await close_code(ws) == 1009
         # Flood: closed with 1008 (policy violation).
-        before = metrics.CLOSES.labels("flood")._value.get()
+        before = sample("telex_gateway_closes_total", reason="flood")
         async with websockets.connect(f"{url}/v1/stream?subscribe=none") as ws:
             with contextlib.suppress(ConnectionClosed):
                 for _ in range(200):
                     await ws.send('{"op": "ping"}')
                     await asyncio.sleep(0)
             assert await close_code(ws) == 1008
-        assert metrics.CLOSES.labels("flood")._value.get() == before + 1
+        assert sample("telex_gateway_closes_total", reason="flood") == before + 1
         # And the process is fine.
         async with websockets.connect(f"{url}/v1/stream?subscribe=none") as ws:
             await ws.send('{"op": "ping"}')
@@ -340,43 +339,26 @@ async def test_idle_connection_without_subscription_is_closed(
 
 
 async def test_sigterm_drains_a_gateway_process_with_1012(
-    broker: Broker, config_factory: Callable[..., Config]
+    broker: Broker, config_factory: Callable[..., Config], tmp_path: Path
 ) -> None:
-    config = config_factory(broker.bootstrap)
-    await ensure_topics(Clients(config, broker.bootstrap), required_topics(config.topics))
-    port = free_port()
-    env = {
-        **os.environ,
-        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "TELEX_TOPICS_WIRE": config.topics.wire,
-        "TELEX_TOPICS_RAW": config.topics.raw,
-        "TELEX_TOPICS_DLQ": config.topics.dlq,
-        "TELEX_HTTP_PORT": str(port),
-        "TELEX_GATEWAY_DRAIN_BATCH": "2",
-        "TELEX_GATEWAY_DRAIN_INTERVAL": "0.1",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("telex")),
-        "gateway",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    config = config_factory(
+        broker.bootstrap, TELEX_GATEWAY_DRAIN_BATCH="2", TELEX_GATEWAY_DRAIN_INTERVAL="0.1"
     )
+    await ensure_topics(Clients(config, broker.bootstrap), required_topics(config.topics))
+    proc = TelexProcess("gateway", config, log=tmp_path / "gateway.log", ready="Press Ctrl-C")
+    proc.start()
     try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(30):
-            while b"Press Ctrl-C" not in await proc.stdout.readline():
-                pass
-        clients = [await websockets.connect(f"ws://127.0.0.1:{port}/v1/stream") for _ in range(5)]
+        await proc.wait_ready(timeout=30)
+        clients = [
+            await websockets.connect(f"ws://127.0.0.1:{proc.port}/v1/stream") for _ in range(5)
+        ]
         proc.send_signal(signal.SIGTERM)
         codes = [await close_code(ws, timeout=20) for ws in clients]
         assert codes == [1012] * 5
-        async with asyncio.timeout(20):
-            assert await proc.wait() == 0
-        assert proc.stderr is not None
-        log = (await proc.stderr.read()).decode()
+        assert await proc.wait(timeout=20) == 0
+        log = proc.log_text()
         assert "gateway.draining" in log and "Traceback" not in log, log
+        assert "gateway.drained" in log, log  # every connection closed before the exit
+        assert "telex.stopped" in log, log
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await proc.kill()

@@ -6,10 +6,6 @@ Signatures are checked with the independent ``standardwebhooks`` library, never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,22 +15,20 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from telex import metrics
 from telex.config import Config, WebhookConfig, load
-from telex.kafka.embedded import free_port
 from telex.notifier.declared import declared_id
 from telex.notifier.service import Notifier
 from telex.notifier.signing import new_secret
 from telex.runtime import started
+from telex.testing import TelexProcess, run_telex
 from tests.conftest import Broker
 
-from ..conftest import make_config, schema_validator
+from ..conftest import make_config, sample, schema_validator
 from .test_pipeline import read_topic, wait_for
 from .webhook_receivers import Received, produce, receiving, wire_event
-
-TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 def notifier_env(**extra: Any) -> dict[str, Any]:
@@ -107,6 +101,17 @@ def source() -> str:
     return "src-" + uuid.uuid4().hex[:8]
 
 
+def source_beside(src: str, config: Config) -> str:
+    """Another source whose events share ``src``'s wire partition (the producer's default
+    partitioner, as the processor keys the wire by source)."""
+    partitions = list(range(config.topics.partitions))
+    partitioner = DefaultPartitioner()
+    wanted = partitioner(src.encode(), partitions, partitions)
+    while partitioner((other := source()).encode(), partitions, partitions) != wanted:
+        pass
+    return other
+
+
 async def test_matching_events_arrive_signed_and_others_do_not(env: Env) -> None:
     src = source()
     async with receiving() as receiver:
@@ -115,10 +120,10 @@ async def test_matching_events_arrive_signed_and_others_do_not(env: Env) -> None
         assert sub["state"] == "active"
         other = wire_event(src, "Lavrov spoke about grain exports.")
         match = wire_event(src, "Lavrov said NATO was escalating.")
-        elsewhere = wire_event(source(), "NATO summit opens.")
+        elsewhere = wire_event(source_beside(src, env.config), "NATO summit opens.")
         last = wire_event(src, "Stoltenberg: NATO stands ready.")
         await env.send(other, match, elsewhere, last)
-        requests = await receiver.wait_for(2)
+        requests = list(await receiver.wait_for(2))
 
         payloads = [verify(sub["secret"], r) for r in requests]
         assert sorted(p["id"] for p in payloads) == sorted([match["id"], last["id"]])
@@ -134,9 +139,13 @@ async def test_matching_events_arrive_signed_and_others_do_not(env: Env) -> None
         attempts = await env.wait_attempts(sub["id"], 2)
         assert {a["outcome"] for a in attempts} == {"success"}
         assert all(a["status"] == 200 and a["latency_ms"] >= 0 for a in attempts)
-        # Nothing else arrives: the non-matching events were never delivered.
-        await asyncio.sleep(0.5)
-        assert len(receiver.requests) == 2
+        # Nothing else arrives: the non-matching events were never delivered. They share a
+        # partition with a later match, which they would have come before.
+        sentinel = wire_event(src, "NATO: the last word.")
+        await env.send(sentinel)
+        arrived = await receiver.wait_for(3)
+        assert verify(sub["secret"], arrived[2])["id"] == sentinel["id"]
+        assert len(receiver.requests) == 3  # the two matches and the last word
 
     # What the notifier put on Kafka matches the published schemas.
     attempt_schema = schema_validator("webhook-attempt.schema.json")
@@ -155,7 +164,7 @@ async def test_receiver_failing_three_times_gets_same_webhook_id_on_fourth(env: 
         return (500, {}) if n <= 3 else (204, {})
 
     src = source()
-    before = metrics.WEBHOOK_ATTEMPTS.labels("http_error")._value.get()
+    before = sample("telex_notifier_attempts_total", outcome="http_error")
     async with receiving(flaky) as receiver:
         sub = await env.subscribe(receiver.url, filter={"sources": [src]})
         event = wire_event(src, "Air raid alert in Kyiv.")
@@ -174,7 +183,7 @@ async def test_receiver_failing_three_times_gets_same_webhook_id_on_fourth(env: 
             params={"outcome": "http_error", "webhook_id": requests[0].headers["webhook-id"]},
         )
         assert [a["attempt"] for a in failed.json()["attempts"]] == [3, 2, 1]
-        assert metrics.WEBHOOK_ATTEMPTS.labels("http_error")._value.get() >= before + 3
+        assert sample("telex_notifier_attempts_total", outcome="http_error") >= before + 3
         await asyncio.sleep(0.3)
         assert len(receiver.requests) == 4
         got = (await env.http.get(f"/v1/webhooks/{sub['id']}")).json()
@@ -256,7 +265,7 @@ async def test_410_disables_and_later_events_are_kept_for_replay(env: Env) -> No
             while (got := await state())["state"] != "disabled":
                 await asyncio.sleep(0.05)
         assert "410" in got["state_reason"]
-        assert metrics.WEBHOOK_SUBSCRIPTIONS.labels("disabled")._value.get() >= 1
+        assert sample("telex_notifier_subscriptions", state="disabled") >= 1
         later = wire_event(src, "Second update, while disabled.")
         await env.send(later)
         async with asyncio.timeout(30):
@@ -303,7 +312,7 @@ async def test_slow_receiver_does_not_delay_a_fast_one(env: Env) -> None:
         return 200, {}
 
     src = source()
-    overflowed = metrics.WEBHOOK_RETRIES.labels("overflow")._value.get()
+    overflowed = sample("telex_notifier_retries_scheduled_total", reason="overflow")
     events = [wire_event(src, f"Update number {i}.") for i in range(20)]
     async with receiving(stuck) as slow, receiving() as fast:
         await env.subscribe(slow.url, filter={"sources": [src]})
@@ -317,7 +326,9 @@ async def test_slow_receiver_does_not_delay_a_fast_one(env: Env) -> None:
         await slow.wait_for(20)
         assert len({r.headers["webhook-id"] for r in slow.requests}) == 20
         # What did not fit the slow endpoint's queue waited on the retry topic, lost nothing.
-        assert metrics.WEBHOOK_RETRIES.labels("overflow")._value.get() >= overflowed + 10
+        assert (
+            sample("telex_notifier_retries_scheduled_total", reason="overflow") >= overflowed + 10
+        )
 
 
 async def test_redirect_to_a_refused_address_is_not_followed(env: Env) -> None:
@@ -487,44 +498,33 @@ async def test_continuous_failure_disables_and_resume_resets(
 async def test_killed_notifier_delivers_pending_retries_after_restart(
     broker: Broker, tmp_path: Path
 ) -> None:
-    port = free_port()
     n = uuid.uuid4().hex[:8]
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TELEX_")},
-        **notifier_env(TELEX_NOTIFIER_RETRY_SCHEDULE="3"),
-        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "TELEX_KAFKA_IDEMPOTENCE": "off",
-        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "TELEX_TOPICS_RAW": f"k{n}.raw",
-        "TELEX_TOPICS_WIRE": f"k{n}.wire",
-        "TELEX_TOPICS_DLQ": f"k{n}.dlq",
-        "TELEX_HTTP_PORT": str(port),
-    }
-    config = load(None, environ)
-    base = f"http://127.0.0.1:{port}"
+    config = load(
+        None,
+        {
+            **notifier_env(TELEX_NOTIFIER_RETRY_SCHEDULE="3"),
+            "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "TELEX_KAFKA_IDEMPOTENCE": "off",
+            "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "TELEX_TOPICS_RAW": f"k{n}.raw",
+            "TELEX_TOPICS_WIRE": f"k{n}.wire",
+            "TELEX_TOPICS_DLQ": f"k{n}.dlq",
+        },
+    )
+    notifier = TelexProcess("notifier", config, log=tmp_path / "notifier.log")
 
     async def answer(n: int, _: Received) -> tuple[int, dict[str, str]]:
         return (503, {}) if n == 1 else (200, {})
 
-    async def start(name: str) -> asyncio.subprocess.Process:
-        log = (tmp_path / f"{name}.log").open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            TELEX, "notifier", env=environ, stdout=asyncio.subprocess.DEVNULL, stderr=log
-        )
-        async with asyncio.timeout(60), httpx.AsyncClient(base_url=base) as http:
-            while True:
-                assert proc.returncode is None, (tmp_path / f"{name}.log").read_text()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        return proc
-                await asyncio.sleep(0.1)
-
     src = source()
-    first = await start("first")
-    second = None
+    notifier.start()
     try:
-        async with receiving(answer) as receiver, httpx.AsyncClient(base_url=base) as http:
+        await notifier.wait_ready(timeout=60)
+        async with (
+            receiving(answer) as receiver,
+            httpx.AsyncClient(base_url=notifier.url) as http,
+        ):
             created = await http.post(
                 "/v1/webhooks", json={"url": receiver.url, "filter": {"sources": [src]}}
             )
@@ -537,43 +537,34 @@ async def test_killed_notifier_delivers_pending_retries_after_restart(
             async with asyncio.timeout(30):
                 while not (await http.get(f"/v1/webhooks/{sub['id']}/attempts")).json()["attempts"]:
                     await asyncio.sleep(0.02)
-            first.kill()
-            await first.wait()
+            await notifier.kill()
             assert len(receiver.requests) == 1
 
-            second = await start("second")
+            notifier.start()
+            await notifier.wait_ready(timeout=60)
             requests = await receiver.wait_for(2, timeout=60)
             assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
             assert verify(sub["secret"], requests[1])["id"] == event["id"]
-            await asyncio.sleep(1.0)
-            assert len(receiver.requests) == 2  # the wire record read again is not re-sent
+            # The wire record read again is not re-sent: it would come before a later event
+            # of its source (one partition, read in order).
+            sentinel = wire_event(src, "The last word.")
+            await produce(broker.bootstrap, config.topics.wire, sentinel)
+            requests = await receiver.wait_for(3, timeout=60)
+            assert verify(sub["secret"], requests[2])["id"] == sentinel["id"]
+            assert len(receiver.requests) == 3
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGINT)
-                async with asyncio.timeout(15):
-                    await proc.wait()
+        await notifier.stop(timeout=15)
 
 
 async def test_webhooks_cli_drives_the_api(env: Env) -> None:
     base = str(env.http.base_url).rstrip("/")
 
     async def telex(*args: str) -> tuple[int, Any]:
-        proc = await asyncio.create_subprocess_exec(
-            TELEX,
-            "webhooks",
-            "--url",
-            base,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        text = (out or err).decode()
+        code, out, err = await run_telex("webhooks", "--url", base, *args)
         try:
-            return proc.returncode or 0, orjson.loads(text)
+            return code, orjson.loads(out or err)
         except orjson.JSONDecodeError:
-            return proc.returncode or 0, text
+            return code, out or err
 
     async with receiving() as receiver:
         code, created = await telex(
@@ -663,9 +654,16 @@ async def test_two_notifiers_split_the_wire_and_deliver_each_event_once(
                 await asyncio.sleep(0.05)
         events = [wire_event(src, f"Update {i} from {src}.") for i in range(5) for src in sources]
         await produce(broker.bootstrap, config.topics.wire, *events)
-        requests = await receiver.wait_for(len(events))
-        await asyncio.sleep(0.5)
-        ids = [r.headers["webhook-id"] for r in receiver.requests]
+        await receiver.wait_for(len(events))
+        # A repeat of any event would come before the last event of its source.
+        finals = [wire_event(src, f"Last from {src}.") for src in sources]
+        await produce(broker.bootstrap, config.topics.wire, *finals)
+        await receiver.wait_for(len(events) + len(finals))
+        final_ids = {e["id"] for e in finals}
+        last = [r for r in receiver.requests if verify(sub["secret"], r)["id"] in final_ids]
+        assert len(last) == len(finals)
+        requests = [r for r in receiver.requests if r not in last]
+        ids = [r.headers["webhook-id"] for r in requests]
         assert len(ids) == len(set(ids)) == len(events)
         assert {verify(sub["secret"], r)["id"] for r in requests} == {e["id"] for e in events}
 
@@ -676,7 +674,7 @@ async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
     env = notifier_env()
     config = config_factory(broker.bootstrap, **env)
     src = source()
-    skipped = metrics.WEBHOOK_SKIPPED._value.get()
+    skipped = sample("telex_notifier_duplicates_skipped_total")
     async with receiving() as receiver:
         async with (
             started(config, roles=("notifier",)) as running,
@@ -699,12 +697,20 @@ async def test_a_new_group_on_an_old_wire_sends_no_history_and_nothing_twice(
             **{**env, "TELEX_NOTIFIER_GROUP_ID": env["TELEX_NOTIFIER_GROUP_ID"] + "b"},
         )
         fresh = fresh.model_copy(update={"topics": config.topics})
+        # News for the new group, after the other two in their partition: once it arrived,
+        # whatever the new group would send of those came before it.
+        last = wire_event(src, "Said last.")
+        await produce(broker.bootstrap, config.topics.wire, last)
         async with started(fresh, roles=("notifier",)) as running:
             notifier = running.components["notifier"]
             await wait_for(lambda: notifier.ready, timeout=60)
-            await wait_for(lambda: metrics.WEBHOOK_SKIPPED._value.get() > skipped, timeout=30)
-            await asyncio.sleep(0.5)
-        assert [verify(sub["secret"], r)["id"] for r in receiver.requests] == [new["id"]]
+            await wait_for(
+                lambda: sample("telex_notifier_duplicates_skipped_total") > skipped, timeout=30
+            )
+            await receiver.wait_for(2, timeout=30)
+        sent = [verify(sub["secret"], r)["id"] for r in receiver.requests]
+        assert sent[-1] == last["id"]
+        assert sent[:-1] == [new["id"]]
 
 
 async def test_the_seed_blog_arrives_as_webhooks_end_to_end(
@@ -729,9 +735,21 @@ async def test_the_seed_blog_arrives_as_webhooks_end_to_end(
             assert everything.status_code == 201
         async with started(config):
             requests = await receiver.wait_for(11, timeout=90)
-            await asyncio.sleep(1.0)
-    mine = [verify(sub["secret"], r) for r in receiver.requests if r.path == "/hook"]
-    everything_events = [r for r in receiver.requests if r.path == "/hook/all"]
+            async with asyncio.timeout(90):
+                while sum(r.path == "/hook/all" for r in receiver.requests) < 10:
+                    await asyncio.sleep(0.05)
+            # After the blog in its partition (the wire is keyed by source): once both
+            # subscriptions have it, a repeat of any entry would have come before.
+            last = wire_event("replay", "NATO: the last word of the desk.")
+            await produce(broker.bootstrap, config.topics.wire, last)
+            async with asyncio.timeout(60):
+                while sum(orjson.loads(r.body)["id"] == last["id"] for r in receiver.requests) < 2:
+                    await asyncio.sleep(0.05)
+    finals = [r for r in receiver.requests if orjson.loads(r.body)["id"] == last["id"]]
+    assert sorted(r.path for r in finals) == ["/hook", "/hook/all"]
+    requests = [r for r in receiver.requests if r not in finals]
+    mine = [verify(sub["secret"], r) for r in requests if r.path == "/hook"]
+    everything_events = [r for r in requests if r.path == "/hook/all"]
     assert len(everything_events) == 10  # the ten entries of the seed blog, each once
     assert mine, requests
     assert all("NATO" in e["data"]["text"] for e in mine)

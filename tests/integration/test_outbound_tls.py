@@ -19,12 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import trustme
-from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from telex.config import Config
 from telex.runtime import started
-from tests.conftest import Broker
+from tests.conftest import Broker, sample
 
 from .test_notifier import notifier_env
 from .webhook_receivers import produce, wire_event
@@ -123,10 +122,6 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     """The structured fields of one of telex's log lines."""
     found: dict[str, Any] = record.__dict__["fields"]
     return found
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_https_sources_are_verified_and_get_sni(

@@ -12,14 +12,13 @@ import websockets
 from aiokafka import AIOKafkaConsumer
 from jsonschema import Draft202012Validator
 
-from telex import metrics
 from telex.config import Config
 from telex.gateway.cursor import decode_cursor
 from telex.kafka.scan import partitions_of
 from telex.poller.service import Poller
 from telex.replay.seed import SeedBlog
 from telex.runtime import REPLAY_SOURCE_ID, started
-from tests.conftest import Broker
+from tests.conftest import Broker, sample
 
 EXPECTED_TIMES = [
     "2024-01-18T08:29:00Z", "2024-01-18T08:46:00Z", "2024-01-18T08:48:00Z",
@@ -27,6 +26,12 @@ EXPECTED_TIMES = [
     "2024-01-18T09:43:00Z", "2024-01-18T10:11:00Z", "2024-01-18T10:43:00Z",
     "2024-01-18T10:46:00Z",
 ]  # fmt: skip
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
@@ -58,16 +63,6 @@ async def receive_events(ws: Any, count: int, timeout: float = 60) -> list[dict[
         while len(frames) < count:
             frames.append(orjson.loads(await ws.recv()))
     return frames
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
-def counter(metric: Any) -> float:
-    return float(metric._value.get())
 
 
 async def test_seed_blog_reaches_websocket_once(
@@ -103,11 +98,13 @@ async def test_seed_blog_reaches_websocket_once(
             poller = running.components["poller"]
             assert isinstance(poller, Poller)
             state = poller.states[REPLAY_SOURCE_ID]
-            before_dupes = counter(metrics.DUPLICATES)
+            before_dupes = sample("telex_processor_duplicates_dropped_total")
             state.sent.clear()
             state.etag = state.last_modified = None
             assert await poller.poll_once(state) == 10
-            await wait_for(lambda: counter(metrics.DUPLICATES) >= before_dupes + 10)
+            await wait_for(
+                lambda: sample("telex_processor_duplicates_dropped_total") >= before_dupes + 10
+            )
             # A conditional re-poll of the unchanged page produces nothing at all.
             assert await poller.poll_once(state) == 0
 

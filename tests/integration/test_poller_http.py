@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +17,11 @@ from telex.poller.documents import extract_document
 from telex.poller.extract import ExtractError
 from telex.poller.fetch import Fetched, Fetcher, FetchError
 from telex.ssrf import AddressPolicy, IPAddress, Resolver
+from telex.testing import run_telex
 
 from .site import Site, serve_site
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "poller"
-TELEX = str(Path(sys.executable).with_name("telex"))
 LOOPBACK = AddressPolicy(["127.0.0.0/8"])
 API_MAPPING = JsonMapping(
     items="data.posts",
@@ -280,11 +279,8 @@ async def test_invalid_encoding_and_unparseable_times_keep_entries() -> None:
 
 
 async def test_telex_extract_on_a_url_and_on_nothing(site: Site) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        TELEX, "extract", site.url("/html-time-datetime.html"), stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0
+    code, out, _ = await run_telex("extract", site.url("/html-time-datetime.html"))
+    assert code == 0
     lines = [orjson.loads(line) for line in out.splitlines()]
     assert [line["published"] for line in lines] == [
         "2024-07-05T00:17:00Z",
@@ -294,16 +290,9 @@ async def test_telex_extract_on_a_url_and_on_nothing(site: Site) -> None:
     assert set(lines[0]) >= {"id", "published", "time_raw", "title", "text", "url"}
 
     site.set("/empty", "<html><body><p>No live entries here.</p></body></html>")
-    proc = await asyncio.create_subprocess_exec(
-        TELEX,
-        "extract",
-        site.url("/empty"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 1 and out == b""
-    assert b"no entries found" in err
+    code, out, err = await run_telex("extract", site.url("/empty"))
+    assert code == 1 and out == ""
+    assert "no entries found" in err
 
 
 class RebindingResolver(Resolver):

@@ -4,9 +4,7 @@ and a failing source that keeps being polled with its state visible."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,17 +12,15 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from telex import metrics
 from telex.config import Config
 from telex.poller.service import Poller
 from telex.runtime import started
-from tests.conftest import Broker
+from telex.testing import run_telex
+from tests.conftest import Broker, sample
 
-from .site import Site, serve_site
+from .site import LOCAL_POLLER, Site, serve_site
 from .test_pipeline import read_topic, wait_for
 from .test_poller_http import DATA
-
-TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 def live_page(entries: list[tuple[str, str, str]]) -> str:
@@ -63,14 +59,8 @@ async def test_sources_api_revisions_deletions_and_failures(
     site: Site,
     raw_schema: Draft202012Validator,
 ) -> None:
-    config = config_factory(
-        broker.bootstrap,
-        TELEX_POLLER_INTERVAL="0.3",
-        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
-        TELEX_POLLER_BACKOFF_MAX="0.6",
-        TELEX_KAFKA_SESSION_TIMEOUT_MS="3000",
-        TELEX_KAFKA_REQUEST_TIMEOUT_MS="5000",
-    )
+    quick = {"TELEX_POLLER_INTERVAL": "0.3", "TELEX_POLLER_BACKOFF_MAX": "0.6"}
+    config = config_factory(broker.bootstrap, **LOCAL_POLLER, **quick)
     raw_topic = config.topics.raw
     site.set(
         "/live",
@@ -166,9 +156,11 @@ async def test_sources_api_revisions_deletions_and_failures(
             # A server without validators sending the same bytes: read, not re-extracted.
             site.set("/plain", live_page([("x", "08:00", "Plain.")]))
             site.pages["/plain"].etag = False
-            unchanged = metrics.POLLS.labels("unchanged")._value.get()
+            unchanged = sample("telex_poller_polls_total", outcome="unchanged")
             assert (await client.put(f"{api}/plain", json={"url": site.url("/plain")})).is_success
-            await wait_for(lambda: metrics.POLLS.labels("unchanged")._value.get() >= unchanged + 2)
+            await wait_for(
+                lambda: sample("telex_poller_polls_total", outcome="unchanged") >= unchanged + 2
+            )
             assert poller.states["plain"].updates_produced == 1
             assert (await client.delete(f"{api}/plain")).status_code == 204
 
@@ -186,30 +178,21 @@ async def test_sources_api_revisions_deletions_and_failures(
 
 
 async def telex(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        TELEX, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_telex(*args)
 
 
 async def test_telex_sources_commands(
     broker: Broker, config_factory: Callable[..., Config], site: Site
 ) -> None:
-    config = config_factory(
-        broker.bootstrap,
-        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
-        TELEX_KAFKA_SESSION_TIMEOUT_MS="3000",
-        TELEX_KAFKA_REQUEST_TIMEOUT_MS="5000",
-    )
+    config = config_factory(broker.bootstrap, **LOCAL_POLLER)
     site.set("/feed", (DATA / "rss2.xml").read_bytes(), "application/rss+xml")
     async with started(config, roles=("poller",), replay=False) as running:
         assert running.http_url is not None
         url = running.http_url
-        code, out, _ = await telex("sources", "--url", url, "add", "wire", site.url("/feed"),
+        code, out, err = await telex("sources", "--url", url, "add", "wire", site.url("/feed"),
                                    "--kind", "feed", "--interval", "0.5")  # fmt: skip
         assert code == 0 and orjson.loads(out)["kind"] == "feed"
+        assert "Traceback" not in err, err
         code, _, err = await telex("sources", "--url", url, "add", "bad", "ftp://x")
         assert code == 1 and "url: Value error, must be an http" in err
         poller = running.components["poller"]

@@ -13,11 +13,7 @@ this test asserts links, not a race.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +26,7 @@ from jsonschema import Draft202012Validator
 from telex.config import Config
 from telex.events import content_hash, update_id
 from telex.kafka import Clients, TopicSpec, ensure_topics
+from telex.testing import TelexProcess
 from tests.conftest import Broker
 
 PARTITIONS = 3
@@ -37,6 +34,10 @@ TOTAL = 10_000
 SOURCES = [f"blog{n}" for n in range(9)]
 PAIRS = 300  # cross-source near-duplicate pairs
 POISON = 20
+# One last raw record per partition, after all the input: once each is on the wire, all that
+# came before it in its partition is too (Kafka keeps a partition's order, the processor
+# keeps raw partition p's order on wire partition p).
+SENTINEL = "sentinel"
 
 _rng = random.Random(20240118)
 _WORDS = (
@@ -155,12 +156,13 @@ class Input:
 
 
 class WireTail:
-    """Every wire record so far, read by a group-less consumer."""
+    """Every wire record so far, read by a group-less consumer; the sentinels apart."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self.topic = topic
         self.records: list[Any] = []
+        self.sentinels: list[Any] = []
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -171,7 +173,8 @@ class WireTail:
     async def poll(self) -> int:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
         for items in batch.values():
-            self.records.extend(items)
+            for record in items:
+                (self.sentinels if record.key == SENTINEL.encode() else self.records).append(record)
         return len(self.records)
 
     async def wait_for(self, count: int, timeout: float) -> None:
@@ -179,39 +182,15 @@ class WireTail:
             while await self.poll() < count:
                 pass
 
-
-def spawn(config: Config, bootstrap: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEX_")}
-    env.update(
-        {
-            "TELEX_KAFKA_BOOTSTRAP": bootstrap,
-            "TELEX_KAFKA_IDEMPOTENCE": "off",
-            "TELEX_KAFKA_SESSION_TIMEOUT_MS": "4000",
-            "TELEX_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-            "TELEX_TOPICS_RAW": config.topics.raw,
-            "TELEX_TOPICS_WIRE": config.topics.wire,
-            "TELEX_TOPICS_DLQ": config.topics.dlq,
-            "TELEX_TOPICS_PARTITIONS": str(PARTITIONS),
-            "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
-            "TELEX_PROCESSOR_MAX_BATCH": "200",
-            "TELEX_HTTP_PORT": "0",
-            "TELEX_LOG_FORMAT": "json",
-        }
-    )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "telex", "processor"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+    async def wait_for_sentinels(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while {r.partition for r in self.sentinels} != set(range(PARTITIONS)):
+                await self.poll()
 
 
-async def wait_for_log(log: Path, needle: str, timeout: float, after: int = 0) -> None:
-    async with asyncio.timeout(timeout):
-        while needle not in (await asyncio.to_thread(log.read_text, errors="replace"))[after:]:
-            await asyncio.sleep(0.1)
+def processor(config: Config, log: Path) -> TelexProcess:
+    """A processor process; ready once it has partitions assigned."""
+    return TelexProcess("processor", config, log=log, ready="processor.assigned")
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:
@@ -224,14 +203,16 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
         await producer.stop()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+async def produce_sentinels(bootstrap: str, topic: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for p in range(PARTITIONS):
+            # Fewer words than a story needs: a sentinel is never linked to anything.
+            record = raw(SENTINEL, f"end-{p}", f"End of input {p}.", 1_705_600_000_000)
+            await producer.send_and_wait(topic, orjson.dumps(record), SENTINEL.encode(), p)
+    finally:
+        await producer.stop()
 
 
 async def test_two_processors_one_killed_every_event_exactly_once(
@@ -240,7 +221,14 @@ async def test_two_processors_one_killed_every_event_exactly_once(
     wire_schema: Draft202012Validator,
     tmp_path: Path,
 ) -> None:
-    config = config_factory(broker.bootstrap, TELEX_TOPICS_PARTITIONS=PARTITIONS)
+    config = config_factory(
+        broker.bootstrap,
+        TELEX_TOPICS_PARTITIONS=PARTITIONS,
+        TELEX_KAFKA_IDEMPOTENCE="off",
+        TELEX_KAFKA_SESSION_TIMEOUT_MS=4000,
+        TELEX_PROCESSOR_MAX_BATCH=200,
+        TELEX_LOG_FORMAT="json",
+    )
     data = Input()
     assert len(data.phase1) + len(data.phase2) == TOTAL
     await ensure_topics(
@@ -251,13 +239,12 @@ async def test_two_processors_one_killed_every_event_exactly_once(
             TopicSpec(config.topics.dlq, 1),
         ],
     )
-    logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = [spawn(config, broker.bootstrap, log) for log in logs]
+    procs = [processor(config, tmp_path / name).start() for name in ("a.log", "b.log")]
     tail = WireTail(broker.bootstrap, config.topics.wire)
     await tail.start()
     try:
-        for log in logs:
-            await wait_for_log(log, "processor.assigned", timeout=40)
+        for proc in procs:
+            await proc.wait_ready(timeout=40)
         phase1_total = sum(
             n for key, n in data.expected.items() if key[1] not in {b for _, b in data.pairs}
         )
@@ -265,26 +252,26 @@ async def test_two_processors_one_killed_every_event_exactly_once(
 
         # Kill one processor once a fifth of phase 1 is on the wire, and restart it.
         await tail.wait_for(phase1_total // 5, timeout=60)
-        procs[0].send_signal(signal.SIGKILL)
-        procs[0].wait()
+        await procs[0].kill()
         on_wire_at_kill = len(tail.records)
         assert on_wire_at_kill < phase1_total, "the kill must land mid-stream"
-        restart_from = len(logs[0].read_text(errors="replace"))
-        procs[0] = spawn(config, broker.bootstrap, logs[0])
+        procs[0].start()
 
         await tail.wait_for(phase1_total, timeout=90)
-        await wait_for_log(logs[0], "processor.assigned", timeout=40, after=restart_from)
+        await procs[0].wait_ready(timeout=40)
         # Let both tails index phase 1 before its near-duplicates arrive.
         await asyncio.sleep(1.0)
         await produce(broker.bootstrap, config.topics.raw, data.phase2)
         await tail.wait_for(sum(data.expected.values()), timeout=60)
-        # Anything extra (a duplicate) would arrive within a moment: look for it.
-        for _ in range(10):
-            await tail.poll()
+        # A duplicate of anything would come before the sentinel of its partition.
+        await produce_sentinels(broker.bootstrap, config.topics.raw)
+        await tail.wait_for_sentinels(timeout=60)
     finally:
         for proc in procs:
-            stop(proc)
+            await proc.stop(timeout=10)
         await tail.consumer.stop()
+
+    assert sorted(r.partition for r in tail.sentinels) == list(range(PARTITIONS))
 
     events = [orjson.loads(r.value) for r in tail.records]
     seen = Counter((e["type"], e["data"]["id"], e["data"]["content_hash"]) for e in events)

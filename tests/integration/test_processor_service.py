@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from jsonschema import Draft202012Validator
 
-from telex import metrics
 from telex.config import Config
 from telex.events import content_hash, update_id
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.processor.service import Processor
 from telex.replay.seed import SeedBlog
-from tests.conftest import Broker
+from tests.conftest import Broker, sample
 
 from .test_pipeline import read_topic, wait_for
-
-
-def value(metric: Any) -> float:
-    return float(metric._value.get())
 
 
 def raw(source: str, entry: str, text: str, html: str | None = None) -> bytes:
@@ -62,11 +56,11 @@ async def test_processor_metrics_dlq_and_enriched_wire(
     records += [(b"rt", b"not json"), (b"rt", orjson.dumps({"v": 1}))]
 
     before = {
-        o: value(metrics.DEDUP_OUTCOMES.labels(o))
+        o: sample("telex_processor_dedup_outcomes_total", outcome=o)
         for o in ("new", "duplicate", "revision", "story_linked")
     }
-    dlq_before = value(metrics.DLQ.labels("processor"))
-    enrich_before = metrics.ENRICH_SECONDS.labels("entities")._sum.get()
+    dlq_before = sample("telex_dlq_records_total", stage="processor")
+    enrich_before = sample("telex_processor_enrich_seconds_sum", enricher="entities")
 
     processor = Processor(config, Clients(config, broker.bootstrap))
     await processor.start()
@@ -78,10 +72,13 @@ async def test_processor_metrics_dlq_and_enriched_wire(
                 await producer.send_and_wait(config.topics.raw, val, key=key)
         finally:
             await producer.stop()
-        await wait_for(lambda: value(metrics.DLQ.labels("processor")) >= dlq_before + 2, 60)
+        await wait_for(
+            lambda: sample("telex_dlq_records_total", stage="processor") >= dlq_before + 2, 60
+        )
         await wait_for(
             lambda: (
-                value(metrics.DEDUP_OUTCOMES.labels("story_linked")) >= before["story_linked"] + 1
+                sample("telex_processor_dedup_outcomes_total", outcome="story_linked")
+                >= before["story_linked"] + 1
             ),
             60,
         )
@@ -89,7 +86,7 @@ async def test_processor_metrics_dlq_and_enriched_wire(
         # Lag is exported per assigned partition and drains to zero.
         await wait_for(
             lambda: all(
-                metrics.CONSUMER_LAG.labels(str(p))._value.get() == 0
+                sample("telex_processor_consumer_lag_records", partition=str(p)) == 0
                 for p in range(config.topics.partitions)
             ),
             30,
@@ -98,10 +95,15 @@ async def test_processor_metrics_dlq_and_enriched_wire(
     finally:
         await processor.stop()
 
-    assert value(metrics.DEDUP_OUTCOMES.labels("new")) - before["new"] == 11
-    assert value(metrics.DEDUP_OUTCOMES.labels("duplicate")) - before["duplicate"] == 4
-    assert value(metrics.DEDUP_OUTCOMES.labels("revision")) - before["revision"] == 1
-    assert metrics.ENRICH_SECONDS.labels("entities")._sum.get() > enrich_before
+    assert sample("telex_processor_dedup_outcomes_total", outcome="new") - before["new"] == 11
+    assert (
+        sample("telex_processor_dedup_outcomes_total", outcome="duplicate") - before["duplicate"]
+        == 4
+    )
+    assert (
+        sample("telex_processor_dedup_outcomes_total", outcome="revision") - before["revision"] == 1
+    )
+    assert sample("telex_processor_enrich_seconds_sum", enricher="entities") > enrich_before
 
     wire_records = await read_topic(broker.bootstrap, config.topics.wire)
     wire = [orjson.loads(r.value) for r in wire_records]

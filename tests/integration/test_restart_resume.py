@@ -11,12 +11,9 @@ per broker are bench/restart_stall.py's, in docs/reliability.md.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import orjson
 
-from ..conftest import ROOT, Broker
+from ..conftest import Broker, run_bench
 
 SESSION_MS = 60_000
 GIVE_UP_S = 30
@@ -25,21 +22,17 @@ GIVE_UP_S = 30
 async def test_a_killed_and_restarted_static_member_gets_its_partitions_back(
     broker: Broker,
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / "restart_stall.py"),
+    code, out, err = await run_bench(
+        "restart_stall.py",
         "--bootstrap", broker.bootstrap,
         "--runs", "1",
         "--modes", "static",
         "--session-timeout-ms", str(SESSION_MS),
         "--give-up", str(GIVE_UP_S),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=240,
     )  # fmt: skip
-    async with asyncio.timeout(240):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()[-3000:]
-    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    assert code == 0, err[-3000:]
+    rows = [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
     runs = [r for r in rows if "mode" in r]
     assert [r["mode"] for r in runs] == ["static"]
     assert 0 <= runs[0]["stall_s"] < GIVE_UP_S < SESSION_MS / 1000, runs

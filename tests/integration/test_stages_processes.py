@@ -8,90 +8,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import orjson
 
 from telex.kafka.embedded import free_port
+from telex.testing import TelexProcess, run_telex
 
-TELEX = str(Path(sys.executable).with_name("telex"))
 STAGES = ("processor", "poller", "notifier", "gateway")
 PASSWORD = "never-print-me-5d1c9a"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEX_")}
-    return {**env, "TELEX_LOG_FORMAT": "json", **extra}
+# Default settings but for JSON logs, which the test reads.
+JSON_LOGS = {"TELEX_LOG_FORMAT": "json"}
 
 
 @contextlib.asynccontextmanager
 async def broker_process(tmp_path: Path) -> AsyncIterator[str]:
     """``telex broker``, as a user starts it; yields its bootstrap address."""
-    out = tmp_path / "broker.out"
-    with out.open("wb") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            TELEX, "broker", env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=sink
-        )
+    proc = TelexProcess("broker", log=tmp_path / "broker.out", env=JSON_LOGS, ready=" broker on ")
+    proc.start()
     try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(60):
-            line = (await proc.stdout.readline()).decode()
-        found = re.search(r"broker on (\S+) ", line)
-        assert found, f"no address in {line!r}: {out.read_text()}"
+        await proc.wait_ready(timeout=60)
+        assert proc.running, proc.log_text()
+        found = re.search(r"broker on (\S+) ", proc.log_text())
+        assert found, proc.log_text()
         yield found.group(1)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            await proc.wait()
-
-
-async def ready(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        async with asyncio.timeout(90):
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url + "/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        try:
+            await proc.wait(timeout=30)
+        finally:
+            await proc.kill()  # only if it did not stop
 
 
 async def test_each_stage_starts_on_a_telex_broker_with_one_warning(tmp_path: Path) -> None:
     async with broker_process(tmp_path) as bootstrap:
-        procs: dict[str, asyncio.subprocess.Process] = {}
-        logs = {stage: tmp_path / f"{stage}.log" for stage in STAGES}
+        procs = {
+            stage: TelexProcess(
+                [stage, "--bootstrap", bootstrap], log=tmp_path / f"{stage}.log", env=JSON_LOGS
+            )
+            for stage in STAGES
+        }
         try:
-            for stage in STAGES:
-                port = free_port()
-                with logs[stage].open("wb") as sink:
-                    procs[stage] = await asyncio.create_subprocess_exec(
-                        TELEX,
-                        stage,
-                        "--bootstrap",
-                        bootstrap,
-                        env=clean_env(TELEX_HTTP_PORT=str(port)),
-                        stdout=sink,
-                        stderr=asyncio.subprocess.STDOUT,
-                    )
-                await ready(f"http://127.0.0.1:{port}")
+            for proc in procs.values():
+                proc.start()
+                await proc.wait_ready(timeout=90)
             for stage, proc in procs.items():
-                assert proc.returncode is None, f"{stage} exited: {logs[stage].read_text()}"
+                assert proc.running, f"{stage} exited: {proc.log_text()}"
+            # Each readiness answer came from its own stage.
+            assert len({proc.url for proc in procs.values()}) == len(STAGES)
         finally:
-            for proc in procs.values():
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs.values():
-                async with asyncio.timeout(30):
-                    await proc.wait()
-    for stage, proc in procs.items():
-        text = logs[stage].read_text()
-        assert proc.returncode == 0, f"{stage} stopped with {proc.returncode}: {text}"
+            codes = await asyncio.gather(*(proc.stop(timeout=30) for proc in procs.values()))
+    for (stage, proc), code in zip(procs.items(), codes, strict=True):
+        text = proc.log_text()
+        assert code == 0, f"{stage} stopped with {code}: {text}"
         assert "Traceback" not in text, f"{stage}: {text}"
         events = [orjson.loads(line) for line in text.splitlines() if line.startswith('{"ts"')]
         warnings = [e for e in events if e["level"] in ("warning", "error", "critical")]
@@ -104,17 +76,8 @@ async def test_each_stage_starts_on_a_telex_broker_with_one_warning(tmp_path: Pa
 
 
 async def run_stage(*args: str, **env: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        TELEX,
-        *args,
-        env=clean_env(**env),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
+    code, out, err = await run_telex(*args, env={**JSON_LOGS, **env})
+    return code, out + err
 
 
 async def test_an_absent_broker_is_one_line_and_a_failure() -> None:

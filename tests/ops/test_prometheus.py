@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import yaml
 
 from telex.config import Config
 from telex.kafka.embedded import free_port
+from telex.testing import TelexProcess
 from tests.conftest import Broker
-
-TELEX = str(Path(sys.executable).with_name("telex"))
 
 
 @pytest.fixture
@@ -28,59 +25,29 @@ async def services(
     broker: Broker, config_factory: Callable[..., Config], tmp_path: Path
 ) -> AsyncIterator[dict[str, int]]:
     """replay and the four services as separate processes on the test broker."""
-    config = config_factory(broker.bootstrap)
     replay_port = free_port()
-    toml = tmp_path / "telex.toml"
-    toml.write_text(
-        '[poller]\nallow_networks = ["127.0.0.0/8"]\n'
-        f'[[sources]]\nid = "replay"\n'
-        f'url = "http://127.0.0.1:{replay_port}/live/lavrov-press-conference-2024"\n'
+    replay = f"http://127.0.0.1:{replay_port}/live/lavrov-press-conference-2024"
+    config = config_factory(
+        broker.bootstrap,
+        TELEX_SOURCES=orjson.dumps([{"id": "replay", "url": replay}]).decode(),
+        TELEX_POLLER_ALLOW_NETWORKS="127.0.0.0/8",
+        TELEX_REPLAY_INTERVAL="0.2",
+        TELEX_POLLER_INTERVAL="0.3",
     )
-    env = {
-        **os.environ,
-        "TELEX_CONFIG": str(toml),
-        "TELEX_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "TELEX_KAFKA_IDEMPOTENCE": "off",
-        "TELEX_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TELEX_TOPICS_RAW": config.topics.raw,
-        "TELEX_TOPICS_WIRE": config.topics.wire,
-        "TELEX_TOPICS_DLQ": config.topics.dlq,
-        "TELEX_TOPICS_SOURCES": config.topics.sources,
-        "TELEX_POLLER_GROUP_ID": config.poller.group_id,
-        "TELEX_NOTIFIER_GROUP_ID": config.processor.group_id + "-notifier",
-        "TELEX_NOTIFIER_TOPIC_WEBHOOKS": config.topics.raw + ".webhooks",
-        "TELEX_NOTIFIER_TOPIC_RETRY": config.topics.raw + ".webhooks.retry",
-        "TELEX_NOTIFIER_TOPIC_DLQ": config.topics.raw + ".webhooks.dlq",
-        "TELEX_NOTIFIER_TOPIC_ATTEMPTS": config.topics.raw + ".webhooks.attempts",
-        "TELEX_PROCESSOR_GROUP_ID": config.processor.group_id,
-        "TELEX_REPLAY_INTERVAL": "0.2",
-        "TELEX_POLLER_INTERVAL": "0.3",
-    }
-    ports = {name: free_port() for name in ("poller", "processor", "gateway", "notifier")}
-    commands = {"replay": ["replay", "--port", str(replay_port)]}
-    commands.update({name: [name] for name in ports})
+    replaying = TelexProcess(
+        ["replay", "--port", str(replay_port)], config, log=tmp_path / "replay.log"
+    ).start()
     procs = {
-        name: await asyncio.create_subprocess_exec(
-            TELEX,
-            *args,
-            env={**env, "TELEX_HTTP_PORT": str(ports.get(name, 0))},
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / f"{name}.log").open("wb"),
-        )
-        for name, args in commands.items()
+        name: TelexProcess(name, config, log=tmp_path / f"{name}.log").start()
+        for name in ("poller", "processor", "gateway", "notifier")
     }
     try:
-        yield ports
+        yield {name: proc.port for name, proc in procs.items()}
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for name, proc in procs.items():
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-            assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()
+        everyone = [*procs.values(), replaying]
+        codes = await asyncio.gather(*(proc.stop() for proc in everyone))
+        for proc, code in zip(everyone, codes, strict=True):
+            assert code == 0, proc.log_text()
 
 
 async def query(client: httpx.AsyncClient, expr: str) -> list[Any]:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from telex.config import ConfigError, load
+from telex.config import Config, ConfigError, load
+from telex.config_checks import CONFIG_CHECKS
 
 
 def test_defaults_start_the_embedded_broker_on_port_8000() -> None:
@@ -110,3 +111,81 @@ def test_config_imports_no_stage() -> None:
     source = (Path(__file__).parents[2] / "services/telex/config.py").read_text()
     for stage in ("poller", "processor", "gateway", "notifier"):
         assert f"telex.{stage}" not in source, stage
+
+
+def _everything_set(tmp_path: Path) -> Config:
+    """A config that differs from the defaults in every kind of value: nested sections,
+    lists of values and of tables, secrets, optional numbers, floats, booleans."""
+    file = tmp_path / "telex.toml"
+    file.write_text(
+        '[kafka]\nbootstrap = "k1:9092,k2:9092"\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+        'sasl_mechanism = "SCRAM-SHA-512"\nusername = "newsroom"\n'
+        'password = "pa ss,word=1\\"x"\nsession_timeout_ms = 6000\nssl_check_hostname = false\n'
+        '[topics]\nraw = "a.raw"\npartitions = 6\nreplication_factor = 3\n'
+        '[http]\nport = 0\nadmin_tokens = ["admin-token-0123456789", "second-token-abcdefgh"]\n'
+        "[replay]\ninterval = 0.1\nenabled = false\n"
+        '[poller]\nallow_networks = ["127.0.0.0/8", "::1/128"]\nuser_agent = " spaced, agent "\n'
+        '[processor]\nenrichers = ["html", "watch"]\nplugins = ["pkg.mod:factory"]\n'
+        "story_threshold = 0.35\n"
+        '[[processor.watch]]\nname = "NATO"\naliases = ["North Atlantic Treaty Organization"]\n'
+        '[[processor.watch]]\nname = "Lavrov"\n'
+        '[gateway]\njwt_secret = "jwt-secret-of-32-characters-long!"\n'
+        'allowed_origins = ["https://desk.example", "http://[::1]:8000"]\n'
+        '[[gateway.api_keys]]\nname = "wall"\nkey = "wall-key-0123456789"\nsources = ["bbc"]\n'
+        '[[gateway.api_keys]]\nname = "all"\nkey = "all-key-0123456789ab"\n'
+        "[notifier]\nretry_schedule = [0.1, 2.5, 3600]\n"
+        '[[notifier.webhooks]]\nname = "desk"\nurl = "https://hooks.example.com/t"\n'
+        f'secret = "{SECRET}"\nfilter = {{ sources = ["bbc"], terms = ["NATO"] }}\n'
+        "rate_limit = 2.5\n"
+        '[log]\nlevel = "debug"\nformat = "json"\n'
+        '[[sources]]\nid = "bbc"\nurl = "https://www.bbc.co.uk/news/live/x"\nkind = "html"\n'
+        'interval = 1.5\ntimezone = "Europe/London"\n'
+        'selectors = { entry = "article", time = "time" }\n'
+        '[[sources]]\nid = "api"\nurl = "https://api.example/live"\nkind = "json"\n'
+        'enabled = false\nmapping = { items = "data.items", id = "uid" }\n'
+    )
+    return load(file, {}, CONFIG_CHECKS)
+
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_to_environ_gives_back_every_value(tmp_path: Path) -> None:
+    config = _everything_set(tmp_path)
+    environ = config.to_environ()
+    assert load(None, environ, CONFIG_CHECKS) == config
+    assert environ["TELEX_KAFKA_PASSWORD"] == 'pa ss,word=1"x'  # the child needs it in clear
+    assert environ["TELEX_NOTIFIER_RETRY_SCHEDULE"] == "0.1,2.5,3600.0"
+    assert set(environ) >= {"TELEX_PROCESSOR_WATCH", "TELEX_GATEWAY_API_KEYS", "TELEX_SOURCES"}
+    # Only what differs from a default: a default config needs no variable at all.
+    assert Config().to_environ() == {}
+    assert load(None, {}) == Config()
+
+
+def test_environment_sets_lists_of_tables_and_names_their_variable() -> None:
+    watch = '[{"name": "NATO", "aliases": ["OTAN"]}]'
+    sources = '[{"id": "bbc", "url": "https://www.bbc.co.uk/live"}]'
+    environ = {"TELEX_PROCESSOR_WATCH": watch, "TELEX_SOURCES": sources}
+    config = load(None, {**environ, "TELEX_PROCESSOR_ENRICHERS": "html, language"})
+    assert config.processor.enrichers == ("html", "language")
+    assert config.processor.watch[0].aliases == ("OTAN",)
+    assert config.sources[0].id == "bbc"
+    with pytest.raises(ConfigError) as bad_item:
+        load(None, {"TELEX_SOURCES": '[{"id": "Bad Id", "url": "https://x.test/"}]'})
+    assert "sources.0.id from TELEX_SOURCES" in str(bad_item.value)
+    hidden = '[{"name": "desk", "url": "https://h.test/", "secret": "whsec_leak'
+    with pytest.raises(ConfigError) as not_json:
+        load(None, {"TELEX_NOTIFIER_WEBHOOKS": hidden})
+    assert "notifier.webhooks from TELEX_NOTIFIER_WEBHOOKS: must be JSON" in str(not_json.value)
+    assert "whsec_leak" not in str(not_json.value)
+
+
+def test_values_without_an_environment_form_are_refused_without_echoing_them() -> None:
+    token = "token,with-a-comma-0123"
+    config = Config.model_validate({"http": {"admin_tokens": [token]}})
+    with pytest.raises(ValueError, match="TELEX_HTTP_ADMIN_TOKENS") as info:
+        config.to_environ()
+    assert token not in str(info.value)
+    spaced = Config.model_validate({"processor": {"plugins": [" pkg.mod:factory"]}})
+    with pytest.raises(ValueError, match="TELEX_PROCESSOR_PLUGINS"):
+        spaced.to_environ()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import orjson
 
+from telex.testing import TELEX
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "poller"
-TELEX = [sys.executable, "-m", "telex"]
 
 
 def run(*args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
