@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from telex.config import Config, load
 from telex.events import update_id
-from telex.gateway.hub import encode_cursor
+from telex.gateway.cursor import encode_cursor
 from telex.runtime import serve_http
 from telex.testing import TelexProcess
 from tests.integration.webhook_receivers import Received, Receiver
