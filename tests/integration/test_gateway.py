@@ -216,7 +216,11 @@ async def test_too_old_or_foreign_cursor_gets_resync_or_error(
 async def test_slow_client_is_closed_while_fast_clients_keep_up(
     broker: Broker, config_factory: Callable[..., Config]
 ) -> None:
-    config = with_gateway(config_factory(broker.bootstrap), send_queue_bytes=64 * 1024)
+    # The slow client reads its close frame only after the fast ones are served: its grace
+    # must outlast that on a loaded machine (5 s did not), or it is cut without a close frame.
+    config = with_gateway(
+        config_factory(broker.bootstrap), send_queue_bytes=64 * 1024, slow_close_grace=120.0
+    )
     big = "x" * 20_000
     batch = [wire_event(i, "a", f"{i} {big}") for i in range(400)]
     async with gateway(config) as (_, _, url), producer(broker.bootstrap) as kafka:
