@@ -16,27 +16,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from telex.config import Config
-from telex.events import content_hash, update_id
+from telex.events import content_hash
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.processor.service import Processor
 from tests.conftest import Broker
 
 from .test_pipeline import read_topic
+from .test_processor_service import raw as raw_update
 
 TEXT = "The ministry said grain exports would resume through the port on Monday morning."
 
 
 def raw(entry: str, text: str) -> bytes:
-    return orjson.dumps(
-        {
-            "v": 1, "kind": "upsert", "id": update_id("rt", entry), "source_id": "rt",
-            "source_url": "https://rt.example/live", "entry_id": entry,
-            "url": f"https://rt.example/live#{entry}", "title": None, "text": text,
-            "html": None, "time_raw": None, "published": None, "page_date": None,
-            "page_tz": None, "content_hash": content_hash(None, text),
-            "detected_ms": 1_705_574_760_000,
-        }
-    )  # fmt: skip
+    return raw_update("rt", entry, text)
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

@@ -183,16 +183,10 @@ class Producer:
             self.client.send(topic, value, key=key, partition=partition, headers=headers)
         )
 
-    async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> Any:
-        """Send a record and wait for its acknowledgement (its ``RecordMetadata``)."""
-        return await (await self.send(topic, value, key, partition, headers))
+    async def send_and_wait(self, topic: str, value: bytes | None = None, **record: Any) -> Any:
+        """Send a record (``key``, ``partition``, ``headers`` as :meth:`send` takes them) and
+        wait for its acknowledgement (its ``RecordMetadata``)."""
+        return await (await self.send(topic, value, **record))
 
     def create_batch(self) -> Any:
         """An empty record batch to fill and :meth:`send_batch`."""
