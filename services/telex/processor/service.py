@@ -99,7 +99,7 @@ class Processor:
         """Connect and start processing; joining the group continues in the background."""
         self._producer = self.clients.producer()
         await self._producer.start()
-        self._restorer = self.clients.consumer(group_id=None)
+        self._restorer = self.clients.reader()
         await self._restorer.start()
         self._tailer = self.clients.consumer(group_id=None)
         await self._tailer.start()
