@@ -51,6 +51,8 @@ _STALLED_AFTER_S = 60.0
 # Batches whose outputs may still await their acknowledgement (and commit) while the next
 # batch is enriched and produced.
 _SETTLING_BATCHES = 4
+# The largest chunk of decisions the enrichment thread hands back to the loop at once.
+_CHUNK_MAX = 64
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -369,18 +371,32 @@ class Processor:
         assert self._producer is not None
         loop = asyncio.get_running_loop()
         # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive,
-        # one hop per batch. Each decision comes back to the loop as soon as it is made, so the
-        # first event of a batch does not wait for the last one's enrichment.
+        # one hop per batch. Decisions come back to the loop in chunks of 1, 2, 4... records
+        # as they are made: the first event of a batch does not wait for the rest of the
+        # batch's enrichment, and a long batch still goes out in a few record batches (one
+        # produce request per record would cost more CPU than the enrichment saves).
         size = sum(len(records) for records in batch.values())
-        decisions: asyncio.Queue[Decided | None] = asyncio.Queue(size + 1)
+        decisions: asyncio.Queue[list[Decided] | None] = asyncio.Queue(size + 1)
 
-        def emit(decided: Decided | None) -> None:
-            loop.call_soon_threadsafe(decisions.put_nowait, decided)
+        def emit(chunk: list[Decided] | None) -> None:
+            loop.call_soon_threadsafe(decisions.put_nowait, chunk)
 
         def compute() -> None:
+            chunk: list[Decided] = []
+            want = 1
+
+            def collect(decided: Decided) -> None:
+                nonlocal chunk, want
+                chunk.append(decided)
+                if len(chunk) >= want:
+                    emit(chunk)
+                    chunk, want = [], min(2 * want, _CHUNK_MAX)
+
             try:
-                self._compute(batch, consumed_ms, emit)
+                self._compute(batch, consumed_ms, collect)
             finally:
+                if chunk:
+                    emit(chunk)
                 emit(None)
 
         computing = asyncio.create_task(asyncio.to_thread(compute), name="processor-compute")
@@ -390,17 +406,19 @@ class Processor:
         try:
             done = False
             while not done:
-                # Whatever has been decided since the last wake-up goes out as one record
-                # batch per wire partition: one record at low load, more under a backlog.
-                ready = [await decisions.get()]
-                while not decisions.empty():
-                    ready.append(decisions.get_nowait())
-                if ready[-1] is None:
-                    done = True
-                    ready.pop()
-                await self._send(
-                    [d for d in ready if d is not None], consumed_ms, pending, offsets, produced
-                )
+                # What has been decided since the last wake-up goes out as one record batch
+                # per wire partition.
+                ready: list[Decided] = []
+                item = await decisions.get()
+                while True:
+                    if item is None:
+                        done = True
+                    else:
+                        ready.extend(item)
+                    if decisions.empty():
+                        break
+                    item = decisions.get_nowait()
+                await self._send(ready, consumed_ms, pending, offsets, produced)
         finally:
             await computing  # a bug in the thread surfaces here, the batch is not committed
         settling = asyncio.create_task(
