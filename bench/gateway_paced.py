@@ -8,8 +8,10 @@ topic (pinned to core 0), opens the subscribers from this process (pinned to cor
 
 - produce -> frame received, p50/p99, on 100 evenly spread connections;
 - the Kafka hop alone: produce -> received by a plain consumer of the same topic in this
-  process, p50/p99, in the same phase; "net" p99 = end-to-end p99 - Kafka hop p99, the
-  server's own hop (received -> frame written) as far as a client can see it;
+  process, p50/p99, in the same phase;
+- the server's own hop as a client sees it ("net"): for each event and sampled connection,
+  frame received - the same event received by that plain consumer (both in this process,
+  on one clock and one event loop, so this process's own scheduling delays mostly cancel);
 - the server's CPU time over the paced phase per delivery (idle work included: at a paced
   rate there is nothing to coalesce, and that is what is measured).
 
@@ -40,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fanout import (
     PARTITIONS,
+    SAMPLED,
     Client,
-    connect,
     cpu_seconds,
     phase,
     raise_fd_limit,
@@ -64,8 +66,52 @@ def quantiles(values: list[float]) -> tuple[float, float]:
     return 1000 * ordered[len(ordered) // 2], 1000 * ordered[int(len(ordered) * 0.99)]
 
 
-async def kafka_hop(bootstrap: str, topic: str, seen: list[float]) -> None:
-    """Produce -> consumed latency of every record of ``topic`` from its end, until cancelled."""
+class PairingClient(Client):
+    """fanout's client, keeping when each sampled frame's event arrived (by event id)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.arrivals: list[tuple[bytes, int]] = []
+
+    def _parse(self, data: bytes) -> None:
+        before = len(self.buf) + len(data)
+        now = time.time_ns()
+        text = bytes(self.buf) + data
+        super()._parse(data)
+        consumed = before - len(self.buf)
+        at = 0
+        while True:
+            found = text.find(b'"id":"e_', at, consumed)
+            if found < 0:
+                break
+            self.arrivals.append((text[found + 8 : found + 32], now))
+            at = found + 8
+
+
+async def connect(n: int, port: int, path: str) -> list[PairingClient]:
+    """fanout's connect, with pairing clients."""
+    loop = asyncio.get_running_loop()
+    step = max(1, n // SAMPLED)
+    clients: list[PairingClient] = []
+    for start in range(0, n, 250):
+        batch = []
+        for i in range(start, min(n, start + 250)):
+            opened: asyncio.Future[None] = loop.create_future()
+            batch.append((opened, loop.create_connection(
+                lambda o=opened, s=(i % step == 0): PairingClient(path, port, s, o),
+                "127.0.0.1", port,
+            )))  # fmt: skip
+        results = await asyncio.gather(*(c for _, c in batch))
+        await asyncio.wait_for(asyncio.gather(*(o for o, _ in batch)), 60)
+        clients.extend(protocol for _, protocol in results)
+    return clients
+
+
+async def kafka_hop(
+    bootstrap: str, topic: str, seen: list[float], arrived: dict[bytes, int]
+) -> None:
+    """Produce -> consumed latency of every record of ``topic`` from its end, until cancelled;
+    ``arrived``: when each event (by id) was consumed."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -77,8 +123,9 @@ async def kafka_hop(bootstrap: str, topic: str, seen: list[float]) -> None:
             now = time.time_ns()
             for records in batch.values():
                 for record in records:
-                    sent = orjson.loads(record.value)["data"]["sent_ns"]
-                    seen.append((now - sent) / 1e9)
+                    event = orjson.loads(record.value)
+                    seen.append((now - event["data"]["sent_ns"]) / 1e9)
+                    arrived[event["id"][2:].encode()] = now
     finally:
         await consumer.stop()
 
@@ -92,8 +139,9 @@ async def measure(
     proc = await start_server(kind, port, bootstrap, topic, n, args.pin)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0)
     await producer.start()
-    clients: list[Client] = []
+    clients: list[PairingClient] = []
     hop: list[float] = []
+    arrived: dict[bytes, int] = {}
     pad = max(0, args.payload - _EVENT_BASE)
     try:
         path = "/v1/stream?backlog=0" if kind == "telex" else "/v1/stream"
@@ -101,7 +149,9 @@ async def measure(
         await asyncio.sleep(2.0)
         warm, _ = await phase(clients, producer, topic, 3, None, "warmup", pad, 60)
         await asyncio.sleep(1.0)
-        tail = asyncio.create_task(kafka_hop(bootstrap, topic, hop))
+        for client in clients:
+            client.arrivals.clear()
+        tail = asyncio.create_task(kafka_hop(bootstrap, topic, hop, arrived))
         await asyncio.sleep(1.0)  # the tail has its positions
         count = max(5, int(rate * args.seconds))
         cpu0 = cpu_seconds(proc.pid)
@@ -112,6 +162,13 @@ async def measure(
         received = sum(c.frames - c.base for c in clients)
         p50, p99 = quantiles(state.latencies)
         k50, k99 = quantiles(hop)
+        net = [
+            (at - arrived[ident]) / 1e9
+            for client in clients
+            for ident, at in client.arrivals
+            if ident in arrived
+        ]
+        n50, n99 = quantiles(net)
         return {
             "server": kind,
             "rate": rate,
@@ -120,7 +177,8 @@ async def measure(
             "p99_ms": p99,
             "kafka_p50_ms": k50,
             "kafka_p99_ms": k99,
-            "net_p99_ms": p99 - k99,
+            "net_p50_ms": n50,
+            "net_p99_ms": n99,
             "us_per_delivery": 1e6 * cpu / received if received else float("nan"),
             "complete": state.done == n and warm.done == n,
             "lost": count * n - received,
@@ -142,7 +200,7 @@ async def measure(
 
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| load | server | p50 ms | p99 ms | Kafka hop p50/p99 | net p99 | vs floor "
+        "| load | server | p50 ms | p99 ms | Kafka hop p50/p99 | net p50 / p99 | vs floor "
         "| CPU µs/delivery | vs floor | complete |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -151,7 +209,14 @@ def table(rows: list[dict[str, Any]]) -> str:
         for kind in SERVERS:
             rs = [r for r in rows if (r["rate"], r["subscribers"], r["server"]) == (rate, n, kind)]
             if rs:
-                keys = ("p50_ms", "p99_ms", "kafka_p50_ms", "kafka_p99_ms", "net_p99_ms")
+                keys = (
+                    "p50_ms",
+                    "p99_ms",
+                    "kafka_p50_ms",
+                    "kafka_p99_ms",
+                    "net_p50_ms",
+                    "net_p99_ms",
+                )
                 med[kind] = {k: statistics.median(r[k] for r in rs) for k in keys}
                 med[kind]["us"] = statistics.median(r["us_per_delivery"] for r in rs)
                 med[kind]["complete"] = all(r["complete"] for r in rs)
@@ -161,7 +226,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             cpu = f"{m['us'] / floor['us']:.2f}" if floor else "-"
             out.append(
                 f"| {rate:g}/s to {n:,} | {kind} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | "
-                f"{m['kafka_p50_ms']:.1f} / {m['kafka_p99_ms']:.1f} | {m['net_p99_ms']:.1f} | "
+                f"{m['kafka_p50_ms']:.1f} / {m['kafka_p99_ms']:.1f} | "
+                f"{m['net_p50_ms']:.1f} / {m['net_p99_ms']:.1f} | "
                 f"{net} | {m['us']:.1f} | {cpu} | {'yes' if m['complete'] else 'NO'} |"
             )
     return "\n".join(out)
