@@ -16,11 +16,15 @@ firehose, the rest over 250 filtered views of 1-5 sources with a Zipf popularity
   filter names the record's source (a dict lookup; the firehose sockets take all). The records
   are telex-shaped frames of ``--floor-bytes`` bytes, so the same subscriber code parses both.
 
-The ratio telex p99 / floor p99 is the figure that holds on a noisy machine. ``--bootstrap``
+The ratio telex p99 / floor p99 is the figure that holds on a noisy machine.
+``--kafka-cluster`` starts a three-node Apache Kafka cluster on loopback for the benchmark
+(``tests/kafka_cluster.py``, the test suite's cluster: every topic on three replicas,
+``min.insync.replicas=2``) and runs every phase against it. ``--bootstrap``
 runs both phases against an external cluster (``--set TELEX_KAFKA_FETCH_MAX_WAIT_MS=500`` and
 the like set telex's settings for that broker; ``--floor-fetch-wait-ms`` the floor's).
 
     .venv/bin/python bench/latency.py --runs 3
+    .venv/bin/python bench/latency.py --kafka-cluster --runs 3
     .venv/bin/python bench/latency.py --bootstrap kafka1:9092 --runs 3 \\
         --set TELEX_KAFKA_FETCH_MAX_WAIT_MS=500 --set TELEX_GATEWAY_FETCH_MAX_WAIT_MS=500 \\
         --floor-fetch-wait-ms 500
@@ -34,12 +38,15 @@ import contextlib
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -455,12 +462,18 @@ def median(values: list[Any]) -> Any:
     return statistics.median(values) if values else None
 
 
+def broker_name(args: argparse.Namespace) -> str:
+    if args.kafka_cluster:
+        return f"3-node Apache Kafka cluster on loopback ({args.bootstrap})"
+    return args.bootstrap or "embedded"
+
+
 def summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> str:
     lines = [
         f"latency: {args.rate:g} updates/s over {args.sources} sources, {args.subscribers:,} "
         f"WebSocket subscribers ({args.firehose:.0%} firehose, {args.views} views), "
         f"{args.receivers} webhook receivers, {args.duration:g} s per phase, "
-        f"broker {args.bootstrap or 'embedded'}; settings {' '.join(args.set) or '(defaults)'}",
+        f"broker {broker_name(args)}; settings {' '.join(args.set) or '(defaults)'}",
         "",
         "run | telex WS p50/p99 ms | webhooks p50/p99 | floor WS p50/p99 | telex/floor p99 "
         "| load before/after | problems",
@@ -506,7 +519,34 @@ def summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.asynccontextmanager
+async def kafka_cluster(args: argparse.Namespace) -> AsyncIterator[None]:
+    """With ``--kafka-cluster``: a three-node Apache Kafka cluster for the whole benchmark,
+    ``args.bootstrap`` pointing at it; otherwise nothing."""
+    if not args.kafka_cluster:
+        yield
+        return
+    sys.path.insert(0, str(HERE.parent))
+    from tests.kafka_cluster import KafkaCluster
+
+    root = Path(tempfile.mkdtemp(prefix="telex-latency-kafka-"))
+    cluster = KafkaCluster(root)
+    try:
+        await cluster.astart()
+        args.bootstrap = cluster.bootstrap
+        print(f"latency: Apache Kafka cluster of 3 nodes at {cluster.bootstrap}", flush=True)
+        yield
+    finally:
+        await asyncio.to_thread(cluster.stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 async def orchestrate(args: argparse.Namespace) -> int:
+    async with kafka_cluster(args):
+        return await measure(args)
+
+
+async def measure(args: argparse.Namespace) -> int:
     raise_fd_limit(2 * args.subscribers + 2000)
     runs = []
     for number in range(1, args.runs + 1):
@@ -556,6 +596,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     own.add_argument("--runs", type=int, default=3)
     own.add_argument(
         "--set", action="append", default=[], help="TELEX_X=value for telex's processes"
+    )
+    own.add_argument(
+        "--kafka-cluster",
+        action="store_true",
+        help="start a 3-node Apache Kafka cluster on loopback and run against it",
     )
     own.add_argument("--floor-bytes", type=int, default=1500, help="floor record size")
     own.add_argument(

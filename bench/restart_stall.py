@@ -7,6 +7,12 @@ from the kill until every partition the dead member held is assigned to a live m
 
     .venv/bin/python bench/restart_stall.py                      # embedded broker
     .venv/bin/python bench/restart_stall.py --bootstrap host:9092 --runs 5
+
+``--stage processor`` measures it end to end instead: two ``telex processor`` processes share
+the raw topic while updates are produced to it at ``--rate`` per second; one is SIGKILLed and
+started again at once, and a consumer of the wire measures how late each update comes out
+(wire received - produced). The figure is the latest update produced after the kill, and
+the time from the kill until updates come out within a second again.
 """
 
 from __future__ import annotations
@@ -149,6 +155,151 @@ async def one_run(args: argparse.Namespace, static: bool) -> float:
             await stop(m)
 
 
+def raw_update(n: int, sources: int) -> tuple[bytes, bytes]:
+    """The key and value of the ``n``-th raw update, as the poller writes it."""
+    from telex.events import content_hash, now_ms, update_id
+
+    source, entry, text = f"s{n % sources}", f"e{n}", f"Update number {n} of the stall bench."
+    at = now_ms()
+    value = {
+        "v": 1, "kind": "upsert", "id": update_id(source, entry), "source_id": source,
+        "source_url": f"https://{source}.example/live", "entry_id": entry, "url": None,
+        "title": None, "text": text, "html": None, "time_raw": None, "published": None,
+        "page_date": None, "page_tz": None, "content_hash": content_hash(None, text),
+        "detected_ms": at, "produced_ms": at,
+    }  # fmt: skip
+    return source.encode(), json.dumps(value).encode()
+
+
+async def spawn_processor(args: argparse.Namespace, env: dict[str, str], name: str) -> Any:
+    from telex.kafka.embedded import free_port
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(os.path.join(os.path.dirname(sys.executable), "telex")),
+        "processor",
+        env={**env, "TELEX_HTTP_PORT": str(port), "TELEX_KAFKA_GROUP_INSTANCE_ID": name},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return proc, port
+
+
+async def wait_ready(port: int, timeout: float = 120) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2) as client, asyncio.timeout(timeout):
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+
+
+async def read_wire(wire: Any, late: list[tuple[float, float]]) -> None:
+    """(produced, seconds late) of every wire event, until cancelled."""
+    while True:
+        batch = await wire.getmany(timeout_ms=200)
+        now = time.time()
+        for records in batch.values():
+            for record in records:
+                at = json.loads(record.value)["data"]["timings"]["detected_ms"] / 1000
+                late.append((at, now - at))
+
+
+async def produce(args: argparse.Namespace, producer: Any, topic: str) -> None:
+    """Raw updates at ``args.rate`` per second, over four sources per partition."""
+    n, start = 0, time.monotonic()
+    while True:
+        while n < args.rate * (time.monotonic() - start):
+            key, value = raw_update(n, 4 * args.partitions)
+            await producer.send(topic, value, key=key)
+            n += 1
+        await asyncio.sleep(0.01)
+
+
+async def stage_run(args: argparse.Namespace, static: bool) -> dict[str, float]:
+    """One SIGKILL + restart of a processor under load; lateness of the updates around it."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    p = f"stall{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "TELEX_KAFKA_BOOTSTRAP": args.bootstrap,
+        "TELEX_TOPICS_RAW": f"{p}.raw",
+        "TELEX_TOPICS_WIRE": f"{p}.wire",
+        "TELEX_TOPICS_DLQ": f"{p}.dlq",
+        "TELEX_TOPICS_PARTITIONS": str(args.partitions),
+        "TELEX_PROCESSOR_GROUP_ID": f"{p}.processor",
+        "TELEX_LOG_LEVEL": "warning",
+    }
+    if args.session_timeout_ms:
+        env["TELEX_KAFKA_SESSION_TIMEOUT_MS"] = str(args.session_timeout_ms)
+    names = (f"{p}-a", f"{p}-b") if static else ("", "")
+    procs = [await spawn_processor(args, env, name) for name in names]
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
+    wire = AIOKafkaConsumer(bootstrap_servers=args.bootstrap, enable_auto_commit=False)
+    late: list[tuple[float, float]] = []  # (produced s, seconds late)
+    try:
+        for _, port in procs:
+            await wait_ready(port)
+        await producer.start()
+        await wire.start()
+        tps = [TopicPartition(f"{p}.wire", n) for n in range(args.partitions)]
+        wire.assign(tps)
+        await wire.seek_to_end(*tps)
+
+        tasks = [
+            asyncio.create_task(read_wire(wire, late)),
+            asyncio.create_task(produce(args, producer, f"{p}.raw")),
+        ]
+        try:
+            await asyncio.sleep(5.0)
+            killed = time.time()
+            victim, _ = procs[1]
+            victim.send_signal(signal.SIGKILL)
+            await victim.wait()
+            procs[1] = await spawn_processor(args, env, names[1])
+            await asyncio.sleep(args.after)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        before = sorted(lag for at, lag in late if at < killed)
+        after = [(at, lag) for at, lag in late if at >= killed]
+        worst = max((lag for _, lag in after), default=float("nan"))
+        slow = [at for at, lag in after if lag > 1.0]
+        return {
+            "worst_late_s": round(worst, 2),
+            "late_over_1s_until_s": round(max(slow) - killed, 2) if slow else 0.0,
+            "updates_after_kill": len(after),
+            # How late updates were before the kill: on a loaded machine, the baseline.
+            "before_kill_p99_s": round(before[int(0.99 * len(before))], 2) if before else 0.0,
+        }
+    finally:
+        await producer.stop()
+        await wire.stop()
+        for proc, _ in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+
+
+async def stage_main(args: argparse.Namespace) -> None:
+    results: dict[str, list[dict[str, float]]] = {}
+    for mode in args.modes.split(","):
+        for _ in range(args.runs):
+            row = await stage_run(args, mode == "static")
+            results.setdefault(mode, []).append(row)
+            print(json.dumps({"mode": mode, **row}), flush=True)
+    summary: dict[str, Any] = {"broker": args.bootstrap, "stage": args.stage}
+    for mode, rows in results.items():
+        for key in ("worst_late_s", "late_over_1s_until_s"):
+            summary[f"{mode}_{key}_median"] = statistics.median(r[key] for r in rows)
+    print(json.dumps(summary), flush=True)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     from telex.config import Config, load
     from telex.kafka import Clients, TopicSpec, ensure_topics
@@ -160,6 +311,13 @@ async def main_async(args: argparse.Namespace) -> None:
         broker = EmbeddedBroker()
         await broker.start()
         args.bootstrap = broker.bootstrap
+    if args.stage:
+        try:
+            await stage_main(args)
+        finally:
+            if broker is not None:
+                await broker.stop()
+        return
     try:
         clients = await Clients.connect(Config(), args.bootstrap)
         args.topic = f"stall-{uuid.uuid4().hex[:8]}"
@@ -199,6 +357,9 @@ def main() -> None:
     parser.add_argument("--modes", default="dynamic,static", help="dynamic,static")
     parser.add_argument("--verbose", action="store_true", help="assignments after the kill")
     parser.add_argument("--give-up", type=float, default=90.0, help="seconds per run")
+    parser.add_argument("--stage", choices=["processor"], help="kill a telex stage under load")
+    parser.add_argument("--rate", type=float, default=20.0, help="updates/s (with --stage)")
+    parser.add_argument("--after", type=float, default=30.0, help="seconds watched after kill")
     args = parser.parse_args()
     if args.role == "_member":
         asyncio.run(member(args))

@@ -4,6 +4,8 @@
   handshake; for every record it builds one frame and writes it to every transport.
 - ``floor_batch``: the same, writing each fetched batch as one buffer per connection (the
   gateway's own trick, without its filters, cursors, limits or accounting).
+- ``websockets``: the ``websockets`` library's own server and its ``broadcast()`` of each
+  record's frame to every connection.
 - ``naive``: what a user would write with FastAPI:
   ``for ws in clients: await ws.send_text(text)``, served by the same uvicorn as telex.
 
@@ -121,6 +123,25 @@ async def floor_batch(port: int, bootstrap: str, topic: str) -> None:
                 transport.write(blob)
 
 
+async def websockets_broadcast(port: int, bootstrap: str, topic: str) -> None:
+    """The ``websockets`` library: its server, and ``broadcast()`` of every record."""
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    connections: set[ServerConnection] = set()
+
+    async def handler(ws: ServerConnection) -> None:
+        connections.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            connections.discard(ws)
+
+    # As the other servers here: no compression, no pings (the client answers none).
+    async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None):
+        async for cursor, value in wire(bootstrap, topic):
+            broadcast(connections, event_payload(value, cursor).decode())
+
+
 async def naive(port: int, bootstrap: str, topic: str) -> None:
     app = FastAPI()
     clients: set[WebSocket] = set()
@@ -163,5 +184,10 @@ async def naive(port: int, bootstrap: str, topic: str) -> None:
 
 if __name__ == "__main__":
     kind, port, bootstrap, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    servers = {"floor": floor, "floor_batch": floor_batch, "naive": naive}
+    servers = {
+        "floor": floor,
+        "floor_batch": floor_batch,
+        "naive": naive,
+        "websockets": websockets_broadcast,
+    }
     asyncio.run(servers[kind](port, bootstrap, topic))

@@ -513,10 +513,10 @@ class ProcessorConfig(_Section):
         100,
         ge=1,
         le=100_000,
-        description="Most raw records processed and committed as one batch. A batch's events "
-        "are produced when the whole batch is done: with a backlog, a bigger batch adds its "
-        "processing time (~1 ms per update) to every event's latency; a smaller one costs a "
-        "produce request and a commit more often.",
+        description="Most raw records processed and committed as one batch. Each event is "
+        "produced as soon as it is enriched, and the batch is committed once all its events "
+        "are acknowledged (meanwhile the next batch is processed): a bigger batch costs a "
+        "longer re-do after a crash, a smaller one a commit more often.",
     )
     enrichers: tuple[str, ...] = Field(
         _ENRICHERS, description="Built-in enrichers to run, in order."

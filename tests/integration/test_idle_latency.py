@@ -40,12 +40,9 @@ def raw_record(source: str, text: str) -> bytes:
 
 
 def fetch_wait_ms(broker: object) -> int | None:
-    """The gateway's wire fetch wait: 10 s on a broker that answers a waiting fetch as soon as
-    data arrives (Kafka); the embedded broker answers only at the deadline, so there the default
-    stays: a property of that broker, which its default accounts for, not a batch of telex's.
-    The other consumers' ``[kafka] fetch_max_wait_ms`` keeps its default: at 10 s on the
-    cluster the notifier's webhook table does not see a new webhook within 30 s, which is
-    still open."""
+    """Every consumer's fetch wait: 10 s on a broker that answers a waiting fetch as soon as data
+    arrives (Kafka). The embedded broker answers only at the deadline, so there the default
+    stays: a property of that broker, which its default accounts for, not a batch of telex's."""
     return None if isinstance(broker, EmbeddedBroker) else PATIENT_MS
 
 
@@ -55,6 +52,7 @@ async def test_one_update_through_an_idle_pipeline_waits_for_no_batch_timer(
     env = {**notifier_env(), "TELEX_PROCESSOR_MAX_BATCH": "100000"}
     wait = fetch_wait_ms(broker)
     if wait is not None:
+        env["TELEX_KAFKA_FETCH_MAX_WAIT_MS"] = str(wait)
         env["TELEX_GATEWAY_FETCH_MAX_WAIT_MS"] = str(wait)
     config = config_factory(broker.bootstrap, **env)
     source = "idle"

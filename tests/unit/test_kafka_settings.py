@@ -231,6 +231,21 @@ async def test_clients_pass_the_broker_kind_to_their_consumers() -> None:
         assert consumer._fetch_max_wait_ms == wait
 
 
+async def test_readers_fetch_with_a_short_wait_whatever_the_followers_wait() -> None:
+    """A reader asks the broker offsets after its fetches; the broker answers a connection's
+    requests in order, so a fetch held for a long wait would hold the question too."""
+    for fetch_wait, memory_only, expected in (
+        (None, True, 20),
+        (None, False, 100),
+        ("10000", False, 100),
+        ("50", False, 50),
+    ):
+        config = load(None, env(fetch_max_wait_ms=fetch_wait) if fetch_wait else {})
+        clients = Clients(config, BOOT, Capabilities(memory_only=memory_only))
+        assert clients.reader()._fetch_max_wait_ms == expected
+        assert clients.reader()._group_id is None
+
+
 def test_producers_do_not_linger() -> None:
     """An idle pipeline's record is sent at once: no linger timer."""
     assert producer_kwargs(load(None, {}).kafka, BOOT, None, idempotence=False)["linger_ms"] == 0

@@ -27,7 +27,7 @@ async def read_range(
     wanted = {p: (start.get(p, 0), stop) for p, stop in end.items() if start.get(p, 0) < stop}
     if not wanted:
         return
-    consumer = clients.consumer(group_id=None, auto_offset_reset="none", max_poll_records=batch)
+    consumer = clients.reader(auto_offset_reset="none", max_poll_records=batch)
     await consumer.start()
     try:
         tps = {p: TopicPartition(topic, p) for p in wanted}

@@ -25,6 +25,7 @@ from telex.kafka.settings import (
     admin_kwargs,
     consumer_kwargs,
     producer_kwargs,
+    reader_fetch_max_wait_ms,
     ssl_context,
 )
 from telex.log import get_logger
@@ -76,7 +77,7 @@ class Clients:
 
     async def probe_time_index(self, topic: str) -> bool:
         """Find out (on ``topic``, which must exist) whether offsets can be looked up by time."""
-        consumer = self.consumer(group_id=None)
+        consumer = self.reader()
         await consumer.start()
         try:
             supported = await caps.probe_offsets_for_times(consumer, topic)
@@ -119,6 +120,13 @@ class Clients:
             memory_only=self.capabilities.memory_only,
         )
         return AIOKafkaConsumer(*topics, **{**settings, **overrides})
+
+    def reader(self, **overrides: Any) -> AIOKafkaConsumer:
+        """A group-less consumer for reading partitions up to an end (a table, a restore, a
+        range of history): its fetch wait is short, so what it asks the broker next (offsets,
+        metadata) does not queue behind a fetch the broker holds for a follower's long wait."""
+        wait = reader_fetch_max_wait_ms(self.config.kafka, self.capabilities.memory_only)
+        return self.consumer(group_id=None, **{"fetch_max_wait_ms": wait, **overrides})
 
     def admin(self, request_timeout_ms: int = 10_000) -> AIOKafkaAdminClient:
         """An admin client (topics, cluster description); the caller starts and closes it."""

@@ -99,7 +99,7 @@ class ResetSignal:
             await ensure_topics(self.clients, self.specs)
             self._producer = self.clients.producer()
             await self._producer.start()
-            self._reader = self.clients.consumer(group_id=None, request_timeout_ms=5000)
+            self._reader = self.clients.reader(request_timeout_ms=5000)
             await self._reader.start()
             await self._mark()
         self._task = asyncio.create_task(self._watch(), name="kafka-reset-signal")

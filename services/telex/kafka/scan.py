@@ -52,10 +52,11 @@ async def seek_to_log_start(
 ) -> dict[int, int]:
     """Assign ``tps`` and move to the first offset each still holds; returns it per partition.
 
-    The first offset retained, not 0: retention and compaction remove a log's head.
+    The first offset retained, not 0: retention and compaction remove a log's head. Asked
+    before assigning: an assigned partition's fetch would be answered first.
     """
-    consumer.assign(tps)
     starts = await consumer.beginning_offsets(tps)
+    consumer.assign(tps)
     first = {tp.partition: int(starts.get(tp, 0)) for tp in tps}
     for tp in tps:
         consumer.seek(tp, first[tp.partition])
@@ -83,22 +84,28 @@ async def read_to_end(
     max_records: int = 5000,
 ) -> int:
     """Assign ``tps`` and apply their records, from ``start`` (else the beginning) up to the
-    end they have now; returns the number of records read. ``consumer`` belongs to no group."""
+    end they have now; returns the number of records read. ``consumer`` belongs to no group.
+
+    The partitions stay assigned (a follower goes on from there): a consumer that is done
+    with them calls :func:`release`.
+    """
     if not tps:
         return 0
-    consumer.assign(tps)
-    if start is None:
-        await consumer.seek_to_beginning(*tps)
-    else:
-        for tp in tps:
-            consumer.seek(tp, start[tp])
     # An empty partition is done before any fetch: its highwater would come only with a fetch
     # response, which a broker holds for the whole fetch wait when there is nothing to send.
     # end_offsets() may undercount on the embedded broker, but never answers "empty" for a
-    # partition that holds records.
+    # partition that holds records. Asked before the partitions are assigned: assigning starts
+    # a fetch, and the broker answers the next request on its connection only after it.
     begins = await consumer.beginning_offsets(tps)
     ends = await consumer.end_offsets(tps)
-    remaining = {tp for tp in tps if ends[tp] > begins[tp]}
+    consumer.assign(tps)
+    if start is None:
+        for tp in tps:
+            consumer.seek(tp, begins[tp])
+    else:
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+    remaining = {tp for tp in tps if ends[tp] > (begins[tp] if start is None else start[tp])}
     records = 0
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=max_records)
@@ -110,6 +117,13 @@ async def read_to_end(
             if high is not None and await consumer.position(tp) >= high:
                 remaining.discard(tp)
     return records
+
+
+def release(consumer: AIOKafkaConsumer) -> None:
+    """Pause every assigned partition: an idle reader sends no fetch until its next read
+    assigns partitions again. (Not ``unsubscribe()``: aiokafka's fetch routine can fail on a
+    subscription removed while it waits for one.)"""
+    consumer.pause(*consumer.assignment())
 
 
 async def at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:

@@ -73,11 +73,24 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 20
 KAFKA_FETCH_MAX_WAIT_MS = 500
 
 
+# A broker answers one request per connection at a time, in order: a fetch it holds for its
+# whole wait (nothing new to send) delays every later request on that connection (offsets,
+# metadata) by as much. A consumer that reads up to an end and then asks something else (a
+# restore, a table read, a range of history) waits at most this long.
+READER_FETCH_MAX_WAIT_MS = 100
+
+
 def fetch_max_wait_ms(kafka: KafkaConfig, memory_only: bool) -> int:
     """The consumers' fetch wait: as configured, else per broker (``memory_only`` = embedded)."""
     if kafka.fetch_max_wait_ms is not None:
         return kafka.fetch_max_wait_ms
     return EMBEDDED_FETCH_MAX_WAIT_MS if memory_only else KAFKA_FETCH_MAX_WAIT_MS
+
+
+def reader_fetch_max_wait_ms(kafka: KafkaConfig, memory_only: bool) -> int:
+    """The fetch wait of a consumer that reads partitions up to an end: short, whatever the
+    followers' wait is."""
+    return min(fetch_max_wait_ms(kafka, memory_only), READER_FETCH_MAX_WAIT_MS)
 
 
 # Per broker, unless set. The embedded broker has no working static membership: a member

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from telex.kafka.connect import stop_quietly
 from telex.kafka.consume import fetch_forever
-from telex.kafka.scan import Batch, partitions_of, read_to_end
+from telex.kafka.scan import Batch, partitions_of, read_to_end, release
 from telex.log import get_logger
 from telex.tasks import cancel_and_wait
 
@@ -48,12 +48,13 @@ async def read_table(consumer: AIOKafkaConsumer, topic: str) -> dict[bytes, Any]
             latest_per_key(records, rows)
 
     await read_to_end(consumer, tps, fold)
+    release(consumer)
     return rows
 
 
 async def scan_topic(clients: Clients, topic: str, apply: Callable[[Any], None]) -> None:
     """Apply every record ``topic`` holds now, once, with a consumer of its own."""
-    consumer = clients.consumer(group_id=None)
+    consumer = clients.reader()
     await consumer.start()
     try:
         tps = await partitions_of(consumer, topic)

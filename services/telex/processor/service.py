@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -47,6 +48,17 @@ _TAIL_QUEUE_BATCHES = 16
 # The consume loop goes round at least every 0.5 s plus one batch; this long without a round
 # means it is stuck.
 _STALLED_AFTER_S = 60.0
+# Batches whose outputs may still await their acknowledgement (and commit) while the next
+# batch is enriched and produced.
+_SETTLING_BATCHES = 4
+# The largest chunk of decisions the enrichment thread hands back to the loop at once.
+_CHUNK_MAX = 64
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Collect a task's outcome, so asyncio does not report an exception never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def settle(sends: list[Any]) -> None:
@@ -82,6 +94,7 @@ class Processor:
         self._tail_queue: asyncio.Queue[dict[TopicPartition, list[Any]]] = asyncio.Queue(
             _TAIL_QUEUE_BATCHES
         )
+        self._settling: deque[asyncio.Task[None]] = deque()
         self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
         self._last_progress = 0.0
@@ -107,7 +120,7 @@ class Processor:
         """Connect and start processing; joining the group continues in the background."""
         self._producer = self.clients.producer_for("processor")
         await self._producer.start()
-        self._restorer = self.clients.consumer(group_id=None)
+        self._restorer = self.clients.reader()
         await self._restorer.start()
         self._tailer = self.clients.consumer(group_id=None)
         await self._tailer.start()
@@ -130,8 +143,9 @@ class Processor:
 
     async def stop(self) -> None:
         """Stop processing; the current batch is abandoned uncommitted (it will be re-done)."""
-        await cancel_and_wait(self._tail_task)
+        await cancel_and_wait(self._tail_task, *self._settling)
         self._tail_task = None
+        self._settling.clear()
         if self._group is not None:
             await self._group.stop()
         await stop_quietly(self._restorer)
@@ -146,6 +160,7 @@ class Processor:
         (the dedup state restored from the new wire drops what is done)."""
         if self._group is not None:
             async with self._lock:
+                await self._settle_all()
                 self._states = await self._restore(
                     [tp.partition for tp in self._group.assignment()]
                 )
@@ -157,10 +172,12 @@ class Processor:
     async def _revoked_partitions(self, revoked: list[TopicPartition]) -> None:
         """Wait for the batch in progress to be committed, then forget the revoked state.
 
-        Every batch is committed before the lock is released, so there is nothing left to
-        flush here: holding the lock is the flush.
+        No batch is in progress while the lock is held; the batches still awaiting their
+        acknowledgements are waited for here.
         """
         async with self._lock:
+            # Batches still awaiting acknowledgements commit (or fail) before the handover.
+            await self._settle_all()
             for tp in revoked:
                 self._states.pop(tp.partition, None)
                 with contextlib.suppress(KeyError):
@@ -273,6 +290,8 @@ class Processor:
         # The loop hands over whatever has arrived, up to max_batch: a batch never waits to fill.
         consumed_ms = now_ms()
         async with self._lock:
+            # An earlier batch whose outputs failed: the consume loop rewinds to the last commit.
+            self._raise_settle_failure()
             await self._drain_tail()
             if batch:
                 await self._handle(batch, consumed_ms)
@@ -316,13 +335,26 @@ class Processor:
         """
         assert self._group is not None
         async with self._lock:
+            await self._settle_all()
             self._states = await self._restore([tp.partition for tp in self._group.assignment()])
             await self._group.seek_to_committed()
 
-    def _compute(self, batch: dict[TopicPartition, list[Any]], consumed_ms: int) -> list[Decided]:
+    def _compute(
+        self,
+        batch: dict[TopicPartition, list[Any]],
+        consumed_ms: int,
+        emit: Callable[[Decided], None] | None = None,
+    ) -> list[Decided]:
         """Decide every record of ``batch`` (consumed at ``consumed_ms``): an event (and its
-        bytes), a dead-letter reason, or nothing."""
+        bytes), a dead-letter reason, or nothing. ``emit`` is called with each decision as soon
+        as it is made (from the thread this runs in)."""
         out: list[Decided] = []
+
+        def add(decided: Decided) -> None:
+            out.append(decided)
+            if emit is not None:
+                emit(decided)
+
         raw_hop = metrics.HOP_SECONDS.labels("raw_topic")
         for tp, records in batch.items():
             state = self._states.get(tp.partition)
@@ -333,13 +365,13 @@ class Processor:
                 try:
                     raw = decode_raw(record.value)
                 except PoisonRecord as poison:
-                    out.append((tp, record, poison.reason))
+                    add((tp, record, poison.reason))
                     continue
                 if record.offset <= state.done_offset:
                     # Its event is on the wire already (a partition handed over before its
                     # last commit landed): the state is past it, so it must not be re-decided.
                     metrics.DUPLICATES.inc()
-                    out.append((tp, record, None))
+                    add((tp, record, None))
                     continue
                 raw["consumed_ms"] = consumed_ms
                 raw_hop.observe(max(0, consumed_ms - raw.get("produced_ms", consumed_ms)) / 1000)
@@ -349,25 +381,99 @@ class Processor:
                     # A record that breaks the processor itself (a bug, or input the checks
                     # let through) must not stop its partition: it is dead-lettered, and said.
                     log.exception("processor.record_failed", offset=record.offset)
-                    out.append((tp, record, f"processing failed: {exc!r}"[:500]))
+                    add((tp, record, f"processing failed: {exc!r}"[:500]))
                     continue
                 if result.event is None:
                     metrics.DUPLICATES.inc()
-                    out.append((tp, record, None))
+                    add((tp, record, None))
                 else:
                     state.done_offset = record.offset
-                    out.append((tp, record, (result.event, encode(result.event))))
+                    add((tp, record, (result.event, encode(result.event))))
         return out
 
     async def _handle(self, batch: Batch, consumed_ms: int) -> None:
-        assert self._producer is not None and self._group is not None
-        topics = self.config.topics
-        # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive.
-        # One hop per batch, not per record.
-        decided = await asyncio.to_thread(self._compute, batch, consumed_ms)
-        pending = []
+        """Enrich ``batch`` and produce each event as soon as it is made; the batch's offsets
+        are committed once every output of it (and of the batches before) is acknowledged."""
+        assert self._producer is not None
+        loop = asyncio.get_running_loop()
+        # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive,
+        # one hop per batch. Decisions come back to the loop in chunks of 1, 2, 4... records
+        # as they are made: the first event of a batch does not wait for the rest of the
+        # batch's enrichment, and a long batch still goes out in a few record batches (one
+        # produce request per record would cost more CPU than the enrichment saves).
+        size = sum(len(records) for records in batch.values())
+        decisions: asyncio.Queue[list[Decided] | None] = asyncio.Queue(size + 1)
+
+        def emit(chunk: list[Decided] | None) -> None:
+            loop.call_soon_threadsafe(decisions.put_nowait, chunk)
+
+        def compute() -> None:
+            chunk: list[Decided] = []
+            want = 1
+
+            def collect(decided: Decided) -> None:
+                nonlocal chunk, want
+                chunk.append(decided)
+                if len(chunk) >= want:
+                    emit(chunk)
+                    chunk, want = [], min(2 * want, _CHUNK_MAX)
+
+            try:
+                self._compute(batch, consumed_ms, collect)
+            finally:
+                if chunk:
+                    emit(chunk)
+                emit(None)
+
+        computing = asyncio.create_task(asyncio.to_thread(compute), name="processor-compute")
+        pending: list[Any] = []
         offsets: dict[TopicPartition, int] = {}
         produced: Counter[str] = Counter()
+        try:
+            done = False
+            while not done:
+                # What has been decided since the last wake-up goes out as one record batch
+                # per wire partition.
+                ready: list[Decided] = []
+                item = await decisions.get()
+                while True:
+                    if item is None:
+                        done = True
+                    else:
+                        ready.extend(item)
+                    if decisions.empty():
+                        break
+                    item = decisions.get_nowait()
+                await self._send(ready, consumed_ms, pending, offsets, produced)
+        finally:
+            await computing  # a bug in the thread surfaces here, the batch is not committed
+        settling = asyncio.create_task(
+            self._settle(
+                pending, offsets, produced, self._settling[-1] if self._settling else None
+            ),
+            name="processor-settle",
+        )
+        self._settling.append(settling)
+        # Acknowledgements and the commit overlap the next batch's enrichment; a bounded number
+        # of batches may wait for theirs.
+        while len(self._settling) > _SETTLING_BATCHES or (
+            self._settling and self._settling[0].done()
+        ):
+            await asyncio.wait([self._settling[0]])
+            self._raise_settle_failure()
+
+    async def _send(
+        self,
+        decided: list[Decided],
+        consumed_ms: int,
+        pending: list[Any],
+        offsets: dict[TopicPartition, int],
+        produced: Counter[str],
+    ) -> None:
+        """Produce ``decided`` (events, dead letters), collecting the acknowledgement futures
+        in ``pending`` and the next offset per raw partition in ``offsets``."""
+        assert self._producer is not None
+        topic = self.config.topics.wire
         # Events are appended to one record batch per wire partition and sent batch by batch,
         # in order: far less per-record work in the client than a send() each.
         builders: dict[int, Any] = {}
@@ -383,9 +489,7 @@ class Processor:
                 if builder is None or not self._append(builder, record.key, value, headers):
                     if builder is not None:  # full: send it, start the next
                         pending.append(
-                            await self._producer.send_batch(
-                                builder, topics.wire, partition=tp.partition
-                            )
+                            await self._producer.send_batch(builder, topic, partition=tp.partition)
                         )
                     builder = builders[tp.partition] = self._producer.create_batch()
                     if not self._append(builder, record.key, value, headers):
@@ -393,7 +497,7 @@ class Processor:
                         # that ever change, the record still goes, on its own.
                         pending.append(
                             await self._producer.send(
-                                topics.wire,
+                                topic,
                                 value,
                                 key=record.key,
                                 partition=tp.partition,
@@ -403,18 +507,52 @@ class Processor:
                 produced[event["type"]] += 1
                 hop.observe(max(0, now_ms() - consumed_ms) / 1000)
         for partition, builder in builders.items():
-            pending.append(
-                await self._producer.send_batch(builder, topics.wire, partition=partition)
-            )
-        if pending:
-            await settle(pending)
+            pending.append(await self._producer.send_batch(builder, topic, partition=partition))
+
+    async def _settle(
+        self,
+        pending: list[Any],
+        offsets: dict[TopicPartition, int],
+        produced: Counter[str],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Commit a batch's offsets once its outputs are acknowledged, after the batch before
+        it committed: a later offset never goes in while an earlier output may be lost."""
+        assert self._group is not None
+        try:
+            # This batch's own sends settle first, whatever became of the batch before: a
+            # rewind must not restore the state from a wire they are still landing on.
+            if pending:
+                await settle(pending)
+        finally:
+            if previous is not None:
+                await previous  # its failure is this batch's: nothing after it may be committed
         for type_, count in produced.items():
             metrics.EVENTS_PRODUCED.labels(type_).inc(count)
         self._gauge_state()
-        # Only now that every output of the batch is acknowledged. A failed commit (the group
-        # rebalanced under us) is harmless: the new owner re-processes from the last commit
-        # and the wire-restored state drops what we already produced.
+        # A failed commit (the group rebalanced under us) is harmless: the new owner
+        # re-processes from the last commit and the wire-restored state drops what we already
+        # produced.
         await self._group.commit(offsets)
+
+    def _raise_settle_failure(self) -> None:
+        """Raise the error of the oldest settled batch that failed (the consume loop rewinds)."""
+        while self._settling and self._settling[0].done():
+            task = self._settling.popleft()
+            if not task.cancelled() and task.exception() is not None:
+                # The batches after it fail with the same error; theirs is collected too.
+                for later in self._settling:
+                    later.add_done_callback(_retrieve)
+                self._settling.clear()
+                raise task.exception()  # type: ignore[misc]
+
+    async def _settle_all(self) -> None:
+        """Wait until every batch produced so far is committed or has failed (the failure is
+        left to the consume loop: this is for a handover)."""
+        tasks, self._settling = list(self._settling), deque()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await task
 
     @staticmethod
     def _append(

@@ -34,7 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from telex import metrics
-from telex.kafka.scan import Batch, offsets_since, read_to_end
+from telex.kafka.scan import Batch, offsets_since, read_to_end, release
 from telex.log import get_logger
 
 log = get_logger(__name__)
@@ -181,6 +181,7 @@ async def restore(
         await asyncio.to_thread(_apply, states, batch, on_event)
 
     records = await read_to_end(consumer, tps, fold, start=start)
+    release(consumer)
     log.info(
         "state.restored",
         partitions=",".join(map(str, partitions)),
