@@ -5,8 +5,8 @@ as its whole ``TELEX_*`` environment (:meth:`Config.to_environ`; variables the p
 are dropped, so a developer's shell cannot change what a test runs), its output in a log file,
 on an HTTP port chosen once so that a restarted process is found where the old one was. It
 waits until ``/readyz`` answers 200 (or a line shows in the log), stops with SIGTERM and a
-SIGKILL fallback, kills and restarts; each wait has an ``async`` form for code on an event loop
-and a ``_sync`` one for code without.
+SIGKILL fallback, kills and restarts. Its waits are coroutines, for code on an event loop; a
+start's and a stop's have ``_sync`` forms (and ``with``) for code without one.
 """
 
 from __future__ import annotations
