@@ -5,8 +5,8 @@ as its whole ``TELEX_*`` environment (:meth:`Config.to_environ`; variables the p
 are dropped, so a developer's shell cannot change what a test runs), its output in a log file,
 on an HTTP port chosen once so that a restarted process is found where the old one was. It
 waits until ``/readyz`` answers 200 (or a line shows in the log), stops with SIGTERM and a
-SIGKILL fallback, kills and restarts; each wait has an ``async`` form for code on an event loop
-and a ``_sync`` one for code without.
+SIGKILL fallback, kills and restarts. Its waits are coroutines, for code on an event loop; a
+start's and a stop's have ``_sync`` forms (and ``with``) for code without one.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ TELEX = (sys.executable, "-m", "telex")
 # How often a wait looks again: short next to any start-up, long next to a loopback request.
 _POLL_S = 0.1
 _LOG_TAIL = 4000
+_TAKEN = "address already in use"
 
 
 class TelexProcessError(RuntimeError):
@@ -105,17 +106,22 @@ class TelexProcess:
     ) -> None:
         self.args = (command,) if isinstance(command, str) else tuple(command)
         self.config = config or Config()
-        self.port = port or free_port()
-        host = self.config.http.host
-        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
-        self.env = child_environ(
-            self.config, {f"{ENV_PREFIX}HTTP_PORT": str(self.port), **(env or {})}
-        )
+        self._extra_env = dict(env or {})
+        self._port_chosen = port is None
+        self._use_port(port or free_port())
         self.log = log
         self.ready = ready
         self.starts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_from = 0  # where the current run's output starts in the log
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        host = self.config.http.host
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        self.env = child_environ(
+            self.config, {f"{ENV_PREFIX}HTTP_PORT": str(port), **self._extra_env}
+        )
 
     def __repr__(self) -> str:  # never the environment: it holds secrets
         return f"TelexProcess({' '.join(self.args)!r}, pid={self.pid}, url={self.url!r})"
@@ -185,8 +191,16 @@ class TelexProcess:
         code = self.returncode
         if self._proc is None:
             raise TelexProcessError(f"telex {self.name} was never started")
-        if code is not None:
-            raise self._failure(f"exited with {code}")
+        if code is None:
+            return
+        if self._port_chosen and self.starts == 1 and _TAKEN in self.log_text(current_run=True):
+            # The free port chosen at construction was taken since (by any process of the
+            # machine): a first start may move to another one; a restart must keep its port.
+            self._use_port(free_port())
+            self.starts = 0
+            self.start()
+            return
+        raise self._failure(f"exited with {code}")
 
     def _logged(self, needle: str) -> bool:
         return needle in self.log_text(current_run=True)

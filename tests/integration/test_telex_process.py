@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,18 @@ async def test_a_one_shot_command_gives_its_code_and_output() -> None:
     code, out, err = await run_telex("extract", "/nonexistent/page.html")
     assert code != 0 and out == ""
     assert "nonexistent" in err
+
+
+async def test_a_first_start_on_a_port_taken_meanwhile_moves_to_another(tmp_path: Path) -> None:
+    proc = TelexProcess("gateway", log=tmp_path / "gateway.log", env={"TELEX_LOG_LEVEL": "info"})
+    taken = proc.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        proc.start()
+        try:
+            await proc.wait_ready(timeout=120)
+            assert proc.port != taken and proc.starts == 1
+            assert "address already in use" in proc.log_text()
+        finally:
+            await proc.stop()
