@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,16 +306,20 @@ async def start_server(
     raise RuntimeError(f"{kind} did not listen on {port}")
 
 
-async def connect(n: int, port: int, path: str) -> list[Client]:
+async def connect(
+    n: int, port: int, path: str, client: Callable[..., Client] = Client
+) -> list[Any]:
+    """``n`` subscribers (every ``n // SAMPLED``-th sampled), 250 at a time; ``client`` makes
+    each one's protocol from (path, port, sampled, opened)."""
     loop = asyncio.get_running_loop()
     step = max(1, n // SAMPLED)
-    clients: list[Client] = []
+    clients: list[Any] = []
     for start in range(0, n, 250):
         batch = []
         for i in range(start, min(n, start + 250)):
             opened: asyncio.Future[None] = loop.create_future()
             batch.append((opened, loop.create_connection(
-                lambda o=opened, s=(i % step == 0): Client(path, port, s, o), "127.0.0.1", port
+                lambda o=opened, s=(i % step == 0): client(path, port, s, o), "127.0.0.1", port
             )))  # fmt: skip
         results = await asyncio.gather(*(c for _, c in batch))
         await asyncio.wait_for(asyncio.gather(*(o for o, _ in batch)), 60)
@@ -394,16 +399,21 @@ async def measure(
             "kb_per_conn": (rss1 - rss0) / n / 1024,
         }
     finally:
-        for client in clients:
-            if client.transport is not None:
-                client.transport.abort()
-        await producer.stop()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        await shutdown(clients, producer, proc)
+
+
+async def shutdown(clients: list[Any], producer: Any, proc: subprocess.Popen[bytes]) -> None:
+    """Drop every subscriber, stop the producer, and stop the server's process group."""
+    for client in clients:
+        if client.transport is not None:
+            client.transport.abort()
+    await producer.stop()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def table(rows: list[dict[str, Any]]) -> str:

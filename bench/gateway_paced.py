@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,13 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fanout import (
     PARTITIONS,
-    SAMPLED,
     Client,
     cpu_seconds,
     phase,
     raise_fd_limit,
+    shutdown,
     start_server,
 )
+from fanout import connect as fanout_connect
 from telex.config import Config
 from telex.kafka import Clients, TopicSpec, ensure_topics
 from telex.kafka.embedded import EmbeddedBroker, free_port
@@ -90,20 +89,7 @@ class PairingClient(Client):
 
 async def connect(n: int, port: int, path: str) -> list[PairingClient]:
     """fanout's connect, with pairing clients."""
-    loop = asyncio.get_running_loop()
-    step = max(1, n // SAMPLED)
-    clients: list[PairingClient] = []
-    for start in range(0, n, 250):
-        batch = []
-        for i in range(start, min(n, start + 250)):
-            opened: asyncio.Future[None] = loop.create_future()
-            batch.append((opened, loop.create_connection(
-                lambda o=opened, s=(i % step == 0): PairingClient(path, port, s, o),
-                "127.0.0.1", port,
-            )))  # fmt: skip
-        results = await asyncio.gather(*(c for _, c in batch))
-        await asyncio.wait_for(asyncio.gather(*(o for o, _ in batch)), 60)
-        clients.extend(protocol for _, protocol in results)
+    clients: list[PairingClient] = await fanout_connect(n, port, path, PairingClient)
     return clients
 
 
@@ -186,16 +172,7 @@ async def measure(
             "loadavg": os.getloadavg(),
         }
     finally:
-        for client in clients:
-            if client.transport is not None:
-                client.transport.abort()
-        await producer.stop()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        await shutdown(clients, producer, proc)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
