@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from telex.config import TopicsConfig
 from telex.log import get_logger
@@ -77,10 +77,11 @@ async def ensure_topics(clients: Clients, specs: Iterable[TopicSpec]) -> list[st
                 spec.name, spec.partitions, factor, topic_configs=topic_configs(spec, in_sync)
             )
             try:
-                await admin.create_topics([topic])
-                created.append(spec.name)
+                response = await admin.create_topics([topic])
             except TopicAlreadyExistsError:
-                pass  # another process won the race; fine.
+                continue  # another process won the race; fine.
+            if created_by(response, spec.name):
+                created.append(spec.name)
         if created:
             log.info(
                 "topics.created",
@@ -103,6 +104,26 @@ async def ensure_topics(clients: Clients, specs: Iterable[TopicSpec]) -> list[st
     finally:
         await admin.close()
     return created
+
+
+def created_by(response: Any, topic: str) -> bool:
+    """Whether a CreateTopics ``response`` says ``topic`` was created by this request.
+
+    The broker answers per topic with an error code rather than failing the request. A topic
+    that already exists is not an error: another process (or a broker whose metadata was a
+    moment behind when the topics were listed) got there first. Any other code is raised.
+    """
+    for name, code, *detail in response.topic_errors:
+        if name != topic:
+            continue
+        if code == 0:
+            return True
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            return False
+        message = detail[0] if detail and detail[0] else error.description
+        raise error(f"creating topic {topic}: {message}")
+    return False
 
 
 async def recreate_misshapen(clients: Clients, specs: Iterable[TopicSpec]) -> None:
