@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -477,30 +477,35 @@ def versus_base(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+@contextlib.asynccontextmanager
+async def kafka(bootstrap: str | None, pin: bool) -> AsyncIterator[str]:
+    """The Kafka a run uses: ``bootstrap``, else an embedded broker for the run. With ``pin``,
+    this process (the subscribers) and the embedded broker share core 1, the server has core 0."""
+    if pin:
+        os.sched_setaffinity(0, {1})
+    if bootstrap:
+        yield bootstrap
+        return
+    broker = EmbeddedBroker()
+    await broker.start()
+    try:
+        if pin and broker.pid is not None:
+            os.sched_setaffinity(broker.pid, {1})
+        yield broker.bootstrap
+    finally:
+        await broker.stop()
+
+
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     raise_fd_limit(max(args.subscribers) + 1000)
-    if args.pin:
-        os.sched_setaffinity(0, {1})
-    broker = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        broker = EmbeddedBroker()
-        await broker.start()
-        bootstrap = broker.bootstrap
-        assert broker._proc is not None
-        if args.pin:
-            os.sched_setaffinity(broker._proc.pid, {1})
     rows = []
-    try:
+    async with kafka(args.bootstrap, args.pin) as bootstrap:
         for run in range(args.runs):
             for n in args.subscribers:
                 for kind in args.servers:
                     row = await measure(kind, n, bootstrap, args, run)
                     rows.append(row)
                     print(orjson.dumps(row).decode(), flush=True)
-    finally:
-        if broker is not None:
-            await broker.stop()
     print(table(rows))
     if any(r["server"] == "telex_base" for r in rows):
         print()

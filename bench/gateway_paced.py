@@ -41,16 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fanout import (
     PARTITIONS,
     Client,
+    connect,
     cpu_seconds,
+    kafka,
     phase,
     raise_fd_limit,
     shutdown,
     start_server,
 )
-from fanout import connect as fanout_connect
 from telex.config import Config
 from telex.kafka import Clients, TopicSpec, ensure_topics
-from telex.kafka.embedded import EmbeddedBroker, free_port
+from telex.kafka.embedded import free_port
 
 SERVERS = ("floor", "websockets", "telex")
 # event() is 367 bytes of JSON with no text: the text pads it to the payload size.
@@ -85,12 +86,6 @@ class PairingClient(Client):
                 break
             self.arrivals.append((text[found + 8 : found + 32], now))
             at = found + 8
-
-
-async def connect(n: int, port: int, path: str) -> list[PairingClient]:
-    """fanout's connect, with pairing clients."""
-    clients: list[PairingClient] = await fanout_connect(n, port, path, PairingClient)
-    return clients
 
 
 async def kafka_hop(
@@ -131,7 +126,7 @@ async def measure(
     pad = max(0, args.payload - _EVENT_BASE)
     try:
         path = "/v1/stream?backlog=0" if kind == "telex" else "/v1/stream"
-        clients = await connect(n, port, path)
+        clients: list[PairingClient] = await connect(n, port, path, PairingClient)
         await asyncio.sleep(2.0)
         warm, _ = await phase(clients, producer, topic, 3, None, "warmup", pad, 60)
         await asyncio.sleep(1.0)
@@ -213,25 +208,14 @@ def table(rows: list[dict[str, Any]]) -> str:
 async def main(args: argparse.Namespace) -> None:
     loads = [(float(r), int(n)) for r, n in (item.split(":") for item in args.loads)]
     raise_fd_limit(max(n for _, n in loads) + 1000)
-    if args.pin:
-        os.sched_setaffinity(0, {1})
-    broker = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        broker = EmbeddedBroker()
-        await broker.start()
-        bootstrap = broker.bootstrap
     rows = []
-    try:
+    async with kafka(args.bootstrap, args.pin) as bootstrap:
         for run in range(args.runs):
             for rate, n in loads:
                 for kind in args.servers:
                     row = await measure(kind, rate, n, bootstrap, args, run)
                     rows.append(row)
                     print(orjson.dumps(row).decode(), flush=True)
-    finally:
-        if broker is not None:
-            await broker.stop()
     print(table(rows))
 
 

@@ -630,17 +630,7 @@ def main() -> None:
         asyncio.run(child_floor_gateway(args))
         return
 
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await orchestrate(args)
-
-    try:
-        sys.exit(asyncio.run(guarded()))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("latency: interrupted; every child stopped", file=sys.stderr)
-        sys.exit(130)
+    soak.run_orchestrator("latency", orchestrate(args))
 
 
 if __name__ == "__main__":

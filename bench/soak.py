@@ -1536,17 +1536,23 @@ def main() -> None:
         asyncio.run(child_receivers(args))
         return
 
+    run_orchestrator("soak", orchestrate(args))
+
+
+def run_orchestrator(name: str, orchestration: Coroutine[Any, Any, int]) -> None:
+    """Run a benchmark's orchestration and exit with its status; SIGTERM and Ctrl-C cancel it
+    (which stops every child) and exit 130."""
+
     async def guarded() -> int:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        return await orchestrate(args)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await orchestration
 
     try:
         sys.exit(asyncio.run(guarded()))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print("soak: interrupted; every child stopped", file=sys.stderr)
+        print(f"{name}: interrupted; every child stopped", file=sys.stderr)
         sys.exit(130)
 
 

@@ -45,6 +45,11 @@ class EmbeddedBroker:
         """``host:port`` for Kafka clients."""
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     @staticmethod
     def binary() -> str:
         """Path of the Tansu executable, or :class:`BrokerError` saying how to get one."""
