@@ -87,10 +87,9 @@ async def child_floor_source(args: argparse.Namespace) -> None:
     counts = [0] * args.sources
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
     await producer.start()
-    stop = asyncio.Event()
-    state = {"published": 0}
+    state: dict[str, Any] = {"published": 0}
 
-    async def ticker() -> None:
+    async def ticker(stop: asyncio.Event) -> None:
         start = time.monotonic()
         while not stop.is_set():
             due = int(args.rate * (time.monotonic() - start))
@@ -107,26 +106,14 @@ async def child_floor_source(args: argparse.Namespace) -> None:
                 state["published"] += 1
             await asyncio.sleep(0.01)
 
-    task: asyncio.Task[None] | None = None
-    answer = soak.answer
-    answer({"ready": True})
+    async def final() -> dict[str, Any]:
+        await producer.flush()
+        return {"published": state["published"], "per_source": counts}
+
+    soak.answer({"ready": True})
     try:
-        async for line in soak.commands():
-            if line == "start":
-                task = asyncio.create_task(ticker())
-                answer({"ok": True})
-            elif line == "count":
-                answer({"published": state["published"]})
-            elif line == "stop":
-                stop.set()
-                if task is not None:
-                    await task
-                await producer.flush()
-                answer({"published": state["published"], "per_source": counts})
+        await soak.serve_source_commands(state, ticker, final)
     finally:
-        stop.set()
-        if task is not None:
-            await task
         await producer.stop()
 
 

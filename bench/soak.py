@@ -64,7 +64,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,41 +230,46 @@ async def child_sources(args: argparse.Namespace) -> None:
     app = Starlette(routes=[Route("/feed/{i:int}", feed), Route("/_stats", stats)])
     async with serve_http(app, "127.0.0.1", 0) as base:
         answer({"base": base})
-        await _serve_source_commands(state, counts, per_minute, ticker)
+
+        async def final() -> dict[str, Any]:
+            return {
+                "published": state["published"],
+                "per_source": counts,
+                "per_minute": dict(per_minute),
+                "polls": state["polls"],
+                "not_modified": state["not_modified"],
+            }
+
+        await serve_source_commands(state, ticker, final)
 
 
-async def _serve_source_commands(
+async def serve_source_commands(
     state: dict[str, Any],
-    counts: list[int],
-    per_minute: Counter[int],
     ticker: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    final: Callable[[], Awaitable[dict[str, Any]]],
 ) -> None:
-    """Answer the parent's commands (start, count, stop) until it closes our stdin."""
+    """Answer the parent's commands until it closes our stdin: ``start`` runs ``ticker`` (until
+    its event is set), ``count`` says ``state["published"]``, ``stop`` ends the ticker and
+    answers what ``final`` reports."""
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
-    async for line in commands():
-        if line == "start":
-            state["t0"] = time.monotonic()
-            task = asyncio.create_task(ticker(stop))
-            answer({"ok": True})
-        elif line == "count":
-            answer({"published": state["published"]})
-        elif line == "stop":
-            stop.set()
-            if task is not None:
-                await task
-            answer(
-                {
-                    "published": state["published"],
-                    "per_source": counts,
-                    "per_minute": dict(per_minute),
-                    "polls": state["polls"],
-                    "not_modified": state["not_modified"],
-                }
-            )
-    stop.set()
-    if task is not None:
-        await task
+    try:
+        async for line in commands():
+            if line == "start":
+                state["t0"] = time.monotonic()
+                task = asyncio.create_task(ticker(stop))
+                answer({"ok": True})
+            elif line == "count":
+                answer({"published": state["published"]})
+            elif line == "stop":
+                stop.set()
+                if task is not None:
+                    await task
+                answer(await final())
+    finally:
+        stop.set()
+        if task is not None:
+            await task
 
 
 # Child: the WebSocket subscribers ------------------------------------------------------------
