@@ -59,6 +59,9 @@ JVM_FLAGS = (
     "-Xshare:auto",
     "-Djava.awt.headless=true",
 )
+# For benchmarks: the JVM's full (C2) compiler, as a broker runs in production. It starts
+# slower and compiles for its first minute under load, then spends half the CPU per request.
+BENCH_JVM_FLAGS = tuple(flag for flag in JVM_FLAGS if not flag.startswith("-XX:TieredStopAtLevel"))
 SCRAM_USERS = {
     "telex-256": ("SCRAM-SHA-256", "s3cret-256"),
     "telex-512": ("SCRAM-SHA-512", "s3cret-512"),
@@ -153,12 +156,32 @@ DURABILITY: dict[str, int | str] = {
     "auto.create.topics.enable": "false",
 }
 
+# Compaction a test can watch: segments roll every 2 s (the active one is never cleaned), any
+# dirt is worth cleaning, tombstones go 1 s after a clean. Rolling every partition's segment
+# every 2 s costs the brokers CPU, so the benchmark profile keeps Kafka's defaults.
+WATCHABLE_COMPACTION: dict[str, int | float] = {
+    "log.roll.ms": 2000,
+    "log.cleaner.backoff.ms": 500,
+    "log.cleaner.min.cleanable.ratio": 0.01,
+    "log.cleaner.delete.retention.ms": 1000,
+    "log.cleaner.min.compaction.lag.ms": 0,
+}
+PROFILES = ("test", "bench")
+
 
 class KafkaCluster:
-    """``size`` combined KRaft nodes on 127.0.0.1 under ``root`` (a fresh folder)."""
+    """``size`` combined KRaft nodes on 127.0.0.1 under ``root`` (a fresh folder).
 
-    def __init__(self, root: Path, size: int = NODES) -> None:
+    ``profile`` "test" starts fast and makes compaction visible within seconds; "bench" runs
+    the JVM's full compiler and Kafka's own segment and cleaner timings, as a production
+    broker does (the durability settings are the same in both).
+    """
+
+    def __init__(self, root: Path, size: int = NODES, profile: str = "test") -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}: one of {', '.join(PROFILES)}")
         self.root = root
+        self.profile = profile
         self.lib = kafka_lib()
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self.nodes = [Node(n, root / f"node{n}") for n in range(1, size + 1)]
@@ -191,7 +214,7 @@ class KafkaCluster:
     def _java(self, main: str, *args: str, node: Node) -> list[str]:
         return [
             "java",
-            *JVM_FLAGS,
+            *(JVM_FLAGS if self.profile == "test" else BENCH_JVM_FLAGS),
             f"-Dlog4j2.configurationFile={node.home / 'log4j2.properties'}",
             "-cp",
             f"{self.lib}/*",
@@ -224,13 +247,7 @@ class KafkaCluster:
             "group.initial.rebalance.delay.ms": 0,
             # The tests run consumer groups with session timeouts of 2-6 s (default floor: 6 s).
             "group.min.session.timeout.ms": 1000,
-            # Compaction a test can watch: segments roll every 2 s (the active one is never
-            # cleaned), any dirt is worth cleaning, tombstones go 1 s after a clean.
-            "log.roll.ms": 2000,
-            "log.cleaner.backoff.ms": 500,
-            "log.cleaner.min.cleanable.ratio": 0.01,
-            "log.cleaner.delete.retention.ms": 1000,
-            "log.cleaner.min.compaction.lag.ms": 0,
+            **(WATCHABLE_COMPACTION if self.profile == "test" else {}),
             "log.cleaner.dedupe.buffer.size": 8 * 1024 * 1024,
             "log.cleaner.threads": 1,
             # Faster failure detection than the defaults (9 s / 18 s), for the fault tests.
@@ -516,12 +533,14 @@ class KafkaCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path | None = None, size: int = NODES) -> Iterator[KafkaCluster]:
+def running_cluster(
+    root: Path | None = None, size: int = NODES, profile: str = "test"
+) -> Iterator[KafkaCluster]:
     """A started cluster under ``root`` (a temporary folder by default), stopped on exit."""
     with contextlib.ExitStack() as stack:
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telex-kafka-")))
-        cluster = KafkaCluster(root, size)
+        cluster = KafkaCluster(root, size, profile)
         stack.callback(cluster.stop)
         cluster.start()
         yield cluster
@@ -532,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=NODES)
     parser.add_argument("--dir", type=Path, help="keep data and logs here (default: a temp dir)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="test",
+        help="test: fast start, compaction within seconds; bench: the JVM's full compiler and "
+        "Kafka's own segment timings, for benchmarks (default: test)",
+    )
     args = parser.parse_args(argv)
     if args.dir is not None:
         if args.dir.exists():
@@ -546,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with running_cluster(args.dir, args.nodes) as cluster:
+    with running_cluster(args.dir, args.nodes, args.profile) as cluster:
         print(
             f"Apache Kafka {kafka_version()}: {len(cluster.nodes)} nodes started in "
             f"{time.monotonic() - began:.1f}s (logs and data in {cluster.root})\n"
