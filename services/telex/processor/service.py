@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -51,8 +51,6 @@ _STALLED_AFTER_S = 60.0
 # Batches whose outputs may still await their acknowledgement (and commit) while the next
 # batch is enriched and produced.
 _SETTLING_BATCHES = 4
-# The largest chunk of decisions the enrichment thread hands back to the loop at once.
-_CHUNK_MAX = 64
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -339,22 +337,15 @@ class Processor:
             self._states = await self._restore([tp.partition for tp in self._group.assignment()])
             await self._group.seek_to_committed()
 
-    def _compute(
-        self,
-        batch: dict[TopicPartition, list[Any]],
-        consumed_ms: int,
-        emit: Callable[[Decided], None] | None = None,
-    ) -> list[Decided]:
-        """Decide every record of ``batch`` (consumed at ``consumed_ms``): an event (and its
-        bytes), a dead-letter reason, or nothing. ``emit`` is called with each decision as soon
-        as it is made (from the thread this runs in)."""
-        out: list[Decided] = []
+    def _compute(self, batch: dict[TopicPartition, list[Any]], consumed_ms: int) -> list[Decided]:
+        """Every decision of ``batch`` (consumed at ``consumed_ms``), in order."""
+        return list(self._decisions(batch, consumed_ms))
 
-        def add(decided: Decided) -> None:
-            out.append(decided)
-            if emit is not None:
-                emit(decided)
-
+    def _decisions(
+        self, batch: dict[TopicPartition, list[Any]], consumed_ms: int
+    ) -> Iterator[Decided]:
+        """Decide each record of ``batch``, one at a time: an event (and its bytes), a
+        dead-letter reason, or nothing."""
         raw_hop = metrics.HOP_SECONDS.labels("raw_topic")
         for tp, records in batch.items():
             state = self._states.get(tp.partition)
@@ -362,91 +353,57 @@ class Processor:
                 continue  # revoked while we waited for the lock; its new owner does it.
             metrics.RAW_CONSUMED.inc(len(records))
             for record in records:
-                try:
-                    raw = decode_raw(record.value)
-                except PoisonRecord as poison:
-                    add((tp, record, poison.reason))
-                    continue
-                if record.offset <= state.done_offset:
-                    # Its event is on the wire already (a partition handed over before its
-                    # last commit landed): the state is past it, so it must not be re-decided.
-                    metrics.DUPLICATES.inc()
-                    add((tp, record, None))
-                    continue
-                raw["consumed_ms"] = consumed_ms
-                raw_hop.observe(max(0, consumed_ms - raw.get("produced_ms", consumed_ms)) / 1000)
-                try:
-                    result = self.stage.process(raw, state, now_ms())
-                except Exception as exc:
-                    # A record that breaks the processor itself (a bug, or input the checks
-                    # let through) must not stop its partition: it is dead-lettered, and said.
-                    log.exception("processor.record_failed", offset=record.offset)
-                    add((tp, record, f"processing failed: {exc!r}"[:500]))
-                    continue
-                if result.event is None:
-                    metrics.DUPLICATES.inc()
-                    add((tp, record, None))
-                else:
-                    state.done_offset = record.offset
-                    add((tp, record, (result.event, encode(result.event))))
-        return out
+                yield tp, record, self._decide(record, state, consumed_ms, raw_hop)
+
+    def _decide(
+        self, record: Any, state: PartitionState, consumed_ms: int, raw_hop: Any
+    ) -> tuple[dict[str, Any], bytes] | str | None:
+        try:
+            raw = decode_raw(record.value)
+        except PoisonRecord as poison:
+            return poison.reason
+        if record.offset <= state.done_offset:
+            # Its event is on the wire already (a partition handed over before its last
+            # commit landed): the state is past it, so it must not be re-decided.
+            metrics.DUPLICATES.inc()
+            return None
+        raw["consumed_ms"] = consumed_ms
+        raw_hop.observe(max(0, consumed_ms - raw.get("produced_ms", consumed_ms)) / 1000)
+        try:
+            result = self.stage.process(raw, state, now_ms())
+        except Exception as exc:
+            # A record that breaks the processor itself (a bug, or input the checks let
+            # through) must not stop its partition: it is dead-lettered, and said.
+            log.exception("processor.record_failed", offset=record.offset)
+            return f"processing failed: {exc!r}"[:500]
+        if result.event is None:
+            metrics.DUPLICATES.inc()
+            return None
+        state.done_offset = record.offset
+        return result.event, encode(result.event)
 
     async def _handle(self, batch: Batch, consumed_ms: int) -> None:
-        """Enrich ``batch`` and produce each event as soon as it is made; the batch's offsets
-        are committed once every output of it (and of the batches before) is acknowledged."""
-        assert self._producer is not None
-        loop = asyncio.get_running_loop()
-        # Enrichment is CPU work: it runs in a thread so heartbeats and HTTP stay responsive,
-        # one hop per batch. Decisions come back to the loop in chunks of 1, 2, 4... records
-        # as they are made: the first event of a batch does not wait for the rest of the
-        # batch's enrichment, and a long batch still goes out in a few record batches (one
-        # produce request per record would cost more CPU than the enrichment saves).
-        size = sum(len(records) for records in batch.values())
-        decisions: asyncio.Queue[list[Decided] | None] = asyncio.Queue(size + 1)
-
-        def emit(chunk: list[Decided] | None) -> None:
-            loop.call_soon_threadsafe(decisions.put_nowait, chunk)
-
-        def compute() -> None:
-            chunk: list[Decided] = []
-            want = 1
-
-            def collect(decided: Decided) -> None:
-                nonlocal chunk, want
-                chunk.append(decided)
-                if len(chunk) >= want:
-                    emit(chunk)
-                    chunk, want = [], min(2 * want, _CHUNK_MAX)
-
-            try:
-                self._compute(batch, consumed_ms, collect)
-            finally:
-                if chunk:
-                    emit(chunk)
-                emit(None)
-
-        computing = asyncio.create_task(asyncio.to_thread(compute), name="processor-compute")
+        """Enrich ``batch`` a record at a time and produce each event as soon as it is made;
+        the batch's offsets are committed once every output of it (and of the batches before)
+        is acknowledged."""
+        # Enrichment runs on the event loop, yielding after each record: the producer sends
+        # an event while the next is enriched, and what is made while a request is in flight
+        # goes in the next one. A worker thread would hand the interpreter lock back and
+        # forth with the loop, and every socket call of the loop would wait for it.
         pending: list[Any] = []
         offsets: dict[TopicPartition, int] = {}
         produced: Counter[str] = Counter()
-        try:
-            done = False
-            while not done:
-                # What has been decided since the last wake-up goes out as one record batch
-                # per wire partition.
-                ready: list[Decided] = []
-                item = await decisions.get()
-                while True:
-                    if item is None:
-                        done = True
-                    else:
-                        ready.extend(item)
-                    if decisions.empty():
-                        break
-                    item = decisions.get_nowait()
-                await self._send(ready, consumed_ms, pending, offsets, produced)
-        finally:
-            await computing  # a bug in the thread surfaces here, the batch is not committed
+        hop = metrics.HOP_SECONDS.labels("processor")
+        for tp, record, outcome in self._decisions(batch, consumed_ms):
+            offsets[tp] = record.offset + 1
+            if isinstance(outcome, str):
+                pending.append(await self._dead_letter(tp, record, outcome))
+            elif outcome is not None:
+                event, value = outcome
+                pending.append(await self._produce(tp, record, value))
+                produced[event["type"]] += 1
+                hop.observe(max(0, now_ms() - consumed_ms) / 1000)
+            await asyncio.sleep(0)
         settling = asyncio.create_task(
             self._settle(
                 pending, offsets, produced, self._settling[-1] if self._settling else None
@@ -462,52 +419,16 @@ class Processor:
             await asyncio.wait([self._settling[0]])
             self._raise_settle_failure()
 
-    async def _send(
-        self,
-        decided: list[Decided],
-        consumed_ms: int,
-        pending: list[Any],
-        offsets: dict[TopicPartition, int],
-        produced: Counter[str],
-    ) -> None:
-        """Produce ``decided`` (events, dead letters), collecting the acknowledgement futures
-        in ``pending`` and the next offset per raw partition in ``offsets``."""
+    async def _produce(self, tp: TopicPartition, record: Any, value: bytes) -> Any:
+        """Queue ``record``'s event on the wire partition of its raw partition."""
         assert self._producer is not None
-        topic = self.config.topics.wire
-        # Events are appended to one record batch per wire partition and sent batch by batch,
-        # in order: far less per-record work in the client than a send() each.
-        builders: dict[int, Any] = {}
-        hop = metrics.HOP_SECONDS.labels("processor")
-        for tp, record, outcome in decided:
-            offsets[tp] = record.offset + 1
-            if isinstance(outcome, str):
-                pending.append(await self._dead_letter(tp, record, outcome))
-            elif outcome is not None:
-                event, value = outcome
-                headers = source_headers(record.offset)
-                builder = builders.get(tp.partition)
-                if builder is None or not self._append(builder, record.key, value, headers):
-                    if builder is not None:  # full: send it, start the next
-                        pending.append(
-                            await self._producer.send_batch(builder, topic, partition=tp.partition)
-                        )
-                    builder = builders[tp.partition] = self._producer.create_batch()
-                    if not self._append(builder, record.key, value, headers):
-                        # aiokafka lets an empty batch take one record of any size; should
-                        # that ever change, the record still goes, on its own.
-                        pending.append(
-                            await self._producer.send(
-                                topic,
-                                value,
-                                key=record.key,
-                                partition=tp.partition,
-                                headers=headers,
-                            )
-                        )
-                produced[event["type"]] += 1
-                hop.observe(max(0, now_ms() - consumed_ms) / 1000)
-        for partition, builder in builders.items():
-            pending.append(await self._producer.send_batch(builder, topic, partition=partition))
+        return await self._producer.send(
+            self.config.topics.wire,
+            value,
+            key=record.key,
+            partition=tp.partition,
+            headers=source_headers(record.offset),
+        )
 
     async def _settle(
         self,
@@ -553,12 +474,6 @@ class Processor:
         for task in tasks:
             with contextlib.suppress(Exception):
                 await task
-
-    @staticmethod
-    def _append(
-        builder: Any, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> bool:
-        return builder.append(key=key, value=value, timestamp=None, headers=headers) is not None
 
     async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> Any:
         assert self._producer is not None
