@@ -167,6 +167,15 @@ class KafkaConfig(_Section):
         le=600_000,
         description="Kafka request timeout (kept above half the session timeout).",
     )
+    commit_interval_ms: int = Field(
+        1000,
+        ge=0,
+        le=60_000,
+        description="How often a consumer group member (processor, notifier) commits the "
+        "offsets whose outputs are acknowledged; a hand-over commits at once. Each commit is "
+        "a replicated write on the broker. Longer: fewer of them; after a crash, up to this "
+        "much more is read again (and dropped as already done). 0: after every batch.",
+    )
     send_blocked_after_s: float = Field(
         5.0,
         gt=0,
@@ -513,10 +522,10 @@ class ProcessorConfig(_Section):
         100,
         ge=1,
         le=100_000,
-        description="Most raw records processed and committed as one batch. Each event is "
-        "produced as soon as it is enriched, and the batch is committed once all its events "
-        "are acknowledged (meanwhile the next batch is processed): a bigger batch costs a "
-        "longer re-do after a crash, a smaller one a commit more often.",
+        description="Most raw records processed as one batch. Each event is produced as soon "
+        "as it is enriched; a batch's offsets are committed (every [kafka] "
+        "commit_interval_ms) once all its events are acknowledged, while the next batches "
+        "are processed.",
     )
     enrichers: tuple[str, ...] = Field(
         _ENRICHERS, description="Built-in enrichers to run, in order."

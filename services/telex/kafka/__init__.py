@@ -10,7 +10,8 @@
 - :mod:`.consume`: the one resilient fetch loop, and the consumer-group member with its
   rewind hook and commits;
 - :mod:`.sends`: the producer every stage sends with, its failures and waits watched;
-- :mod:`.commits`: which offsets may be committed once outputs are acknowledged;
+- :mod:`.commits`: which offsets may be committed once outputs are acknowledged, and the
+  background committer of a group member;
 - :mod:`.deadletter`: the dead-letter header convention;
 - :mod:`.reset`: the signal to start over when a memory-only broker lost its data;
 - :mod:`.embedded`: the embedded broker of ``make run``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from telex.kafka.admin import TopicSpec, ensure_topics, required_topics
 from telex.kafka.clients import Clients, stop_quietly
+from telex.kafka.commits import Committer
 from telex.kafka.connect import BrokerError
 from telex.kafka.consume import GroupConsumer, fetch_forever
 from telex.kafka.scan import Batch
@@ -32,6 +34,7 @@ __all__ = [
     "Batch",
     "BrokerError",
     "Clients",
+    "Committer",
     "GroupConsumer",
     "Producer",
     "SendWatch",

@@ -1,5 +1,6 @@
 """Commits after acknowledgement: which offsets of a partition may be committed, when records
-are handed off out of order (webhook deliveries finish in any order).
+are handed off out of order (webhook deliveries finish in any order), and committing them
+off the consume loop.
 
 An offset is committable once every record before it is done; a record's outputs count as
 done only when the broker acknowledged them. A crash then redoes, never skips.
@@ -7,9 +8,23 @@ done only when the broker acknowledged them. A crash then redoes, never skips.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from telex.log import get_logger
+from telex.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from telex.kafka.consume import GroupConsumer
+
+log = get_logger(__name__)
+
+_LAST_COMMIT_S = 5.0
 
 
 class AckTracker:
@@ -74,3 +89,69 @@ class AckTracker:
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         """Note a successful commit."""
         self._committed.update(offsets)
+
+
+class Committer:
+    """Commits a group member's finished offsets in the background: every ``interval_s``, or
+    after each batch when it is 0, and at once on :meth:`flush` (a hand-over, a rewind).
+
+    One commit at a time, never on the consume loop: a commit is a round trip to the group
+    coordinator and a replicated write there, which the next fetch need not wait for.
+    ``collect`` gives the offsets to commit now (next offset to read, per partition);
+    ``committed`` is told which were.
+    """
+
+    def __init__(
+        self,
+        group: GroupConsumer,
+        interval_s: float,
+        collect: Callable[[], dict[TopicPartition, int]],
+        committed: Callable[[dict[TopicPartition, int]], None],
+    ) -> None:
+        self.group = group
+        self.interval_s = interval_s
+        self._collect = collect
+        self._committed = committed
+        self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Commit in the background from now on."""
+        self._task = asyncio.create_task(self._run(), name=f"{self.group.name}-commits")
+
+    async def stop(self) -> None:
+        """Stop, after a last commit of what is finished (what is not committed is read again
+        by the next owner). The last commit gets a few seconds: a stop does not wait long for
+        a broker that is down."""
+        await cancel_and_wait(self._task)
+        self._task = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_LAST_COMMIT_S):
+                await self.flush()
+
+    def batch_done(self) -> None:
+        """A batch's outputs are acknowledged (with no interval, this commits them)."""
+        self._wanted.set()
+
+    async def flush(self) -> None:
+        """Commit what is finished now (after a commit in flight, if any)."""
+        async with self._lock:
+            offsets = self._collect()
+            if not offsets:
+                return
+            try:
+                if await self.group.commit(offsets):
+                    self._committed(offsets)
+            except KafkaError as exc:
+                # Nothing is lost: what is finished stays so, and the next commit covers it.
+                log.warning("kafka.commit_failed", consumer=self.group.name, error=repr(exc))
+
+    async def _run(self) -> None:
+        while True:
+            if self.interval_s > 0:
+                await asyncio.sleep(self.interval_s)
+            else:
+                await self._wanted.wait()
+                self._wanted.clear()
+            await self.flush()

@@ -16,19 +16,17 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 
 from telex import metrics
 from telex.config import Config
 from telex.events import now_ms
-from telex.kafka import Batch, Clients, GroupConsumer
+from telex.kafka import Batch, Clients, Committer, GroupConsumer
 from telex.kafka.commits import AckTracker
 from telex.log import get_logger
 from telex.notifier.jobs import Job
 from telex.notifier.signing import webhook_id as make_webhook_id
 from telex.notifier.subscriptions import SubscriptionStore
 from telex.notifier.timers import RetryTimers
-from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -56,15 +54,10 @@ class Intake:
         self.group: GroupConsumer | None = None
         self.assigned = False
         self._paused = False
-        # Commits go in the background, one at a time: a commit is a round trip to the group
-        # coordinator (and its replicas), which the next fetch must not wait for.
-        self._commit_lock = asyncio.Lock()
-        self._commit_wanted = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
+        self.committer: Committer | None = None
 
     async def start(self, after: asyncio.Event) -> None:
         """Join the group; no record is read before ``after`` (an event) is set."""
-        self._committer = asyncio.create_task(self._commit_forever(), name="notifier-commits")
         self.group = GroupConsumer(
             self.clients,
             [self.config.topics.wire, self.settings.topic_retry],
@@ -77,12 +70,20 @@ class Intake:
             timeout_ms=200,
             max_poll_records=500,
         )
+        self.committer = Committer(
+            self.group,
+            self.config.kafka.commit_interval_ms / 1000,
+            self.tracker.commits,
+            self.tracker.committed,
+        )
+        self.committer.start()
         await self.group.start(after=after)
 
     async def stop(self) -> None:
         """Leave the group."""
-        await cancel_and_wait(self._committer)
-        self._committer = None
+        if self.committer is not None:
+            await self.committer.stop()
+            self.committer = None
         if self.group is not None:
             await self.group.stop()
             self.group = None
@@ -97,7 +98,8 @@ class Intake:
 
     async def _revoked_partitions(self, revoked: list[TopicPartition]) -> None:
         """Commit what is handed off, then drop the revoked partitions' pending retries."""
-        await self._commit()
+        if self.committer is not None:
+            await self.committer.flush()
         for tp in revoked:
             self.tracker.forget(tp)
         self.timers.keep(self.tracker.owned)
@@ -124,7 +126,8 @@ class Intake:
                 else:
                     self._on_retry(tp, record)
         self._flow_control()
-        self._commit_wanted.set()
+        if self.committer is not None:
+            self.committer.batch_done()
 
     async def _rewind(self) -> None:
         """After a failed batch, start again from the committed offsets.
@@ -188,24 +191,3 @@ class Intake:
         elif self._paused and held < limit // 2:
             consumer.resume(*retry_tps)
             self._paused = False
-
-    async def _commit_forever(self) -> None:
-        """Commit what is handed off whenever a batch was dispatched, one commit at a time
-        (what is handed off during a commit goes in the next one)."""
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            await self._commit()
-
-    async def _commit(self) -> None:
-        # A revocation's commit waits for the one in flight, then commits the rest.
-        async with self._commit_lock:
-            offsets = self.tracker.commits()
-            if not offsets or self.group is None:
-                return
-            try:
-                if await self.group.commit(offsets):
-                    self.tracker.committed(offsets)
-            except KafkaError as exc:
-                # Nothing to redo: what is handed off stays so, and the next commit covers it.
-                log.warning("notifier.commit_failed", error=repr(exc))

@@ -1,9 +1,11 @@
 """Consume raw updates, enrich and dedup them, produce CloudEvents to the wire.
 
 Consume -> produce -> commit: a batch's input offsets are committed only after every output of
-the batch was acknowledged. A crash re-processes; the dedup state (restored from the wire, see
-:mod:`telex.processor.state`) makes re-processing emit nothing twice. The events of raw
-partition *p* go to wire partition *p*, which is what lets the wire serve as the changelog.
+the batch (and of the batches before) was acknowledged, in the background every
+``[kafka] commit_interval_ms`` and at once before a hand-over. A crash re-processes; the dedup
+state (restored from the wire, see :mod:`telex.processor.state`) makes re-processing emit
+nothing twice. The events of raw partition *p* go to wire partition *p*, which is what lets
+the wire serve as the changelog.
 
 Near-duplicates arrive on any partition (the raw key is the source), so story linking needs
 every partition's recent updates: each process tails the whole wire into its story index, the
@@ -28,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from telex import metrics
 from telex.config import Config
 from telex.events import PoisonRecord, decode_raw, encode, now_ms
-from telex.kafka import Batch, Clients, GroupConsumer, Producer, deadletter, stop_quietly
+from telex.kafka import Batch, Clients, Committer, GroupConsumer, Producer, deadletter, stop_quietly
 from telex.kafka.scan import at_end, partitions_of
 from telex.log import get_logger
 from telex.processor.stage import Stage, published_time
@@ -93,6 +95,11 @@ class Processor:
             _TAIL_QUEUE_BATCHES
         )
         self._settling: deque[asyncio.Task[None]] = deque()
+        # Next raw offset to read per partition whose outputs are all acknowledged, and what of
+        # it is committed: the committer commits the difference.
+        self._finished: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._committer: Committer | None = None
         self._tail_synced_at = -1.0  # loop time at which the tail last reached the wire's end
         self._assigned = False
         self._last_progress = 0.0
@@ -135,15 +142,26 @@ class Processor:
             hold_while_resetting=True,
             max_records=self.config.processor.max_batch,
         )
+        self._committer = Committer(
+            self._group,
+            self.config.kafka.commit_interval_ms / 1000,
+            self._uncommitted,
+            self._committed.update,
+        )
+        self._committer.start()
         self._tail_task = asyncio.create_task(self._tail(), name="processor-tail")
         await self._group.start()
         log.info("processor.started", group=self.config.processor.group_id)
 
     async def stop(self) -> None:
-        """Stop processing; the current batch is abandoned uncommitted (it will be re-done)."""
+        """Stop processing: what is finished is committed, the batches still waiting for their
+        acknowledgements are abandoned uncommitted (they will be re-done)."""
         await cancel_and_wait(self._tail_task, *self._settling)
         self._tail_task = None
         self._settling.clear()
+        if self._committer is not None:
+            await self._committer.stop()
+            self._committer = None
         if self._group is not None:
             await self._group.stop()
         await stop_quietly(self._restorer)
@@ -159,6 +177,9 @@ class Processor:
         if self._group is not None:
             async with self._lock:
                 await self._settle_all()
+                # The finished offsets are of the lost topics.
+                self._finished.clear()
+                self._committed.clear()
                 self._states = await self._restore(
                     [tp.partition for tp in self._group.assignment()]
                 )
@@ -174,9 +195,13 @@ class Processor:
         acknowledgements are waited for here.
         """
         async with self._lock:
-            # Batches still awaiting acknowledgements commit (or fail) before the handover.
+            # Batches still awaiting acknowledgements settle, and what is finished is committed,
+            # before the handover: the new owner starts where this one stopped.
             await self._settle_all()
+            await self._commit_now()
             for tp in revoked:
+                self._finished.pop(tp, None)
+                self._committed.pop(tp, None)
                 self._states.pop(tp.partition, None)
                 with contextlib.suppress(KeyError):
                     metrics.CONSUMER_LAG.remove(str(tp.partition))
@@ -334,6 +359,7 @@ class Processor:
         assert self._group is not None
         async with self._lock:
             await self._settle_all()
+            await self._commit_now()  # what did finish is not redone
             self._states = await self._restore([tp.partition for tp in self._group.assignment()])
             await self._group.seek_to_committed()
 
@@ -437,9 +463,9 @@ class Processor:
         produced: Counter[str],
         previous: asyncio.Task[None] | None,
     ) -> None:
-        """Commit a batch's offsets once its outputs are acknowledged, after the batch before
-        it committed: a later offset never goes in while an earlier output may be lost."""
-        assert self._group is not None
+        """Mark a batch's offsets finished once its outputs are acknowledged, after the batch
+        before it finished: a later offset is never committed while an earlier output may be
+        lost."""
         try:
             # This batch's own sends settle first, whatever became of the batch before: a
             # rewind must not restore the state from a wire they are still landing on.
@@ -451,10 +477,23 @@ class Processor:
         for type_, count in produced.items():
             metrics.EVENTS_PRODUCED.labels(type_).inc(count)
         self._gauge_state()
-        # A failed commit (the group rebalanced under us) is harmless: the new owner
-        # re-processes from the last commit and the wire-restored state drops what we already
-        # produced.
-        await self._group.commit(offsets)
+        # Committed by the committer, in the background: a commit that fails or never comes
+        # (a crash) only means re-reading, and the wire-restored state drops what is done.
+        self._finished.update(offsets)
+        assert self._committer is not None
+        self._committer.batch_done()
+
+    def _uncommitted(self) -> dict[TopicPartition, int]:
+        """Finished offsets not committed yet."""
+        return {
+            tp: offset
+            for tp, offset in self._finished.items()
+            if offset > self._committed.get(tp, -1)
+        }
+
+    async def _commit_now(self) -> None:
+        if self._committer is not None:
+            await self._committer.flush()
 
     def _raise_settle_failure(self) -> None:
         """Raise the error of the oldest settled batch that failed (the consume loop rewinds)."""
@@ -468,7 +507,7 @@ class Processor:
                 raise task.exception()  # type: ignore[misc]
 
     async def _settle_all(self) -> None:
-        """Wait until every batch produced so far is committed or has failed (the failure is
+        """Wait until every batch produced so far is finished or has failed (the failure is
         left to the consume loop: this is for a handover)."""
         tasks, self._settling = list(self._settling), deque()
         for task in tasks:
