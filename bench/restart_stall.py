@@ -266,9 +266,10 @@ def phases(restarted: StageProcess, killed: float, stage: str) -> dict[str, floa
     """When the restarted process reached each start-up phase, in seconds after the kill.
 
     imported: ``telex.starting`` (its imports done); connected: ``kafka.connected`` (cluster
-    reached, capabilities probed); started: ``<stage>.started`` (clients started, joining);
-    assigned: the group gave it partitions (the ``<stage>.assigned`` line minus its seconds);
-    ready: that line (its partitions' state restored).
+    reached, capabilities probed); started: ``<stage>.started`` (its own start-up done: for the
+    processor, enrichers loaded and clients connected, the group join going on meanwhile);
+    assigned: the group gave it partitions (the ``<stage>.assigned`` line minus the seconds it
+    took and waited for the start-up); ready: that line (its partitions' state restored).
     """
     out: dict[str, float | None] = dict.fromkeys(PHASES)
     out["spawned"] = restarted.spawned - killed
@@ -285,7 +286,8 @@ def phases(restarted: StageProcess, killed: float, stage: str) -> dict[str, floa
     if assigned:
         ready = log_time(assigned[0]) - killed
         out["ready"] = ready
-        out["assigned"] = ready - float(assigned[0].get("seconds", 0.0))
+        took = float(assigned[0].get("seconds", 0.0))
+        out["assigned"] = ready - took - float(assigned[0].get("waited_for_start_s", 0.0))
     return {k: round(v, 2) if v is not None else None for k, v in out.items()}
 
 

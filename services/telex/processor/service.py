@@ -80,7 +80,10 @@ class Processor:
     def __init__(self, config: Config, clients: Clients, stage: Stage | None = None) -> None:
         self.config = config
         self.clients = clients
-        self.stage = stage if stage is not None else Stage(config)
+        # Built in start(), while the group join goes on: loading the enrichers' models is the
+        # longest part of a start-up after the imports.
+        self._stage = stage
+        self._prepared = asyncio.Event()
         self._group: GroupConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._tailer: AIOKafkaConsumer | None = None
@@ -102,6 +105,13 @@ class Processor:
         clients.reset.on_reset(self._start_over)
 
     @property
+    def stage(self) -> Stage:
+        """The processor's logic (enrichers loaded)."""
+        if self._stage is None:
+            self._stage = Stage(self.config)
+        return self._stage
+
+    @property
     def ready(self) -> bool:
         """Partitions assigned and restored, and the consume loop went round recently.
 
@@ -117,13 +127,18 @@ class Processor:
         return self.sends.reason
 
     async def start(self) -> None:
-        """Connect and start processing; joining the group continues in the background."""
+        """Join the group, and meanwhile load the enrichers and connect the clients; the join
+        and the processing go on in the background.
+
+        A restarted member that the group recognises (static membership) is given its
+        partitions within a fraction of a second, and on the embedded broker the join waits for
+        the dead member's session to end: either way the join overlaps the rest of the
+        start-up instead of following it. Partitions assigned before the rest is done wait for
+        it in :meth:`_assigned_partitions`; nothing is fetched before.
+        """
         self._producer = self.clients.producer_for("processor")
-        await self._producer.start()
         self._restorer = self.clients.reader()
-        await self._restorer.start()
         self._tailer = self.clients.consumer(group_id=None)
-        await self._tailer.start()
         self._group = GroupConsumer(
             self.clients,
             [self.config.topics.raw],
@@ -137,8 +152,15 @@ class Processor:
             hold_while_resetting=True,
             max_records=self.config.processor.max_batch,
         )
+        await self._group.start(after=self._prepared)
+        if self._stage is None:
+            # In a thread: the loop keeps the join's requests and heartbeats going meanwhile.
+            self._stage = await asyncio.to_thread(Stage, self.config)
+        await self._producer.start()
+        await self._restorer.start()
+        await self._tailer.start()
         self._tail_task = asyncio.create_task(self._tail(), name="processor-tail")
-        await self._group.start()
+        self._prepared.set()
         log.info("processor.started", group=self.config.processor.group_id)
 
     async def stop(self) -> None:
@@ -189,6 +211,9 @@ class Processor:
         """Restore the state of newly assigned partitions before any of their records run."""
         loop = asyncio.get_running_loop()
         async with self._lock:
+            entered = loop.time()
+            # Assigned while the start-up was still loading the enrichers or connecting.
+            await self._prepared.wait()
             started = loop.time()
             partitions = sorted(tp.partition for tp in assigned if tp.partition not in self._states)
             self._states.update(await self._restore(partitions))
@@ -203,6 +228,7 @@ class Processor:
                 partitions=",".join(str(tp.partition) for tp in assigned),
                 restored=",".join(map(str, partitions)),
                 seconds=round(loop.time() - started, 3),
+                waited_for_start_s=round(started - entered, 3),
             )
 
     # The wire tail (story index of every partition) ---------------------------------------
