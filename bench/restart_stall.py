@@ -259,14 +259,13 @@ async def produce(args: argparse.Namespace, producer: Any, topic: str) -> None:
 
 
 # The phases of a restart, from the restarted process's log (seconds after the kill).
-PHASES = ("spawned", "imported", "connected", "started", "assigned", "ready")
+PHASES = ("spawned", "connected", "started", "assigned", "ready")
 
 
 def phases(restarted: StageProcess, killed: float, stage: str) -> dict[str, float | None]:
     """When the restarted process reached each start-up phase, in seconds after the kill.
 
-    imported: ``telex.starting`` (its imports done); connected: ``kafka.connected`` (cluster
-    reached, capabilities probed); started: ``<stage>.started`` (its own start-up done: for the
+    connected: ``kafka.connected`` (imports done, cluster reached, capabilities probed); started: ``<stage>.started`` (its own start-up done: for the
     processor, enrichers loaded and clients connected, the group join going on meanwhile);
     assigned: the group gave it partitions (the ``<stage>.assigned`` line minus the seconds it
     took and waited for the start-up); ready: that line (its partitions' state restored).
@@ -274,7 +273,6 @@ def phases(restarted: StageProcess, killed: float, stage: str) -> dict[str, floa
     out: dict[str, float | None] = dict.fromkeys(PHASES)
     out["spawned"] = restarted.spawned - killed
     for phase, event in (
-        ("imported", "telex.starting"),
         ("connected", "kafka.connected"),
         ("started", f"{stage}.started"),
     ):

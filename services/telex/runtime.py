@@ -208,8 +208,6 @@ async def serve_until_stopped(config: Config, roles: tuple[str, ...], replay: bo
     """Run ``roles`` until SIGINT or SIGTERM, printing where to look."""
     stop = asyncio.Event()
     install_stop_handlers(stop)
-    # Marks the end of the imports: a restart's start-up is timed from the log.
-    log.info("telex.starting", roles=",".join(roles))
     async with started(config, roles, replay) as running:
         url = running.http_url
         lines = [f"telex is running ({', '.join(roles)}) on Kafka {running.bootstrap}"]
