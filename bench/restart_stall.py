@@ -265,8 +265,9 @@ PHASES = ("spawned", "connected", "started", "assigned", "ready")
 def phases(restarted: StageProcess, killed: float, stage: str) -> dict[str, float | None]:
     """When the restarted process reached each start-up phase, in seconds after the kill.
 
-    connected: ``kafka.connected`` (imports done, cluster reached, capabilities probed); started: ``<stage>.started`` (its own start-up done: for the
-    processor, enrichers loaded and clients connected, the group join going on meanwhile);
+    connected: ``kafka.connected`` (imports done, cluster reached, capabilities probed);
+    started: ``<stage>.started`` (its own start-up done: for the processor, enrichers loaded
+    and clients connected, the group join going on meanwhile);
     assigned: the group gave it partitions (the ``<stage>.assigned`` line minus the seconds it
     took and waited for the start-up); ready: that line (its partitions' state restored).
     """
