@@ -12,7 +12,12 @@ from the kill until every partition the dead member held is assigned to a live m
 the raw topic while updates are produced to it at ``--rate`` per second; one is SIGKILLed and
 started again at once, and a consumer of the wire measures how late each update comes out
 (wire received - produced). The figure is the latest update produced after the kill, and
-the time from the kill until updates come out within a second again.
+the time from the kill until updates come out within a second again. Each run also gives the
+restarted process's phases, from its log: connected, started, assigned, ready (restored), its
+first update out, caught up. ``--stage poller`` and ``--stage notifier`` kill an idle one of
+two and give the same phases, ready being its ``/readyz`` answering 200 again.
+
+    .venv/bin/python bench/restart_stall.py --stage processor --runs 3 [--bootstrap ...]
 """
 
 from __future__ import annotations
@@ -200,7 +205,7 @@ def log_time(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(line["ts"].replace("Z", "+00:00")).timestamp()
 
 
-async def spawn_processor(
+async def spawn_stage(
     args: argparse.Namespace, env: dict[str, str], name: str, watched: bool = False
 ) -> StageProcess:
     """Start ``telex <stage>``; a watched one logs at info level and its lines are kept."""
@@ -296,20 +301,9 @@ async def stage_run(args: argparse.Namespace, static: bool) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     p = f"stall{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "TELEX_KAFKA_BOOTSTRAP": args.bootstrap,
-        "TELEX_TOPICS_RAW": f"{p}.raw",
-        "TELEX_TOPICS_WIRE": f"{p}.wire",
-        "TELEX_TOPICS_DLQ": f"{p}.dlq",
-        "TELEX_TOPICS_PARTITIONS": str(args.partitions),
-        "TELEX_PROCESSOR_GROUP_ID": f"{p}.processor",
-        "TELEX_LOG_LEVEL": "warning",
-    }
-    if args.session_timeout_ms:
-        env["TELEX_KAFKA_SESSION_TIMEOUT_MS"] = str(args.session_timeout_ms)
+    env = stage_env(args, p)
     names = (f"{p}-a", f"{p}-b") if static else ("", "")
-    procs = [await spawn_processor(args, env, name) for name in names]
+    procs = [await spawn_stage(args, env, name) for name in names]
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
     wire = AIOKafkaConsumer(bootstrap_servers=args.bootstrap, enable_auto_commit=False)
     late: list[tuple[float, float, int]] = []  # (produced s, seconds late, wire partition)
@@ -332,7 +326,7 @@ async def stage_run(args: argparse.Namespace, static: bool) -> dict[str, Any]:
             victim = procs[1].proc
             victim.send_signal(signal.SIGKILL)
             await victim.wait()
-            procs[1] = restarted = await spawn_processor(args, env, names[1], watched=True)
+            procs[1] = restarted = await spawn_stage(args, env, names[1], watched=True)
             await asyncio.sleep(args.after)
         finally:
             for task in tasks:
@@ -372,6 +366,69 @@ async def stage_run(args: argparse.Namespace, static: bool) -> dict[str, Any]:
                 await cancel_reader(proc.reader)
 
 
+def stage_env(args: argparse.Namespace, p: str) -> dict[str, str]:
+    """The environment of the stage processes of one run: topics and groups of their own."""
+    env = {
+        **os.environ,
+        "TELEX_KAFKA_BOOTSTRAP": args.bootstrap,
+        "TELEX_TOPICS_RAW": f"{p}.raw",
+        "TELEX_TOPICS_WIRE": f"{p}.wire",
+        "TELEX_TOPICS_DLQ": f"{p}.dlq",
+        "TELEX_TOPICS_SOURCES": f"{p}.sources",
+        "TELEX_TOPICS_PARTITIONS": str(args.partitions),
+        "TELEX_TOPICS_SOURCES_PARTITIONS": str(args.partitions),
+        "TELEX_PROCESSOR_GROUP_ID": f"{p}.processor",
+        "TELEX_POLLER_GROUP_ID": f"{p}.poller",
+        "TELEX_NOTIFIER_GROUP_ID": f"{p}.notifier",
+        "TELEX_NOTIFIER_TOPIC_WEBHOOKS": f"{p}.webhooks",
+        "TELEX_NOTIFIER_TOPIC_RETRY": f"{p}.webhooks.retry",
+        "TELEX_NOTIFIER_TOPIC_DLQ": f"{p}.webhooks.dlq",
+        "TELEX_NOTIFIER_TOPIC_ATTEMPTS": f"{p}.webhooks.attempts",
+        "TELEX_LOG_LEVEL": "warning",
+    }
+    if args.session_timeout_ms:
+        env["TELEX_KAFKA_SESSION_TIMEOUT_MS"] = str(args.session_timeout_ms)
+    return env
+
+
+async def startup_run(args: argparse.Namespace, static: bool) -> dict[str, Any]:
+    """One SIGKILL + restart of an idle poller or notifier: its start-up phases, and when its
+    ``/readyz`` answers 200 again (nothing flows through it: the figure is the hand-over)."""
+    import httpx
+
+    p = f"stall{uuid.uuid4().hex[:8]}"
+    env = stage_env(args, p)
+    names = (f"{p}-a", f"{p}-b") if static else ("", "")
+    procs = [await spawn_stage(args, env, name) for name in names]
+    try:
+        for proc in procs:
+            await wait_ready(proc.port)
+        await asyncio.sleep(2.0)
+        killed = time.time()
+        procs[1].proc.send_signal(signal.SIGKILL)
+        await procs[1].proc.wait()
+        procs[1] = restarted = await spawn_stage(args, env, names[1], watched=True)
+        url = f"http://127.0.0.1:{restarted.port}/readyz"
+        readyz: float | None = None
+        async with httpx.AsyncClient(timeout=1) as client:
+            while readyz is None and time.time() - killed < args.after:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(url)).status_code == 200:
+                        readyz = time.time() - killed
+                await asyncio.sleep(0.05)
+        row: dict[str, Any] = phases(restarted, killed, args.stage)
+        row["ready"] = round(readyz, 2) if readyz is not None else None
+        row["load"] = round(os.getloadavg()[0], 1)
+        return row
+    finally:
+        for proc in procs:
+            if proc.proc.returncode is None:
+                proc.proc.send_signal(signal.SIGKILL)
+                await proc.proc.wait()
+            if proc.reader is not None:
+                await cancel_reader(proc.reader)
+
+
 async def cancel_reader(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -382,13 +439,14 @@ async def stage_main(args: argparse.Namespace) -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     for mode in args.modes.split(","):
         for _ in range(args.runs):
-            row = await stage_run(args, mode == "static")
+            run = stage_run if args.stage == "processor" else startup_run
+            row = await run(args, mode == "static")
             results.setdefault(mode, []).append(row)
             print(json.dumps({"mode": mode, **row}), flush=True)
     summary: dict[str, Any] = {"broker": args.bootstrap, "stage": args.stage}
     for mode, rows in results.items():
         for key in (*PHASES, "first_out", "caught_up", "worst_late_s"):
-            values = [r[key] for r in rows if r[key] is not None]
+            values = [r[key] for r in rows if r.get(key) is not None]
             summary[f"{mode}_{key}_median"] = statistics.median(values) if values else None
     print(json.dumps(summary), flush=True)
 
@@ -450,7 +508,11 @@ def main() -> None:
     parser.add_argument("--modes", default="dynamic,static", help="dynamic,static")
     parser.add_argument("--verbose", action="store_true", help="assignments after the kill")
     parser.add_argument("--give-up", type=float, default=90.0, help="seconds per run")
-    parser.add_argument("--stage", choices=["processor"], help="kill a telex stage under load")
+    parser.add_argument(
+        "--stage",
+        choices=["processor", "poller", "notifier"],
+        help="kill a telex stage (the processor under load; a poller or notifier idle)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="updates/s (with --stage)")
     parser.add_argument("--after", type=float, default=30.0, help="seconds watched after kill")
     args = parser.parse_args()
