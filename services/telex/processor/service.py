@@ -106,9 +106,9 @@ class Processor:
 
     @property
     def stage(self) -> Stage:
-        """The processor's logic (enrichers loaded)."""
+        """The processor's logic (enrichers loaded): from :meth:`start` on."""
         if self._stage is None:
-            self._stage = Stage(self.config)
+            raise RuntimeError("the processor's stage is loaded by start()")
         return self._stage
 
     @property
@@ -331,7 +331,9 @@ class Processor:
 
     def _gauge_state(self) -> None:
         metrics.STATE_ENTRIES.labels("dedup").set(sum(len(s) for s in self._states.values()))
-        metrics.STATE_ENTRIES.labels("stories").set(len(self.stage.stories))
+        # The group's first join calls the revoke hook (with nothing) while the stage loads.
+        if self._stage is not None:
+            metrics.STATE_ENTRIES.labels("stories").set(len(self._stage.stories))
 
     async def _restore(self, partitions: list[int]) -> dict[int, PartitionState]:
         """Dedup states of ``partitions`` rebuilt from the wire, their events in the index."""
