@@ -96,7 +96,7 @@ def reader_fetch_max_wait_ms(kafka: KafkaConfig, memory_only: bool) -> int:
 # Per broker, unless set. The embedded broker has no working static membership: a member
 # killed and restarted stalls its partitions for one to two sessions, so the session is short
 # there (and its joins, which it holds for half a session, are short too): 1.5 s gave a
-# median hand-over of 2.9 s against 4.4 s with 2 s (bench/restart_stall.py). Three heartbeats
+# median hand-over of 3.1 s against 4.4 s with 2 s (bench/restart_stall.py). Three heartbeats
 # per session: a loop stalled over a second costs a rebalance. Kafka refuses sessions under
 # 6 s by default and recognises a restarted static member at once.
 EMBEDDED_SESSION_TIMEOUT_MS, EMBEDDED_HEARTBEAT_MS = 1_500, 500
