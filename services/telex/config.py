@@ -148,9 +148,10 @@ class KafkaConfig(_Section):
         ge=1000,
         le=300_000,
         description="Consumer group session timeout; a member silent this long is replaced. "
-        "Unset, chosen per broker: 2000 on the embedded broker, where a member killed and "
-        "restarted stalls the group's work for about two sessions (it has no static "
-        "membership); "
+        "Unset, chosen per broker: 1500 on the embedded broker, where a member killed and "
+        "restarted stalls the group's work for one to two sessions (it has no static "
+        "membership; raise it on a host so loaded that a process's event loop stalls for "
+        "over a second); "
         "10000 on Kafka, where a restarted member with a group_instance_id gets its "
         "partitions back at once (Kafka refuses sessions under 6000 by default).",
     )
@@ -159,7 +160,7 @@ class KafkaConfig(_Section):
         ge=100,
         le=60_000,
         description="Consumer heartbeat interval (capped at a third of the session timeout). "
-        "Unset: 500 on the embedded broker (four beats per session), 3000 on Kafka.",
+        "Unset: 500 on the embedded broker (three beats per session), 3000 on Kafka.",
     )
     request_timeout_ms: int = Field(
         40_000,

@@ -14,24 +14,21 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
 from telex.config import Config, SourceConfig
-from telex.gateway.endpoint import Endpoints, Limits
-from telex.gateway.service import Gateway
 from telex.http import Component, create_app, server, warn_if_open
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.kafka.embedded import EmbeddedBroker
 from telex.log import get_logger
 from telex.looplag import LoopLagMonitor
-from telex.notifier.api import WebhooksApi
-from telex.notifier.service import Notifier, notifier_topics
-from telex.poller.api import create_router as sources_router
-from telex.poller.service import Poller
-from telex.processor.service import Processor
-from telex.replay.server import PAGE_PATH
-from telex.replay.server import create_app as create_replay_app
+
+# Each role's modules are imported when the role is started: a process running one role does
+# not pay for the others' imports, a good part of a restarted process's start-up.
+if TYPE_CHECKING:
+    from telex.gateway.service import Gateway
 
 log = get_logger(__name__)
 
@@ -59,6 +56,8 @@ async def serve_http(
     answered 404.
     """
     if websocket is None:
+        from telex.gateway.endpoint import Endpoints, Limits
+
         websocket = Endpoints(None, Limits()).protocol_class()
     srv = server(app, host, port, websocket)
     task = asyncio.create_task(srv.serve(), name=f"http:{port}")
@@ -111,6 +110,8 @@ async def started(
         clients = await Clients.connect(config, bootstrap)
         specs = required_topics(config.topics)
         if "notifier" in roles:
+            from telex.notifier.service import notifier_topics
+
             specs += notifier_topics(config)
         await ensure_topics(clients, specs)
         await clients.probe_time_index(config.topics.wire)
@@ -119,6 +120,9 @@ async def started(
         allow_origins: tuple[str, ...] = ()
 
         if replay and config.replay.enabled and "poller" in roles:
+            from telex.replay.server import PAGE_PATH
+            from telex.replay.server import create_app as create_replay_app
+
             replay_app = create_replay_app(config.replay.interval)
             base = await stack.enter_async_context(
                 serve_http(replay_app, config.replay.host, config.replay.port)
@@ -133,20 +137,30 @@ async def started(
         admin_routers: list[APIRouter] = []
         gateway: Gateway | None = None
         if "processor" in roles:
+            from telex.processor.service import Processor
+
             processor = Processor(config, clients)
             await _lifecycle(stack, processor.start, processor.stop)
             running.components["processor"] = processor
         if "poller" in roles:
+            from telex.poller.api import create_router as sources_router
+            from telex.poller.service import Poller
+
             poller = Poller(config, clients, sources, allow_origins)
             await _lifecycle(stack, poller.start, poller.stop)
             running.components["poller"] = poller
             admin_routers.append(sources_router(poller.catalog, poller))
         if "gateway" in roles:
+            from telex.gateway.service import Gateway
+
             gateway = Gateway(config, clients)
             await _lifecycle(stack, gateway.start, gateway.stop)
             running.components["gateway"] = gateway
             routers.append(gateway.router)
         if "notifier" in roles:
+            from telex.notifier.api import WebhooksApi
+            from telex.notifier.service import Notifier
+
             notifier = Notifier(config, clients)
             await _lifecycle(stack, notifier.start, notifier.stop)
             running.components["notifier"] = notifier

@@ -256,7 +256,7 @@ def test_group_settings_are_chosen_per_broker_unless_set() -> None:
     session there); Kafka's usual ones, with static membership, elsewhere."""
     kafka = load(None, env(group_instance_id="telex-processor-0")).kafka
     embedded = consumer_kwargs(kafka, BOOT, None, "g", memory_only=True)
-    assert embedded["session_timeout_ms"] == 2000
+    assert embedded["session_timeout_ms"] == 1500
     assert embedded["heartbeat_interval_ms"] == 500
     # The embedded broker takes the name but then stalls a restarted member longer.
     assert embedded["group_instance_id"] is None

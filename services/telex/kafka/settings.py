@@ -94,10 +94,12 @@ def reader_fetch_max_wait_ms(kafka: KafkaConfig, memory_only: bool) -> int:
 
 
 # Per broker, unless set. The embedded broker has no working static membership: a member
-# killed and restarted stalls its partitions for about a session, so the session is short
-# there (and its joins, which it holds for half a session, are short too). Kafka refuses
-# sessions under 6 s by default and recognises a restarted static member at once.
-EMBEDDED_SESSION_TIMEOUT_MS, EMBEDDED_HEARTBEAT_MS = 2_000, 500
+# killed and restarted stalls its partitions for one to two sessions, so the session is short
+# there (and its joins, which it holds for half a session, are short too): 1.5 s gave a
+# median hand-over of 3.1 s against 4.4 s with 2 s (bench/restart_stall.py). Three heartbeats
+# per session: a loop stalled over a second costs a rebalance. Kafka refuses sessions under
+# 6 s by default and recognises a restarted static member at once.
+EMBEDDED_SESSION_TIMEOUT_MS, EMBEDDED_HEARTBEAT_MS = 1_500, 500
 KAFKA_SESSION_TIMEOUT_MS, KAFKA_HEARTBEAT_MS = 10_000, 3_000
 
 

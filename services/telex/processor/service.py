@@ -80,7 +80,10 @@ class Processor:
     def __init__(self, config: Config, clients: Clients, stage: Stage | None = None) -> None:
         self.config = config
         self.clients = clients
-        self.stage = stage if stage is not None else Stage(config)
+        # Built in start(), while the group join goes on: loading the enrichers' models is the
+        # longest part of a start-up after the imports.
+        self._stage = stage
+        self._prepared = asyncio.Event()
         self._group: GroupConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._tailer: AIOKafkaConsumer | None = None
@@ -107,6 +110,13 @@ class Processor:
         clients.reset.on_reset(self._start_over)
 
     @property
+    def stage(self) -> Stage:
+        """The processor's logic (enrichers loaded): from :meth:`start` on."""
+        if self._stage is None:
+            raise RuntimeError("the processor's stage is loaded by start()")
+        return self._stage
+
+    @property
     def ready(self) -> bool:
         """Partitions assigned and restored, and the consume loop went round recently.
 
@@ -122,13 +132,18 @@ class Processor:
         return self.sends.reason
 
     async def start(self) -> None:
-        """Connect and start processing; joining the group continues in the background."""
+        """Join the group, and meanwhile load the enrichers and connect the clients; the join
+        and the processing go on in the background.
+
+        A restarted member that the group recognises (static membership) is given its
+        partitions within a fraction of a second, and on the embedded broker the join waits for
+        the dead member's session to end: either way the join overlaps the rest of the
+        start-up instead of following it. Partitions assigned before the rest is done wait for
+        it in :meth:`_assigned_partitions`; nothing is fetched before.
+        """
         self._producer = self.clients.producer_for("processor")
-        await self._producer.start()
         self._restorer = self.clients.reader()
-        await self._restorer.start()
         self._tailer = self.clients.consumer(group_id=None)
-        await self._tailer.start()
         self._group = GroupConsumer(
             self.clients,
             [self.config.topics.raw],
@@ -149,8 +164,15 @@ class Processor:
             self._committed.update,
         )
         self._committer.start()
+        await self._group.start(after=self._prepared)
+        if self._stage is None:
+            # In a thread: the loop keeps the join's requests and heartbeats going meanwhile.
+            self._stage = await asyncio.to_thread(Stage, self.config)
+        await self._producer.start()
+        await self._restorer.start()
+        await self._tailer.start()
         self._tail_task = asyncio.create_task(self._tail(), name="processor-tail")
-        await self._group.start()
+        self._prepared.set()
         log.info("processor.started", group=self.config.processor.group_id)
 
     async def stop(self) -> None:
@@ -212,6 +234,9 @@ class Processor:
         """Restore the state of newly assigned partitions before any of their records run."""
         loop = asyncio.get_running_loop()
         async with self._lock:
+            entered = loop.time()
+            # Assigned while the start-up was still loading the enrichers or connecting.
+            await self._prepared.wait()
             started = loop.time()
             partitions = sorted(tp.partition for tp in assigned if tp.partition not in self._states)
             self._states.update(await self._restore(partitions))
@@ -226,6 +251,7 @@ class Processor:
                 partitions=",".join(str(tp.partition) for tp in assigned),
                 restored=",".join(map(str, partitions)),
                 seconds=round(loop.time() - started, 3),
+                waited_for_start_s=round(started - entered, 3),
             )
 
     # The wire tail (story index of every partition) ---------------------------------------
@@ -328,7 +354,9 @@ class Processor:
 
     def _gauge_state(self) -> None:
         metrics.STATE_ENTRIES.labels("dedup").set(sum(len(s) for s in self._states.values()))
-        metrics.STATE_ENTRIES.labels("stories").set(len(self.stage.stories))
+        # The group's first join calls the revoke hook (with nothing) while the stage loads.
+        if self._stage is not None:
+            metrics.STATE_ENTRIES.labels("stories").set(len(self._stage.stories))
 
     async def _restore(self, partitions: list[int]) -> dict[int, PartitionState]:
         """Dedup states of ``partitions`` rebuilt from the wire, their events in the index."""
