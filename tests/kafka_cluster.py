@@ -4,8 +4,11 @@ run from the jars that ``scripts/kafka-provision.sh`` fetched, for the tests and
 Each node listens on four ports of 127.0.0.1: PLAINTEXT (clients and replication), CONTROLLER
 (the KRaft quorum), SASL_PLAINTEXT with SCRAM-SHA-256/512 (users written at format time) and
 SSL with PEM certificates from a test CA (:mod:`tests.tls`). Topics default to replication
-factor 3 and ``min.insync.replicas=2``; the log cleaner runs every half second on segments
-that roll every two seconds, so compaction can be watched within a test.
+factor 3 and ``min.insync.replicas=2``. The ``test`` profile (the default) starts fast (the
+JVM's C1 compiler only) and runs the log cleaner every half second on segments that roll every
+two seconds, so compaction can be watched within a test; the ``bench`` profile runs the JVM's
+full compiler and Kafka's own segment and cleaner timings, as a production broker does, for
+benchmarks (the test profile's brokers spend about twice the CPU per request).
 
 Nodes can be stopped (SIGTERM, controlled shutdown), killed (SIGKILL) and started again on
 the same ports and data. Every JVM is started in its own process group with a parent-death
@@ -14,6 +17,7 @@ signal, and killed at interpreter exit: no broker outlives the test session.
 Run one for ``telex run --bootstrap``::
 
     .venv/bin/python -m tests.kafka_cluster        # or scripts/kafka-cluster.sh
+    .venv/bin/python -m tests.kafka_cluster --profile bench
 """
 
 from __future__ import annotations
