@@ -358,12 +358,7 @@ async def stage_run(args: argparse.Namespace, static: bool) -> dict[str, Any]:
     finally:
         await producer.stop()
         await wire.stop()
-        for proc in procs:
-            if proc.proc.returncode is None:
-                proc.proc.send_signal(signal.SIGKILL)
-                await proc.proc.wait()
-            if proc.reader is not None:
-                await cancel_reader(proc.reader)
+        await kill_all(procs)
 
 
 def stage_env(args: argparse.Namespace, p: str) -> dict[str, str]:
@@ -421,12 +416,17 @@ async def startup_run(args: argparse.Namespace, static: bool) -> dict[str, Any]:
         row["load"] = round(os.getloadavg()[0], 1)
         return row
     finally:
-        for proc in procs:
-            if proc.proc.returncode is None:
-                proc.proc.send_signal(signal.SIGKILL)
-                await proc.proc.wait()
-            if proc.reader is not None:
-                await cancel_reader(proc.reader)
+        await kill_all(procs)
+
+
+async def kill_all(procs: list[StageProcess]) -> None:
+    """SIGKILL every stage process of a run still alive, and stop reading their logs."""
+    for proc in procs:
+        if proc.proc.returncode is None:
+            proc.proc.send_signal(signal.SIGKILL)
+            await proc.proc.wait()
+        if proc.reader is not None:
+            await cancel_reader(proc.reader)
 
 
 async def cancel_reader(task: asyncio.Task[None]) -> None:
