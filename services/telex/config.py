@@ -168,14 +168,16 @@ class KafkaConfig(_Section):
         le=600_000,
         description="Kafka request timeout (kept above half the session timeout).",
     )
-    commit_interval_ms: int = Field(
-        1000,
+    commit_interval_ms: int | None = Field(
+        None,
         ge=0,
         le=60_000,
         description="How often a consumer group member (processor, notifier) commits the "
         "offsets whose outputs are acknowledged; a hand-over commits at once. Each commit is "
         "a replicated write on the broker. Longer: fewer of them; after a crash, up to this "
-        "much more is read again (and dropped as already done). 0: after every batch.",
+        "much more is read again (and dropped as already done). 0: after every batch. Unset: "
+        "1000 on Kafka; 0 on the embedded broker, which can lose its data (a commit made "
+        "from memory after that would carry the old topics' offsets).",
     )
     send_blocked_after_s: float = Field(
         5.0,

@@ -23,6 +23,7 @@ from telex.kafka.reset import ResetSignal
 from telex.kafka.sends import Producer, SendWatch
 from telex.kafka.settings import (
     admin_kwargs,
+    commit_interval_ms,
     consumer_kwargs,
     producer_kwargs,
     reader_fetch_max_wait_ms,
@@ -127,6 +128,11 @@ class Clients:
         metadata) does not queue behind a fetch the broker holds for a follower's long wait."""
         wait = reader_fetch_max_wait_ms(self.config.kafka, self.capabilities.memory_only)
         return self.consumer(group_id=None, **{"fetch_max_wait_ms": wait, **overrides})
+
+    def commit_interval_s(self) -> float:
+        """How often this cluster's group members commit (``[kafka] commit_interval_ms``, or
+        the broker's default)."""
+        return commit_interval_ms(self.config.kafka, self.capabilities.memory_only) / 1000
 
     def admin(self, request_timeout_ms: int = 10_000) -> AIOKafkaAdminClient:
         """An admin client (topics, cluster description); the caller starts and closes it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
@@ -93,7 +93,7 @@ class AckTracker:
 
 class Committer:
     """Commits a group member's finished offsets in the background: every ``interval_s``, or
-    after each batch when it is 0, and at once on :meth:`flush` (a hand-over, a rewind).
+    after each batch when it is 0, and at once on :meth:`flush` (a hand-over, a stop).
 
     One commit at a time, never on the consume loop: a commit is a round trip to the group
     coordinator and a replicated write there, which the next fetch need not wait for.
@@ -129,6 +129,13 @@ class Committer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_LAST_COMMIT_S):
                 await self.flush()
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """No commit runs inside (one in flight is waited for): for the owner to forget its
+        offsets (the broker lost its data) without a late commit bringing old ones back."""
+        async with self._lock:
+            yield
 
     def batch_done(self) -> None:
         """A batch's outputs are acknowledged (with no interval, this commits them)."""

@@ -93,6 +93,20 @@ def reader_fetch_max_wait_ms(kafka: KafkaConfig, memory_only: bool) -> int:
     return min(fetch_max_wait_ms(kafka, memory_only), READER_FETCH_MAX_WAIT_MS)
 
 
+# Per broker, unless set. Kafka: commit at most every second (each commit is a replicated
+# write; committing after every small batch cost the brokers more CPU than the records). The
+# embedded broker can restart empty: a commit from memory after that would write the old
+# topics' offsets to the new ones, so it commits as each batch is acknowledged.
+EMBEDDED_COMMIT_INTERVAL_MS, KAFKA_COMMIT_INTERVAL_MS = 0, 1000
+
+
+def commit_interval_ms(kafka: KafkaConfig, memory_only: bool) -> int:
+    """How often group members commit: as configured, else per broker."""
+    if kafka.commit_interval_ms is not None:
+        return kafka.commit_interval_ms
+    return EMBEDDED_COMMIT_INTERVAL_MS if memory_only else KAFKA_COMMIT_INTERVAL_MS
+
+
 # Per broker, unless set. The embedded broker has no working static membership: a member
 # killed and restarted stalls its partitions for one to two sessions, so the session is short
 # there (and its joins, which it holds for half a session, are short too): 1.5 s gave a

@@ -72,7 +72,7 @@ class Intake:
         )
         self.committer = Committer(
             self.group,
-            self.config.kafka.commit_interval_ms / 1000,
+            self.clients.commit_interval_s(),
             self.tracker.commits,
             self.tracker.committed,
         )
@@ -91,7 +91,10 @@ class Intake:
     async def start_over(self) -> None:
         """The broker lost its data: read the new wire and retry topic from their start."""
         if self.group is not None:
-            self.tracker.restart(self.group.assignment())
+            assert self.committer is not None  # made with the group
+            # Forgotten with no commit in flight, which would bring the old offsets back.
+            async with self.committer.held():
+                self.tracker.restart(self.group.assignment())
             await self.group.start_over()
 
     # Assignment --------------------------------------------------------------------------

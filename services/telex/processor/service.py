@@ -159,7 +159,7 @@ class Processor:
         )
         self._committer = Committer(
             self._group,
-            self.config.kafka.commit_interval_ms / 1000,
+            self.clients.commit_interval_s(),
             self._uncommitted,
             self._committed.update,
         )
@@ -199,9 +199,12 @@ class Processor:
         if self._group is not None:
             async with self._lock:
                 await self._settle_all()
-                # The finished offsets are of the lost topics.
-                self._finished.clear()
-                self._committed.clear()
+                # The finished offsets are of the lost topics: forgotten with no commit in
+                # flight, which would bring them back.
+                assert self._committer is not None
+                async with self._committer.held():
+                    self._finished.clear()
+                    self._committed.clear()
                 self._states = await self._restore(
                     [tp.partition for tp in self._group.assignment()]
                 )
@@ -387,7 +390,6 @@ class Processor:
         assert self._group is not None
         async with self._lock:
             await self._settle_all()
-            await self._commit_now()  # what did finish is not redone
             self._states = await self._restore([tp.partition for tp in self._group.assignment()])
             await self._group.seek_to_committed()
 
