@@ -224,6 +224,18 @@ def test_fetch_wait_is_chosen_per_broker_unless_set() -> None:
         assert settings["fetch_max_wait_ms"] == 75
 
 
+def test_commit_interval_is_chosen_per_broker_unless_set() -> None:
+    """Kafka: every second (each commit is a replicated write); the embedded broker, which can
+    restart empty: after every batch. A set value wins, on both."""
+    for memory_only, interval in ((True, 0.0), (False, 1.0)):
+        clients = Clients(Config(), BOOT, Capabilities(memory_only=memory_only))
+        assert clients.commit_interval_s() == interval
+    config = load(None, env(commit_interval_ms="250"))
+    for memory_only in (True, False):
+        clients = Clients(config, BOOT, Capabilities(memory_only=memory_only))
+        assert clients.commit_interval_s() == 0.25
+
+
 async def test_clients_pass_the_broker_kind_to_their_consumers() -> None:
     for memory_only, wait in ((True, 20), (False, 500)):
         clients = Clients(Config(), BOOT, Capabilities(memory_only=memory_only))
