@@ -50,8 +50,9 @@ _TAIL_QUEUE_BATCHES = 16
 # The consume loop goes round at least every 0.5 s plus one batch; this long without a round
 # means it is stuck.
 _STALLED_AFTER_S = 60.0
-# Batches whose outputs may still await their acknowledgement (and commit) while the next
-# batch is enriched and produced.
+# Batches whose outputs may still await their acknowledgement while the next batch is enriched
+# and produced (a batch is finished, for the committer, once its outputs and the batch before
+# it are).
 _SETTLING_BATCHES = 4
 
 
