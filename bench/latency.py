@@ -540,12 +540,11 @@ async def orchestrate(args: argparse.Namespace) -> int:
 async def measure(args: argparse.Namespace) -> int:
     raise_fd_limit(2 * args.subscribers + 2000)
     runs = []
-    for number in range(1 - args.warmup_runs, args.runs + 1):
-        if number < 1:
-            # A broker's JIT compiles for its first minute under load: not what is measured.
-            print("latency: warm-up run (not counted)", flush=True)
-            await one_run(args, number)
-            continue
+    for _ in range(args.warmup_runs):
+        # A broker's JIT compiles for its first minute under load: not what is measured.
+        print("latency: warm-up run (not counted)", flush=True)
+        await one_run(args, 0)
+    for number in range(1, args.runs + 1):
         print(f"latency: run {number} of {args.runs}", flush=True)
         runs.append(await one_run(args, number))
         r = runs[-1]

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -26,6 +26,7 @@ from telex.kafka.scan import partitions_of
 from telex.processor.stage import Stage
 from tests.conftest import Broker, make_config
 from tests.fuzz.live import Live
+from tests.integration.test_pipeline import produce_in_order
 
 # The services running beside the tests (and the websockets client, for frame masks) use
 # `random` while hypothesis generates examples; hypothesis warns about any such use.
@@ -271,16 +272,6 @@ poison_or_not = st.one_of(
 )
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value, key=b"fuzz")
-    finally:
-        await producer.stop()
-
-
 async def _read(bootstrap: str, topic: str, stop: bytes) -> list[Any]:
     """Records of ``topic`` from the start until one whose value contains ``stop``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -324,7 +315,13 @@ def test_poison_goes_to_the_dead_letters_and_nothing_else_does(
         except PoisonRecord:
             poison.append(value)
     dead_before = processor.call(_read_all(bootstrap, config.topics.dlq))
-    processor.call(_produce(bootstrap, config.topics.raw, [*values, orjson.dumps(sentinel)]))
+    processor.call(
+        produce_in_order(
+            bootstrap,
+            config.topics.raw,
+            [(b"fuzz", v) for v in [*values, orjson.dumps(sentinel)]],
+        )
+    )
     processor.call(_read(bootstrap, config.topics.wire, marker.encode()))
     dead = processor.call(_read_all(bootstrap, config.topics.dlq))[len(dead_before) :]
     reasons = [dict(r.headers)["telex-reason"].decode() for r in dead]

@@ -4,12 +4,12 @@ gateway -> a real WebSocket client."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 import websockets
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from jsonschema import Draft202012Validator
 
 from telex.config import Config
@@ -32,6 +32,20 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)
+
+
+async def produce_in_order(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Produce ``records`` (key, value), each acknowledged before the next: every partition
+    holds its records in this order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:

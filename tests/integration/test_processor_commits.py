@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from telex.config import Config
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.processor.service import Processor
 from tests.conftest import Broker, sample
 
-from .test_pipeline import wait_for
+from .test_pipeline import produce_in_order, wait_for
 from .test_processor_service import raw
 
 
@@ -42,18 +42,12 @@ async def ends(config: Config, bootstrap: str) -> dict[int, int]:
 
 
 async def produce(config: Config, bootstrap: str, first: int, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for n in range(first, first + count):
-            source = f"s{n % 7}"
-            await producer.send_and_wait(
-                config.topics.raw,
-                raw(source, f"e{n}", f"update {n} of the day"),
-                key=source.encode(),
-            )
-    finally:
-        await producer.stop()
+    """Updates ``first`` .. ``first + count - 1`` of seven sources, spread over the partitions."""
+    records = [
+        (f"s{n % 7}".encode(), raw(f"s{n % 7}", f"e{n}", f"update {n} of the day"))
+        for n in range(first, first + count)
+    ]
+    await produce_in_order(bootstrap, config.topics.raw, records)
 
 
 def produced() -> float:

