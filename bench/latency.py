@@ -399,7 +399,22 @@ async def floor_phase(args: argparse.Namespace, run: TelexRun) -> dict[str, Any]
             await proc.ask("close", 10)
     lost = sum(r["lost"] for r in reports)
     block = soak.latency_block([r["latency"]["detected"] for r in reports])
-    for name in ["floor_source", "floor_relay", "floor_gateway", *(p.name for p in subs)]:
+    await stop_floor(run, ["floor_source", "floor_relay", "floor_gateway", *(p.name for p in subs)])
+    if args.bootstrap:
+        await soak.delete_topics(args.bootstrap, prefix)
+    return {
+        "ws": block["all"],
+        "published": published["published"],
+        "deliveries": sum(r["received"] for r in reports),
+        "lost": lost,
+        "duplicates": sum(r["duplicates"] for r in reports),
+    }
+
+
+async def stop_floor(run: TelexRun, names: list[str]) -> None:
+    """Stop the floor's processes: those reading commands end with their stdin, the others on
+    SIGTERM; killed after 20 s."""
+    for name in names:
         p = run.procs.pop(name).proc
         if p.returncode is None:
             if p.stdin is not None and name.startswith(("floor_source", "floor_subscribers")):
@@ -413,13 +428,6 @@ async def floor_phase(args: argparse.Namespace, run: TelexRun) -> dict[str, Any]
             with contextlib.suppress(ProcessLookupError):
                 p.kill()
             await p.wait()
-    return {
-        "ws": block["all"],
-        "published": published["published"],
-        "deliveries": sum(r["received"] for r in reports),
-        "lost": lost,
-        "duplicates": sum(r["duplicates"] for r in reports),
-    }
 
 
 async def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 
 from telex.config import Config, SourceConfig
+from telex.heap import settle
 from telex.http import Component, create_app, server, warn_if_open
 from telex.kafka import Clients, ensure_topics, required_topics
 from telex.kafka.embedded import EmbeddedBroker
@@ -194,6 +195,7 @@ async def started(
             # Runs before the HTTP server stops: clients are told to reconnect in paced batches
             # rather than all cut at once.
             stack.push_async_callback(gateway.drain)
+        settle()
         yield running
         log.info("telex.stopping")
 
