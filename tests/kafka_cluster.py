@@ -103,12 +103,20 @@ def kafka_lib() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now, and not handed out before by this process: the
+    kernel can give the same free port twice in a row, and two listeners of a node on one port
+    make the node refuse to start."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _die_with_parent() -> None:
