@@ -103,6 +103,15 @@ def kafka_lib() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def cluster_id() -> str:
+    """A random cluster id as ``kafka-storage random-uuid`` makes them: never one starting with
+    ``-``, which the storage tool would read as an option (one id in 64 did)."""
+    while True:
+        made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not made.startswith("-"):
+            return made
+
+
 _handed_out: set[int] = set()
 
 
@@ -208,7 +217,7 @@ class KafkaCluster:
         self.root = root
         self.profile = profile
         self.lib = kafka_lib()
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = cluster_id()
         self.nodes = [Node(n, root / f"node{n}") for n in range(1, size + 1)]
         self.tls = TestCA(root / "tls")
         self.server_pem = self.tls.issue("broker", ["127.0.0.1", "localhost"])
