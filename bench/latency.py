@@ -526,9 +526,9 @@ async def kafka_cluster(args: argparse.Namespace) -> AsyncIterator[None]:
     from tests.kafka_cluster import KafkaCluster
 
     root = Path(tempfile.mkdtemp(prefix="telex-latency-kafka-"))
-    # The brokers as they run in production (the JVM's full compiler, Kafka's segment
-    # timings), not the test suite's fast-starting ones: those spend twice the CPU per request
-    # on the cores telex is measured on.
+    # The brokers as they run in production (the JVM as Kafka's scripts start it, Kafka's
+    # segment timings), not the test suite's fast-starting ones: those spend twice the CPU per
+    # request on the cores telex is measured on.
     cluster = KafkaCluster(root, profile="bench")
     try:
         await cluster.astart()

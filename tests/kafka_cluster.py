@@ -6,9 +6,10 @@ Each node listens on four ports of 127.0.0.1: PLAINTEXT (clients and replication
 SSL with PEM certificates from a test CA (:mod:`tests.tls`). Topics default to replication
 factor 3 and ``min.insync.replicas=2``. The ``test`` profile (the default) starts fast (the
 JVM's C1 compiler only) and runs the log cleaner every half second on segments that roll every
-two seconds, so compaction can be watched within a test; the ``bench`` profile runs the JVM's
-full compiler and Kafka's own segment and cleaner timings, as a production broker does, for
-benchmarks (the test profile's brokers spend about twice the CPU per request).
+two seconds, so compaction can be watched within a test; the ``bench`` profile runs the JVM
+as Kafka's start scripts do (full compiler, 1 GB heap, G1) and Kafka's own segment and cleaner
+timings, as a production broker does, for benchmarks (the test profile's brokers spend about
+twice the CPU per request).
 
 Nodes can be stopped (SIGTERM, controlled shutdown), killed (SIGKILL) and started again on
 the same ports and data. Every JVM is started in its own process group with a parent-death
