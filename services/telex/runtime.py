@@ -195,7 +195,6 @@ async def started(
             # Runs before the HTTP server stops: clients are told to reconnect in paced batches
             # rather than all cut at once.
             stack.push_async_callback(gateway.drain)
-        settle()
         yield running
         log.info("telex.stopping")
 
@@ -223,6 +222,9 @@ async def serve_until_stopped(config: Config, roles: tuple[str, ...], replay: bo
             lines.append(f"  replaying   {running.replay_url}")
         lines.append("Press Ctrl-C to stop.")
         print("\n".join(lines), file=sys.stdout, flush=True)
+        # Here, not in started(): this process is telex's own. A test or an application that
+        # embeds telex would have everything alive at that moment kept from the collector.
+        settle()
         log.info("telex.started", http=url, roles=",".join(roles))
         await stop.wait()
     log.info("telex.stopped")

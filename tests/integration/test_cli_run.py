@@ -71,4 +71,6 @@ async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path
     assert code == 0, log
     assert "Traceback" not in log, log
     assert "telex.started" in log and "telex.stopped" in log
+    # The start-up heap is frozen out of the collector's full collections once serving.
+    assert "heap.settled" in log
     assert proc.starts == 1
