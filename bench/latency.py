@@ -40,7 +40,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -399,7 +398,11 @@ async def floor_phase(args: argparse.Namespace, run: TelexRun) -> dict[str, Any]
             await proc.ask("close", 10)
     lost = sum(r["lost"] for r in reports)
     block = soak.latency_block([r["latency"]["detected"] for r in reports])
-    await stop_floor(run, ["floor_source", "floor_relay", "floor_gateway", *(p.name for p in subs)])
+    for name in ["floor_source", "floor_relay", "floor_gateway", *(p.name for p in subs)]:
+        # The source and the subscribers end with their commands; the others on SIGTERM.
+        await soak.end_child(
+            run.procs.pop(name).proc, not name.startswith(("floor_source", "floor_subscribers"))
+        )
     if args.bootstrap:
         await soak.delete_topics(args.bootstrap, prefix)
     return {
@@ -409,25 +412,6 @@ async def floor_phase(args: argparse.Namespace, run: TelexRun) -> dict[str, Any]
         "lost": lost,
         "duplicates": sum(r["duplicates"] for r in reports),
     }
-
-
-async def stop_floor(run: TelexRun, names: list[str]) -> None:
-    """Stop the floor's processes: those reading commands end with their stdin, the others on
-    SIGTERM; killed after 20 s."""
-    for name in names:
-        p = run.procs.pop(name).proc
-        if p.returncode is None:
-            if p.stdin is not None and name.startswith(("floor_source", "floor_subscribers")):
-                p.stdin.close()
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(p.wait(), 20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                p.kill()
-            await p.wait()
 
 
 async def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:

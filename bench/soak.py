@@ -1045,23 +1045,29 @@ class Run:
         for name in order:
             if name not in self.procs:
                 continue
-            p = self.procs[name].proc
-            if p.returncode is None:
-                if name in self.ports or name == "broker":
-                    with contextlib.suppress(ProcessLookupError):
-                        p.send_signal(signal.SIGTERM)
-                elif p.stdin is not None:
-                    p.stdin.close()  # end of commands: the child exits by itself
-            try:
-                await asyncio.wait_for(p.wait(), 20)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                await p.wait()
-            codes[name] = p.returncode
+            terminate = name in self.ports or name == "broker"
+            codes[name] = await end_child(self.procs[name].proc, terminate)
         if self.args.bootstrap and self.prefix:
             await delete_topics(self.args.bootstrap, self.prefix)
         return codes
+
+
+async def end_child(p: asyncio.subprocess.Process, terminate: bool) -> int | None:
+    """End a child: SIGTERM when ``terminate``, else the end of its commands on stdin (it then
+    exits by itself); killed after 20 s. Returns its exit code."""
+    if p.returncode is None:
+        if terminate:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        elif p.stdin is not None:
+            p.stdin.close()
+    try:
+        await asyncio.wait_for(p.wait(), 20)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        await p.wait()
+    return p.returncode
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:

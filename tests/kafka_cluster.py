@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from telex.kafka.embedded import free_port
 from tests.tls import TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,22 +111,6 @@ def cluster_id() -> str:
         made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not made.startswith("-"):
             return made
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, and not handed out before by this process: the
-    kernel can give the same free port twice in a row, and two listeners of a node on one port
-    make the node refuse to start."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def _die_with_parent() -> None:

@@ -13,7 +13,19 @@ from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from tests.kafka_cluster import KafkaCluster
+from tests import kafka_cluster
+from tests.kafka_cluster import KafkaCluster, cluster_id
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The storage tool reads an id starting with "-" as an option: such an id is drawn again.
+    dashed = uuid.UUID(bytes=b"\xfb" + bytes(15))  # base64 "-w..."
+    plain = uuid.UUID(bytes=bytes(16))
+    draws = iter([dashed, dashed, plain])
+    monkeypatch.setattr(kafka_cluster.uuid, "uuid4", lambda: next(draws))
+    made = cluster_id()
+    assert made == "AAAAAAAAAAAAAAAAAAAAAA"
+    assert next(draws, None) is None
 
 
 async def make_topic(cluster: KafkaCluster, partitions: int = 1) -> str:

@@ -20,12 +20,20 @@ log = get_logger(__name__)
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port"]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port that is free on ``host`` right now and was not returned before in this
+    process: the kernel can give the same free port twice in a row, and two listeners given
+    one port (a broker's, a test's servers) would collide."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class EmbeddedBroker:
