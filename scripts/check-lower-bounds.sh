@@ -28,5 +28,5 @@ echo "lowest direct versions tested:"
 for name in $direct; do
     grep -i "^${name}==" "$work/lowest.txt" | sed 's/^/  /' || true
 done
-# The unit tests, and the HTTP client against real local servers (httpx, httpcore, lxml, feeds).
+# The unit tests, and the HTTP client against real local servers (aiohttp, lxml, feeds).
 "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit tests/integration/test_poller_http.py

@@ -117,7 +117,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     # Per-request and per-connection chatter: telex logs and counts what matters itself.
     # websockets logs every handshake line at debug, credentials included (`telex tail`'s
     # ?token= or X-API-Key): never below warning.
-    for name in ("uvicorn", "uvicorn.error", "httpx", "httpcore", "websockets"):
+    for name in ("uvicorn", "uvicorn.error", "aiohttp", "httpx", "httpcore", "websockets"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -7,29 +7,30 @@ runs twice on one resolution (one DNS cache for both clients):
 
 * before each request and each redirect hop (:meth:`AddressPolicy.check_url`), for a clear
   error early;
-* at connect time, inside the HTTP client's connection pool (:class:`GuardedTransport`, whose
-  network backend connects to the very address it checked), so that a name answering
-  differently the second time (DNS rebinding) cannot steer a connection elsewhere. TLS still
-  verifies the certificate against, and sends as SNI, the host name of the URL.
+* at connect time, inside the HTTP client's connector (:func:`guarded_session`: its resolver,
+  :class:`GuardedResolver`, hands the connector only checked addresses, and it connects to
+  those), so that a name answering differently the second time (DNS rebinding) cannot steer a
+  connection elsewhere. TLS still verifies the certificate against, and sends as SNI, the host
+  name of the URL. A URL whose host is an address never reaches a resolver: a client
+  middleware checks it.
 
-Both layers use only public httpx and httpcore interfaces: an ``httpx.AsyncBaseTransport``
-over an ``httpcore.AsyncConnectionPool`` with a custom ``network_backend``.
+Both layers use only public aiohttp interfaces: ``aiohttp.abc.AbstractResolver`` and a client
+middleware.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -194,14 +195,14 @@ class AddressPolicy:
     async def addresses(self, host: str, port: int) -> list[str]:
         """The checked addresses to connect to for ``host``, in order of preference."""
         host = host.strip("[]")
-        if f"{host}:{port}" in self.origins or f"[{host}]:{port}" in self.origins:
-            return [host]
+        origin = f"{host}:{port}" in self.origins or f"[{host}]:{port}" in self.origins
         try:
             resolved = [ipaddress.ip_address(host)]
         except ValueError:
             resolved = await self.resolver.resolve(host, port)
-        for address in resolved:
-            self.check_address(address)
+        if not origin:
+            for address in resolved:
+                self.check_address(address)
         return [str(address) for address in resolved]
 
     async def check_url(self, url: str) -> list[str]:
@@ -211,133 +212,86 @@ class AddressPolicy:
         return await self.addresses(host, port)
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses the policy allows, resolved and checked right here; the next
-    address is tried only when connecting to one fails."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver for one client: a name resolves only to the addresses the policy
+    allows, and the connection goes to those very addresses."""
 
     def __init__(self, policy: AddressPolicy) -> None:
         self.policy = policy
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        """A connection to the first reachable checked address of ``host``."""
-        addresses = await self.policy.addresses(host, port)
-        options = list(socket_options) if socket_options is not None else None
-        for address in addresses[:-1]:
-            with contextlib.suppress(httpcore.ConnectError):
-                return await self._inner.connect_tcp(address, port, timeout, local_address, options)
-        return await self._inner.connect_tcp(addresses[-1], port, timeout, local_address, options)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Every address of ``host`` checked (:class:`TargetRefused` if one is refused)."""
+        addresses = await self.policy.addresses(host.rstrip("."), port)
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        """Never: outbound HTTP goes to network addresses only."""
-        raise BadUrl("unix sockets are never called")
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep as the wrapped backend does."""
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        """Nothing to release: the policy's resolver is shared by the process."""
 
 
-# httpcore's errors as httpx's, most specific first (httpx's own transport maps them alike).
-_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
+def _literal_guard(policy: AddressPolicy) -> ClientMiddlewareType:
+    """A client middleware checking a URL whose host is an address: aiohttp connects to those
+    without asking the resolver."""
+
+    async def guard(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        host = (request.url.host or "").strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return await handler(request)  # a name: checked by the GuardedResolver
+        await policy.addresses(host, request.url.port or 0)
+        return await handler(request)
+
+    return guard
 
 
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        for source, target in _ERRORS:
-            if isinstance(exc, source):
-                raise target(str(exc)) from exc
-        raise
+def guarded_session(
+    policy: AddressPolicy,
+    ssl_context: ssl.SSLContext,
+    *,
+    limit: int,
+    keepalive_s: float,
+    timeout: aiohttp.ClientTimeout,
+    headers: dict[str, str] | None = None,
+    cookies: bool = True,
+    decompress: bool = True,
+) -> aiohttp.ClientSession:
+    """An aiohttp client whose connections go only where ``policy`` allows.
 
-
-class _Body(httpx.AsyncByteStream):
-    """A response body from httpcore, its errors raised as httpx's."""
-
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        close = getattr(self._stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport whose connections go only where ``policy`` allows.
-
-    No proxy (a proxy would connect on our behalf, unchecked), HTTP/1.1, the given TLS context.
+    No proxy (a proxy would connect on our behalf, unchecked; the environment is not read),
+    HTTP/1.1, the given TLS context, at most ``limit`` connections, idle ones kept
+    ``keepalive_s``. Redirects are the caller's to follow (and to check, hop by hop). Header
+    lines up to 64 KiB: publishers send long policies and cookies.
     """
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy),
+        use_dns_cache=False,  # the policy's resolver caches, checked
+        ssl=ssl_context,
+        limit=limit,
+        keepalive_timeout=keepalive_s,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers=headers,
+        cookie_jar=None if cookies else aiohttp.DummyCookieJar(),
+        auto_decompress=decompress,
+        trust_env=False,
+        max_line_size=_MAX_HEADER_LINE,
+        max_field_size=_MAX_HEADER_LINE,
+        middlewares=(_literal_guard(policy),),
+    )
 
-    def __init__(
-        self, policy: AddressPolicy, ssl_context: ssl.SSLContext, limits: httpx.Limits
-    ) -> None:
-        self.policy = policy
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy),
-        )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send one request through the guarded pool."""
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        with _httpx_errors():
-            answer = await self._pool.handle_async_request(core)
-        assert isinstance(answer.stream, AsyncIterable)
-        return httpx.Response(
-            status_code=answer.status,
-            headers=answer.headers,
-            stream=_Body(answer.stream),
-            extensions=answer.extensions,
-        )
-
-    async def aclose(self) -> None:
-        """Close every pooled connection."""
-        await self._pool.aclose()
+_MAX_HEADER_LINE = 64 * 1024

@@ -40,7 +40,8 @@ def service_logs() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     names = (
-        "aiokafka", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "websockets"
+        "aiokafka", "uvicorn", "uvicorn.error", "uvicorn.access", "aiohttp", "httpx", "httpcore",
+        "websockets",
     )  # fmt: skip
     levels = {n: (logging.getLogger(n).level, logging.getLogger(n).disabled) for n in names}
     telex_log.configure("debug", "json")

@@ -7,11 +7,13 @@ The outcome says what the scheduler needs: success, whether to retry (and the re
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from telex.notifier.signing import sign
 from telex.outbound import retry_after_seconds, tls_failure
@@ -57,7 +59,7 @@ def headers_for(
 
 
 async def attempt(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     body: bytes,
     headers: dict[str, str],
@@ -66,31 +68,31 @@ async def attempt(
     max_redirects: int,
 ) -> Result:
     """POST ``body`` to ``url``; every hop's address is checked before it is called, and
-    again at connect time by the client's transport (a :class:`telex.ssrf.GuardedTransport`)."""
+    again at connect time by the client (a :func:`telex.ssrf.guarded_session`)."""
     started = time.perf_counter()
     target = url
     try:
         for _ in range(max_redirects + 1):
             await policy.check_url(target)
-            response, answer = await _post(client, target, body, headers)
-            location = response.headers.get("location")
-            if response.status_code in _REDIRECTS and location:
+            status, response_headers, answer = await _post(client, target, body, headers)
+            location = response_headers.get("location")
+            if status in _REDIRECTS and location:
                 # A webhook is a POST whatever the code: re-send the same signed body.
                 target = urljoin(target, location)
                 continue
-            return _classify(response, answer, time.perf_counter() - started)
+            return _classify(status, response_headers, answer, time.perf_counter() - started)
         return Result(
             "http_error",
-            response.status_code,
+            status,
             time.perf_counter() - started,
             f"more than {max_redirects} redirects",
         )
     except TargetRefused as exc:
         where = "redirect target" if target != url else "target"
         return Result("refused", None, time.perf_counter() - started, f"{where} {exc}")
-    except httpx.TimeoutException as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         return Result("timeout", None, time.perf_counter() - started, _short(exc, "timed out"))
-    except (httpx.HTTPError, OSError) as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         refused = tls_failure(exc, urlsplit(target).hostname or "")
         if refused is not None:
             return Result("tls_error", None, time.perf_counter() - started, refused)
@@ -98,33 +100,27 @@ async def attempt(
 
 
 async def _post(
-    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
-) -> tuple[httpx.Response, bytes]:
-    """POST, and read at most ``MAX_BODY_READ`` bytes of the answer."""
-    request = client.build_request("POST", url, content=body, headers=headers)
-    response = await client.send(request, stream=True)
-    try:
-        return response, await _read_capped(response)
-    finally:
-        await response.aclose()
+    client: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, Mapping[str, str], bytes]:
+    """POST; the status, the headers and at most ``MAX_BODY_READ`` bytes of the answer.
 
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    """Up to ``MAX_BODY_READ`` bytes of the answer.
-
-    Reading a short answer to its end lets the connection go back to the pool (an unread one
-    is closed); a receiver that streams megabytes is cut off instead of read.
+    Reading a short answer to its end lets the connection go back to the pool; a receiver
+    that streams megabytes is cut off instead of read.
     """
-    data = b""
-    async for chunk in response.aiter_raw():
-        data += chunk
-        if len(data) > MAX_BODY_READ:
-            break
-    return data
+    async with client.post(
+        URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
+    ) as response:
+        answer = b""
+        while len(answer) <= MAX_BODY_READ:
+            chunk = await response.content.read(MAX_BODY_READ + 1 - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+        # Left unread, the rest is never read: aiohttp closes such a connection on release.
+        return response.status, response.headers, answer
 
 
-def _classify(response: httpx.Response, answer: bytes, latency: float) -> Result:
-    status = response.status_code
+def _classify(status: int, headers: Mapping[str, str], answer: bytes, latency: float) -> Result:
     if 200 <= status < 300:
         return Result("success", status, latency)
     text = " ".join(answer[:200].decode("utf-8", "replace").split())
@@ -133,7 +129,7 @@ def _classify(response: httpx.Response, answer: bytes, latency: float) -> Result
         return Result("gone", status, latency, detail)
     retry_after = None
     if status in (429, 503):
-        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(headers.get("retry-after"))
     return Result("http_error", status, latency, detail[:MAX_ERROR_CHARS], retry_after)
 
 

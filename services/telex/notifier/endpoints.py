@@ -2,8 +2,8 @@
 connection pool.
 
 A pool per endpoint rather than one shared pool: a slow receiver cannot take connections from
-the others, and httpx's pool gets slow when one pool holds hundreds of connections to many
-hosts (measured for bench/notifier_deliveries.py). A queue that is full makes a first attempt
+the others, and one pool holding hundreds of connections to many hosts was measured slower
+(bench/notifier_deliveries.py, with httpx's pool). A queue that is full makes a first attempt
 spill to the retry topic; a due retry that finds it full is parked and moves into the queue as
 workers free up.
 """
@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from aiokafka.errors import KafkaError
 
 from telex import metrics
@@ -25,12 +25,14 @@ from telex.log import get_logger
 from telex.notifier.jobs import Job
 from telex.notifier.subscriptions import SubscriptionStore
 from telex.ratelimit import TokenBucket
-from telex.ssrf import AddressPolicy, GuardedTransport
+from telex.ssrf import AddressPolicy, guarded_session
 from telex.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
 _HANDOFF_BACKOFF_MAX = 30.0  # seconds between tries of an unacknowledged hand-off, at most
+# Idle connections to a receiver are kept this long (httpx's default was 5 s; aiohttp's 15 s).
+_KEEPALIVE_S = 15.0
 
 
 class Endpoint:
@@ -41,18 +43,13 @@ class Endpoint:
         sub_id: str,
         settings: NotifierConfig,
         workers: int,
-        transport: GuardedTransport,
+        client: aiohttp.ClientSession,
         run: Callable[[Endpoint, Job], Awaitable[None]],
     ) -> None:
         self.sub_id = sub_id
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.max_queued)
         self.limiter = TokenBucket(rate=1.0)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.timeout),
-            follow_redirects=False,
-            trust_env=False,
-            transport=transport,
-        )
+        self.client = client
         self._run = run
         self._tasks: list[asyncio.Task[None]] = []
         self.busy = 0
@@ -117,7 +114,7 @@ class Endpoint:
     async def stop(self) -> None:
         """Cancel the workers; queued jobs stay uncommitted and are redone by the next owner."""
         await cancel_and_wait(*self._tasks)
-        await self.client.aclose()
+        await self.client.close()
         metrics.WEBHOOK_QUEUED.dec(self.queue.qsize())
 
 
@@ -146,9 +143,16 @@ class Endpoints:
             sub = self.store.get(sub_id)
             workers = (sub.max_in_flight if sub else None) or self.settings.max_in_flight
             assert self.tls is not None
-            limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-            transport = GuardedTransport(self.policy, self.tls, limits)
-            endpoint = Endpoint(sub_id, self.settings, workers, transport, self.run)
+            client = guarded_session(
+                self.policy,
+                self.tls,
+                limit=workers,
+                keepalive_s=_KEEPALIVE_S,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+                cookies=False,  # a receiver's cookies never go back to it
+                decompress=False,  # the answer is only logged, at most 64 KiB of it
+            )
+            endpoint = Endpoint(sub_id, self.settings, workers, client, self.run)
             self._open[sub_id] = endpoint
         return endpoint
 

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 import orjson
 
 from telex import metrics
@@ -89,7 +89,7 @@ class HandOff:
         job.release()
 
     async def _attempt(
-        self, client: httpx.AsyncClient, sub: Subscription, job: Job, at: int
+        self, client: aiohttp.ClientSession, sub: Subscription, job: Job, at: int
     ) -> delivery.Result:
         """POST the job's body, signed with the subscription's live secrets; counted."""
         result = await delivery.attempt(
@@ -189,7 +189,7 @@ class HandOff:
             log.warning("notifier.subscription_disabled", subscription=sub_id, reason=reason)
 
     async def send_test(
-        self, sub: Subscription, client: httpx.AsyncClient
+        self, sub: Subscription, client: aiohttp.ClientSession
     ) -> tuple[str, delivery.Result]:
         """Deliver a test event now, once, without retries; the attempt is logged."""
         at = now_ms()

@@ -17,16 +17,18 @@ import asyncio
 import re
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from telex.config import PollerConfig
 from telex.outbound import retry_after_seconds, tls_context, tls_failure
-from telex.ssrf import AddressPolicy, BadUrl, GuardedTransport, TargetRefused, Unresolvable
+from telex.ssrf import AddressPolicy, BadUrl, TargetRefused, Unresolvable, guarded_session
 
 Reason = Literal[
     "refused_address",
@@ -75,7 +77,7 @@ class Fetched:
         return self.status == 304
 
 
-def freshness_seconds(headers: httpx.Headers, now: float | None = None) -> float | None:
+def freshness_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """How long the response says it stays fresh: ``max-age``, else ``Expires``."""
     cache_control = headers.get("cache-control", "")
     if "no-store" in cache_control.lower() or "no-cache" in cache_control.lower():
@@ -102,26 +104,26 @@ class Fetcher:
     ) -> None:
         self.config = config
         self.policy = policy
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
-            follow_redirects=False,
+        self._client = guarded_session(
+            policy,
+            tls if tls is not None else tls_context(),
+            limit=512,
+            # Longer than the poll interval: a source's next poll reuses its connection.
+            keepalive_s=max(15.0, 2 * config.interval),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=min(config.timeout, 10.0), sock_read=config.timeout
+            ),
             headers={
                 "User-Agent": config.user_agent,
                 "Accept": "text/html,application/xhtml+xml,application/rss+xml,"
                 "application/atom+xml,application/feed+json,application/json;q=0.9,*/*;q=0.8",
             },
-            transport=GuardedTransport(
-                policy,
-                tls if tls is not None else tls_context(),
-                httpx.Limits(max_connections=512, max_keepalive_connections=256),
-            ),
-            trust_env=False,  # no proxy from the environment: the address check must hold
         )
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        await self._client.close()
 
     def _slot(self, url: str) -> asyncio.Semaphore:
         host = urlsplit(url).netloc.lower()
@@ -173,8 +175,11 @@ class Fetcher:
         """One hop: a :class:`Fetched`, or the ``Location`` of a redirect."""
         limit = self.config.max_body_bytes
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
-                status = response.status_code
+            # encoded=True: the URL goes out as the page or the operator wrote it.
+            async with self._client.get(
+                URL(url, encoded=True), headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
                 if status in _REDIRECTS:
                     location: str | None = response.headers.get("location")
                     if not location:
@@ -182,26 +187,28 @@ class Fetcher:
                     return location
                 if status == 304:
                     return self._fetched(response, url, None)
-                _check_status(response)
+                _check_status(status, response.headers)
                 return self._fetched(response, url, await _read_body(response, limit))
         except TargetRefused as exc:  # at connect time: the name now resolves elsewhere
             raise _refused(url, exc) from None
-        except httpx.TimeoutException as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise FetchError("timeout", f"timed out: {type(exc).__name__}") from None
-        except httpx.ConnectError as exc:
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorError) as exc:
             refused = tls_failure(exc, urlsplit(url).hostname or url[:200])
             if refused is not None:
                 raise FetchError("tls", refused) from None
             raise FetchError("connect", f"cannot connect: {exc}") from None
-        except (httpx.DecodingError, httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
+        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
             raise FetchError("protocol", f"bad HTTP response: {exc}") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.InvalidURL as exc:
+            raise FetchError("bad_url", f"{url[:200]} is not a valid URL: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
             raise FetchError("connect", f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    def _fetched(response: httpx.Response, url: str, body: bytes | None) -> Fetched:
+    def _fetched(response: aiohttp.ClientResponse, url: str, body: bytes | None) -> Fetched:
         return Fetched(
-            status=response.status_code,
+            status=response.status,
             url=url,
             body=body,
             content_type=response.headers.get("content-type"),
@@ -211,11 +218,10 @@ class Fetcher:
         )
 
 
-def _check_status(response: httpx.Response) -> None:
+def _check_status(status: int, headers: Mapping[str, str]) -> None:
     """Raise the :class:`FetchError` an answer that is not a 2xx page stands for."""
-    status = response.status_code
     if status in (429, 503):
-        wait = retry_after_seconds(response.headers.get("retry-after"))
+        wait = retry_after_seconds(headers.get("retry-after"))
         reason: Reason = "rate_limited" if status == 429 else "http_5xx"
         raise FetchError(reason, f"HTTP {status}", retry_after=wait)
     if status >= 400:
@@ -225,14 +231,14 @@ def _check_status(response: httpx.Response) -> None:
         raise FetchError("http_other", f"HTTP {status}")
 
 
-async def _read_body(response: httpx.Response, limit: int) -> bytes:
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, refused once it exceeds ``limit`` bytes (declared or streamed)."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise FetchError("too_large", f"body of {declared} bytes exceeds {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         size += len(chunk)
         if size > limit:
             raise FetchError("too_large", f"body larger than {limit} bytes")
