@@ -1,6 +1,7 @@
 """Webhook deliveries per second from one notifier process to 100 local receivers.
 
-Baseline, same run, same receivers: a bare httpx loop posting the same bodies with the same
+Baseline, same run, same receivers: a bare aiohttp loop (the notifier's HTTP client) posting
+the same bodies with the same
 per-endpoint concurrency and no Kafka, signing, filtering or bookkeeping: what the HTTP client
 alone can do on this machine. The notifier number is measured from the first event produced to
 the last delivery counted, through the embedded broker: consume, match 100 filters, sign,
@@ -22,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -31,6 +33,7 @@ from telex.events import cloudevent, content_hash, update_id
 from telex.kafka.embedded import EmbeddedBroker
 from telex.log import configure
 from telex.notifier.signing import new_secret
+from telex.outbound import tls_context
 from telex.runtime import started
 
 HERE = Path(__file__).resolve().parent
@@ -73,24 +76,28 @@ async def wait_count(control: str, client: httpx.AsyncClient, target: int, limit
 
 
 async def baseline(urls: list[str], bodies: list[bytes], control: str, per_endpoint: int) -> float:
-    """Deliveries/s of a bare httpx sender: a client per endpoint (as the notifier has), with
+    """Deliveries/s of a bare aiohttp sender: a client per endpoint (as the notifier has), with
     ``per_endpoint`` concurrent requests each."""
-    limits = httpx.Limits(max_connections=per_endpoint, max_keepalive_connections=per_endpoint)
-    tls = httpx.create_ssl_context()  # shared, as in the notifier
+    tls = tls_context()  # shared, as in the notifier
     clients = [
-        httpx.AsyncClient(limits=limits, timeout=30, trust_env=False, verify=tls) for _ in urls
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=per_endpoint, ssl=tls),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        for _ in urls
     ]
     async with httpx.AsyncClient(timeout=10, trust_env=False) as ctl:
         await ctl.get(control + "/reset")
 
-        async def endpoint(client: httpx.AsyncClient, url: str) -> None:
+        async def endpoint(client: aiohttp.ClientSession, url: str) -> None:
             queue = list(bodies)
 
             async def worker() -> None:
                 while queue:
                     body = queue.pop()
-                    r = await client.post(url, content=body, headers=JSON)
-                    assert r.status_code == 200
+                    async with client.post(url, data=body, headers=JSON) as r:
+                        await r.read()
+                        assert r.status == 200
 
             await asyncio.gather(*(worker() for _ in range(per_endpoint)))
 
@@ -100,7 +107,7 @@ async def baseline(urls: list[str], bodies: list[bytes], control: str, per_endpo
             elapsed = time.perf_counter() - start
         finally:
             for client in clients:
-                await client.aclose()
+                await client.close()
         assert await count(control, ctl) == len(urls) * len(bodies)
     return len(urls) * len(bodies) / elapsed
 
@@ -170,7 +177,7 @@ async def run(args: argparse.Namespace) -> None:
                     delivered += total
                     rates.append(total / (end - start))
                     print(
-                        f"run {i + 1}: notifier {rates[-1]:,.0f}/s, httpx baseline "
+                        f"run {i + 1}: notifier {rates[-1]:,.0f}/s, aiohttp baseline "
                         f"{base_rates[-1]:,.0f}/s",
                         flush=True,
                     )
@@ -188,7 +195,7 @@ async def run(args: argparse.Namespace) -> None:
             f"\n{args.receivers} receivers x {args.events} events = {total} deliveries per run, "
             f"{args.runs} runs, in-flight {args.in_flight}/endpoint, {os.cpu_count()} CPUs"
         )
-        print(f"notifier median {med:,.0f} deliveries/s; httpx baseline median {base:,.0f}/s;")
+        print(f"notifier median {med:,.0f} deliveries/s; aiohttp baseline median {base:,.0f}/s;")
         ratios = [r / b for r, b in zip(rates, base_rates, strict=True)]
         print(
             f"ratio of medians {med / base:.2f}; median of per-run ratios "

@@ -3,8 +3,9 @@
 Measures the CPU use of a real ``telex poller`` process (embedded broker, sources declared in
 a TOML file, the full path: schedule, SSRF check, conditional GET, extraction of the pages that
 changed, produce to Kafka, metrics) and the requests per second it makes, against a baseline
-measured in the same run on the same site: a bare asyncio + httpx loop making the same
-conditional GETs at the same rate and doing nothing else (the floor for this HTTP client).
+measured in the same run on the same site: a bare asyncio + aiohttp loop (the poller's HTTP
+client) making the same conditional GETs at the same rate and doing nothing else (the floor for
+this HTTP client).
 The site runs in a third process, so its CPU is not counted.
 
     .venv/bin/python bench/poller_bench.py [--sources 1000] [--interval 10] [--runs 3]
@@ -24,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from telex.config import load
@@ -68,11 +70,11 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 async def baseline_worker(base: str, sources: int, interval: float) -> None:
     """The floor: conditional GETs of every source at ``interval``, nothing else.
 
-    With the poller's default per-host limit (4 in flight): a thousand requests queued in
-    httpx's own pool cost far more CPU than the requests themselves.
+    With the poller's default per-host limit (4 in flight), so that requests do not queue in
+    the client's own pool.
     """
     slot = asyncio.Semaphore(4)
-    async with httpx.AsyncClient(timeout=20) as client:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as client:
 
         async def loop(i: int) -> None:
             etag: str | None = None
@@ -80,10 +82,10 @@ async def baseline_worker(base: str, sources: int, interval: float) -> None:
             while True:
                 headers = {"If-None-Match": etag} if etag else {}
                 try:
-                    async with slot:
-                        response = await client.get(f"{base}/p/{i}", headers=headers)
-                    etag = response.headers.get("etag") or etag
-                except httpx.HTTPError as exc:
+                    async with slot, client.get(f"{base}/p/{i}", headers=headers) as response:
+                        await response.read()
+                        etag = response.headers.get("etag") or etag
+                except aiohttp.ClientError as exc:
                     print(f"baseline: {exc!r}", file=sys.stderr)
                 await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
@@ -189,7 +191,7 @@ async def main() -> None:
     print(
         f"\n{args.sources} sources, {args.interval:g} s interval, {args.runs} runs, "
         f"{args.window:g} s windows (medians)\n"
-        f"  baseline (httpx loop): {base_cpu * 100:5.1f}% of a core, "
+        f"  baseline (aiohttp loop): {base_cpu * 100:5.1f}% of a core, "
         f"{median('baseline', 1):6.1f} req/s\n"
         f"  telex poller:          {poll_cpu * 100:5.1f}% of a core, "
         f"{median('poller', 1):6.1f} req/s\n"

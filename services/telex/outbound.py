@@ -9,6 +9,7 @@ import ssl
 import time
 from email.utils import parsedate_to_datetime
 
+import aiohttp
 import httpx
 
 
@@ -47,6 +48,9 @@ def tls_failure(exc: BaseException, host: str) -> str | None:
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
+        if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+            cause = cause.certificate_error  # the ssl module's own error, with its reason
+            continue
         if isinstance(cause, ssl.SSLCertVerificationError):
             why = cause.verify_message or cause.reason or str(cause)
             return f"TLS certificate of {host} refused: {why}"
