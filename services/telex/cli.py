@@ -228,18 +228,17 @@ async def _tail(url: str, as_json: bool) -> None:
 
 def _run_command(args: argparse.Namespace, config: Config) -> int:
     """Run a command that needs the configuration; its exit status."""
-    import asyncio
-
+    from telex.eventloop import run
     from telex.runtime import ROLES, serve_until_stopped
 
     if args.command == "run":
-        asyncio.run(serve_until_stopped(config, ROLES, replay=not args.no_replay))
+        run(serve_until_stopped(config, ROLES, replay=not args.no_replay))
     elif args.command in ROLES:
-        asyncio.run(serve_until_stopped(config, (args.command,), replay=False))
+        run(serve_until_stopped(config, (args.command,), replay=False))
     elif args.command == "broker":
-        asyncio.run(_broker(config))
+        run(_broker(config))
     elif args.command == "replay":
-        asyncio.run(_replay(config, args.port))
+        run(_replay(config, args.port))
     elif args.command == "sources":
         from telex.poller.cli import sources_command
 
@@ -248,7 +247,7 @@ def _run_command(args: argparse.Namespace, config: Config) -> int:
         return sources_command(args, url, tokens[0] if tokens else None)
     elif args.command == "tail":
         url = args.url or f"http://{config.http.host}:{config.http.port}"
-        asyncio.run(_tail(url, args.json))
+        run(_tail(url, args.json))
     return 0
 
 

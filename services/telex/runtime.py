@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 
 from telex.config import Config, SourceConfig
+from telex.eventloop import loop_name
 from telex.heap import settle
 from telex.http import Component, create_app, server, warn_if_open
 from telex.kafka import Clients, ensure_topics, required_topics
@@ -225,6 +226,6 @@ async def serve_until_stopped(config: Config, roles: tuple[str, ...], replay: bo
         # Here, not in started(): this process is telex's own. A test or an application that
         # embeds telex would have everything alive at that moment kept from the collector.
         settle()
-        log.info("telex.started", http=url, roles=",".join(roles))
+        log.info("telex.started", http=url, roles=",".join(roles), loop=loop_name())
         await stop.wait()
     log.info("telex.stopped")

@@ -73,4 +73,7 @@ async def test_telex_run_serves_dashboard_and_stream_then_stops_cleanly(tmp_path
     assert "telex.started" in log and "telex.stopped" in log
     # The start-up heap is frozen out of the collector's full collections once serving.
     assert "heap.settled" in log
+    # On uvloop where it is installed (it is, on Linux, with uvicorn[standard]).
+    started = next(line for line in log.splitlines() if "telex.started" in line)
+    assert "uvloop" in started, started
     assert proc.starts == 1
