@@ -13,7 +13,6 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from yarl import URL
 
 from telex.notifier.signing import sign
 from telex.outbound import retry_after_seconds, tls_failure
@@ -107,9 +106,7 @@ async def _post(
     Reading a short answer to its end lets the connection go back to the pool; a receiver
     that streams megabytes is cut off instead of read.
     """
-    async with client.post(
-        URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
-    ) as response:
+    async with client.post(url, data=body, headers=headers, allow_redirects=False) as response:
         answer = b""
         while len(answer) <= MAX_BODY_READ:
             chunk = await response.content.read(MAX_BODY_READ + 1 - len(answer))

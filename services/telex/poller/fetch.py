@@ -24,7 +24,6 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from yarl import URL
 
 from telex.config import PollerConfig
 from telex.outbound import retry_after_seconds, tls_context, tls_failure
@@ -175,10 +174,7 @@ class Fetcher:
         """One hop: a :class:`Fetched`, or the ``Location`` of a redirect."""
         limit = self.config.max_body_bytes
         try:
-            # encoded=True: the URL goes out as the page or the operator wrote it.
-            async with self._client.get(
-                URL(url, encoded=True), headers=headers, allow_redirects=False
-            ) as response:
+            async with self._client.get(url, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 if status in _REDIRECTS:
                     location: str | None = response.headers.get("location")
