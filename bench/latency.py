@@ -20,7 +20,9 @@ The ratio telex p99 / floor p99 is the figure that holds on a noisy machine.
 ``--kafka-cluster`` starts a three-node Apache Kafka cluster on loopback for the benchmark
 (``tests/kafka_cluster.py``'s cluster with its ``bench`` profile: every topic on three
 replicas, ``min.insync.replicas=2``, the JVM's full compiler and Kafka's own segment timings)
-and runs every phase against it, after one warm-up run that is not counted. ``--bootstrap``
+and runs every phase against it, after three warm-up runs that are not counted (after one,
+the first counted run's p99 was twice the next ones': a cluster just started is not yet
+steady). ``--bootstrap``
 runs both phases against an external cluster (``--set TELEX_KAFKA_FETCH_MAX_WAIT_MS=500`` and
 the like set telex's settings for that broker; ``--floor-fetch-wait-ms`` the floor's).
 
@@ -593,7 +595,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup-runs",
         type=int,
         default=None,
-        help="runs done first and not counted (default: 1 with --kafka-cluster, else 0)",
+        help="runs done first and not counted (default: 3 with --kafka-cluster, else 0)",
     )
     own.add_argument("--floor-bytes", type=int, default=1500, help="floor record size")
     own.add_argument(
@@ -608,7 +610,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in vars(mine).items():
         setattr(args, key, value)
     if args.warmup_runs is None:
-        args.warmup_runs = 1 if args.kafka_cluster else 0
+        args.warmup_runs = 3 if args.kafka_cluster else 0
     args.role = None
     return args
 

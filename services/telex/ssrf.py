@@ -256,6 +256,11 @@ def _literal_guard(policy: AddressPolicy) -> ClientMiddlewareType:
     return guard
 
 
+# Longest response header line accepted (aiohttp's default is 8 KiB): publishers send long
+# content security policies and cookies.
+_MAX_HEADER_LINE = 64 * 1024
+
+
 def guarded_session(
     policy: AddressPolicy,
     ssl_context: ssl.SSLContext,
@@ -271,8 +276,7 @@ def guarded_session(
 
     No proxy (a proxy would connect on our behalf, unchecked; the environment is not read),
     HTTP/1.1, the given TLS context, at most ``limit`` connections, idle ones kept
-    ``keepalive_s``. Redirects are the caller's to follow (and to check, hop by hop). Header
-    lines up to 64 KiB: publishers send long policies and cookies.
+    ``keepalive_s``. Redirects are the caller's to follow (and to check, hop by hop).
     """
     connector = aiohttp.TCPConnector(
         resolver=GuardedResolver(policy),
@@ -292,6 +296,3 @@ def guarded_session(
         max_field_size=_MAX_HEADER_LINE,
         middlewares=(_literal_guard(policy),),
     )
-
-
-_MAX_HEADER_LINE = 64 * 1024
