@@ -6,7 +6,7 @@ polls and deliveries, WebSocket writes. uvicorn picks it the same way by default
 under the latency benchmark, against asyncio's loop: the poller and the notifier each took 1-2 %
 of a core less, and every process's event loop lag p99 was 1-2 ms lower. Nothing
 in telex depends on which loop runs it: the gateway writes through the transports' public
-methods, and the tests run on asyncio's own loop.
+methods; the tests that start telex processes run them on uvloop, the rest on asyncio's loop.
 """
 
 from __future__ import annotations
