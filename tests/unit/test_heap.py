@@ -27,7 +27,6 @@ def test_settle_freezes_survivors_and_later_cycles_are_still_collected() -> None
         settle()
         assert before() is None, "start-up garbage was frozen instead of collected"
         assert gc.get_freeze_count() > 0
-        assert gc.is_tracked(kept)
         gc.unfreeze()
         frozen = set(map(id, gc.get_objects(generation=2)))
         assert id(kept) in frozen, "a start-up survivor was not frozen"

@@ -89,7 +89,7 @@ async def attempt(
     except TargetRefused as exc:
         where = "redirect target" if target != url else "target"
         return Result("refused", None, time.perf_counter() - started, f"{where} {exc}")
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
         return Result("timeout", None, time.perf_counter() - started, _short(exc, "timed out"))
     except (aiohttp.ClientError, OSError) as exc:
         refused = tls_failure(exc, urlsplit(target).hostname or "")

@@ -187,7 +187,7 @@ class Fetcher:
                 return self._fetched(response, url, await _read_body(response, limit))
         except TargetRefused as exc:  # at connect time: the name now resolves elsewhere
             raise _refused(url, exc) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
             raise FetchError("timeout", f"timed out: {type(exc).__name__}") from None
         except (aiohttp.ClientSSLError, aiohttp.ClientConnectorError) as exc:
             refused = tls_failure(exc, urlsplit(url).hostname or url[:200])
